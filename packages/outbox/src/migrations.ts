@@ -1,0 +1,1 @@
+export { outboxSchema, type SqlMigrationBuilder } from './schema.ts';

@@ -1,0 +1,114 @@
+import { randomUUID } from 'node:crypto';
+import { type CloudEvent, isValidTraceparent } from './cloudevents.ts';
+import { invalidOption, OutboxError } from './errors.ts';
+import { type OutboxOptions, resolveOutboxOptions } from './options.ts';
+import { queryRows, type SqlClient } from './sql/client.ts';
+import { insertEventsQuery } from './sql/insertEvents.ts';
+
+/** An event to record in the caller's transaction. */
+export interface NewEvent {
+  /** CloudEvents `type`, e.g. 'astra.trading.trade_executed.v1'. It also names the default stream. */
+  type: string;
+  /** What kind of thing the event is about, e.g. 'trade'. */
+  aggregateType: string;
+  /**
+   * Which one: the CloudEvents `subject`. Events of one aggregate are published in the order they were
+   * written, so writers must serialise their writes per aggregate (a row lock on it does).
+   */
+  aggregateId: string;
+  /** JSON-serialisable payload. Keep exact decimals as strings. */
+  data: unknown;
+  /** CloudEvents `id`; a random UUID when absent. Consumers dedupe on it. */
+  id?: string;
+  /** W3C trace context of the operation that produced the event. */
+  traceparent?: string;
+  tracestate?: string;
+}
+
+export interface OutboxWriterOptions extends OutboxOptions {
+  /** CloudEvents `source` of every event this writer records, e.g. '/astra/trading-service'. */
+  source: string;
+}
+
+export interface OutboxWriter {
+  /**
+   * Records events in the transaction `db` is in: they exist exactly when that transaction commits.
+   * One round trip whatever the number of events.
+   */
+  write(db: SqlClient, events: readonly NewEvent[]): Promise<CloudEvent[]>;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const EVENT_TYPE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
+const MAX_TEXT = 200;
+
+function invalidEvent(index: number, field: string, message: string): OutboxError {
+  return new OutboxError('OUTBOX_INVALID_EVENT', `events[${index}].${field}: ${message}`, { field });
+}
+
+function nonEmptyText(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= MAX_TEXT;
+}
+
+export function createOutboxWriter(options: OutboxWriterOptions): OutboxWriter {
+  const resolved = resolveOutboxOptions(options);
+  if (!nonEmptyText(options.source)) throw invalidOption('source', `must be 1 to ${MAX_TEXT} characters`);
+  const { source } = options;
+
+  return {
+    async write(db, events) {
+      if (events.length === 0) return [];
+      const ids: string[] = [];
+      const types: string[] = [];
+      const aggregateTypes: string[] = [];
+      const aggregateIds: string[] = [];
+      const payloads: string[] = [];
+      const headers: string[] = [];
+      events.forEach((event, index) => {
+        const id = event.id ?? randomUUID();
+        if (!UUID.test(id)) throw invalidEvent(index, 'id', 'must be a UUID');
+        if (!EVENT_TYPE.test(event.type)) {
+          throw invalidEvent(index, 'type', 'must be 1-200 letters, digits or . _ : - (it names a stream)');
+        }
+        if (!nonEmptyText(event.aggregateType))
+          throw invalidEvent(index, 'aggregateType', 'must be 1-200 characters');
+        if (!nonEmptyText(event.aggregateId))
+          throw invalidEvent(index, 'aggregateId', 'must be 1-200 characters');
+        const payload = JSON.stringify(event.data);
+        if (payload === undefined) throw invalidEvent(index, 'data', 'must be JSON-serialisable');
+        const trace: Record<string, string> = {};
+        if (event.traceparent !== undefined) {
+          if (!isValidTraceparent(event.traceparent))
+            throw invalidEvent(index, 'traceparent', 'is not W3C trace-context');
+          trace.traceparent = event.traceparent;
+          if (event.tracestate !== undefined) trace.tracestate = event.tracestate;
+        }
+        ids.push(id);
+        types.push(event.type);
+        aggregateTypes.push(event.aggregateType);
+        aggregateIds.push(event.aggregateId);
+        payloads.push(payload);
+        headers.push(JSON.stringify(trace));
+      });
+
+      const values = [ids, types, events.map(() => source), aggregateTypes, aggregateIds, payloads, headers];
+      const [row] = await queryRows<{ created_at: Date }>(db, insertEventsQuery(resolved, values));
+      const time = (row?.created_at ?? new Date()).toISOString();
+      return events.map((event, index) => {
+        const envelope: CloudEvent = {
+          specversion: '1.0',
+          id: ids[index] as string,
+          source,
+          type: event.type,
+          subject: event.aggregateId,
+          time,
+          datacontenttype: 'application/json',
+          data: event.data,
+        };
+        if (event.traceparent !== undefined) envelope.traceparent = event.traceparent;
+        if (event.tracestate !== undefined) envelope.tracestate = event.tracestate;
+        return envelope;
+      });
+    },
+  };
+}

@@ -1,0 +1,66 @@
+import { createOutboxWriter } from '@astra/outbox';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type pg from 'pg';
+import { ApiKeyVerifier } from './http/auth.ts';
+import { errorBody, registerErrorHandling } from './http/errors.ts';
+import { tradeRoutes } from './trades/routes.ts';
+import { FIELD_RULES } from './trades/schema.ts';
+import { TradeService } from './trades/service.ts';
+
+export interface AppOptions {
+  pool: pg.Pool;
+  eventSource: string;
+  bodyLimitBytes?: number;
+  /** A pino logger; requests are not logged without one. */
+  logger?: FastifyBaseLogger;
+  /** Called once per executed (not replayed) trade; the metrics adapter counts them. */
+  onTradeExecuted?: (side: 'BUY' | 'SELL') => void;
+}
+
+/** Builds the HTTP application without listening, so tests drive it with `inject()`. */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    bodyLimit: options.bodyLimitBytes ?? 16 * 1024,
+    // One log line per request costs more CPU than the trade itself; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    ajv: {
+      // Reject what does not match instead of repairing it: unknown fields are errors, and a number
+      // is never silently turned into the decimal string a quantity must be.
+      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  registerErrorHandling(app, FIELD_RULES);
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Astra trading service', version: '1.0.0' },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  const { pool } = options;
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
+    try {
+      await pool.query('SELECT 1');
+      return { status: 'ready' };
+    } catch {
+      return reply.status(503).send(errorBody('DATABASE_UNAVAILABLE', 'the database is not reachable'));
+    }
+  });
+
+  const outbox = createOutboxWriter({ source: options.eventSource });
+  await app.register(tradeRoutes, {
+    pool,
+    trades: new TradeService(pool, outbox),
+    keys: new ApiKeyVerifier(pool),
+    ...(options.onTradeExecuted ? { onTradeExecuted: options.onTradeExecuted } : {}),
+  });
+  return app;
+}

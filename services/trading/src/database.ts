@@ -1,0 +1,66 @@
+import { fileURLToPath } from 'node:url';
+import { runner } from 'node-pg-migrate';
+import pg from 'pg';
+
+// numeric stays a string (exact decimals); bigint (int8) columns we read are versions and counts
+// far below 2^53, so they become numbers.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url));
+
+export function createPool(databaseUrl: string, max: number): pg.Pool {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max, application_name: 'astra-trading' });
+  // An idle client that loses its connection (database restart, pg_terminate_backend) emits 'error';
+  // without a listener that would crash the process. The pool drops it and opens a new one.
+  pool.on('error', () => {});
+  return pool;
+}
+
+/** Creates the configured database when it does not exist yet (first start on a fresh server). */
+export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
+  const target = new URL(databaseUrl);
+  const name = decodeURIComponent(target.pathname.slice(1));
+  if (name === '') return false;
+  const admin = new URL(databaseUrl);
+  admin.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (found.rowCount !== 0) return false;
+    try {
+      await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+    } catch (error) {
+      // Two replicas starting together: the other one created it first.
+      if ((error as { code?: string }).code !== '42P04') throw error;
+    }
+    return true;
+  } finally {
+    await client.end();
+  }
+}
+
+export type MigrationDirection = 'up' | 'down';
+
+/**
+ * Applies (or reverts) migrations. node-pg-migrate runs each in its own transaction under an advisory
+ * lock, so replicas starting at once apply each migration exactly once.
+ */
+export async function migrate(
+  databaseUrl: string,
+  direction: MigrationDirection,
+  count?: number,
+  log: (message: string) => void = () => {},
+): Promise<string[]> {
+  const applied = await runner({
+    databaseUrl,
+    dir: MIGRATIONS_DIR,
+    direction,
+    count: count ?? (direction === 'up' ? Number.POSITIVE_INFINITY : 1),
+    migrationsTable: 'pgmigrations',
+    checkOrder: true,
+    log,
+    singleTransaction: false,
+  });
+  return applied.map((migration) => migration.name);
+}

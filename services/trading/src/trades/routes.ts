@@ -1,0 +1,147 @@
+import { isValidTraceparent } from '@astra/outbox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type pg from 'pg';
+import { Type } from 'typebox';
+import { type ApiKeyVerifier, authorize, type Principal } from '../http/auth.ts';
+import { ApiError } from '../http/errors.ts';
+import { ACCOUNT_ID_PATTERN, ErrorResponse, Position, Trade, TradeRequest, TradeResult } from './schema.ts';
+import type { TradeService } from './service.ts';
+import { type PositionRow, positionsQuery, type TradeRow, tradeByIdQuery } from './sql.ts';
+
+export interface TradeRoutesOptions {
+  pool: pg.Pool;
+  trades: TradeService;
+  keys: ApiKeyVerifier;
+  onTradeExecuted?: (side: 'BUY' | 'SELL') => void;
+}
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+const errors = {
+  400: ErrorResponse,
+  401: ErrorResponse,
+  403: ErrorResponse,
+  404: ErrorResponse,
+  422: ErrorResponse,
+};
+const security = [{ bearerAuth: [] }];
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal;
+  }
+}
+
+export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async (
+  app,
+  { pool, trades, keys, onTradeExecuted },
+) => {
+  // Authenticate before the body is even read: an unauthenticated caller learns nothing from validation.
+  app.decorateRequest('principal', null as unknown as Principal);
+  app.addHook('onRequest', async (request) => {
+    request.principal = await keys.authenticate(request);
+  });
+
+  app.post(
+    '/v1/trades',
+    {
+      schema: {
+        summary: 'Execute a trade',
+        description:
+          'Writes the trade, the position change and two outbox events in one transaction. ' +
+          'Send an Idempotency-Key header to make retries safe.',
+        security,
+        body: TradeRequest,
+        response: { 201: TradeResult, 409: ErrorResponse, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const { principal } = request;
+      authorize(principal, request.body.accountId);
+      const idempotencyKey = request.headers['idempotency-key'];
+      if (
+        idempotencyKey !== undefined &&
+        (typeof idempotencyKey !== 'string' || !IDEMPOTENCY_KEY.test(idempotencyKey))
+      ) {
+        throw new ApiError(
+          400,
+          'INVALID_HEADER',
+          'Idempotency-Key must be 1-255 visible ASCII characters',
+          'idempotency-key',
+        );
+      }
+      const traceparent = request.headers.traceparent;
+      const tracestate = request.headers.tracestate;
+      // W3C: an invalid traceparent is ignored, not an error.
+      const traced = typeof traceparent === 'string' && isValidTraceparent(traceparent);
+      const outcome = await trades.execute(request.body, {
+        keyId: principal.keyId,
+        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+        ...(traced ? { traceparent } : {}),
+        ...(traced && typeof tracestate === 'string' ? { tracestate } : {}),
+      });
+      if (outcome.replayed) reply.header('idempotent-replayed', 'true');
+      else onTradeExecuted?.(request.body.side);
+      return reply.status(outcome.statusCode).send(outcome.body as TradeResult);
+    },
+  );
+
+  app.get(
+    '/v1/trades/:id',
+    {
+      schema: {
+        summary: 'Read a trade',
+        security,
+        params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
+        response: { 200: Trade, ...errors },
+      },
+    },
+    async (request) => {
+      const { principal } = request;
+      const result = await pool.query<Omit<TradeRow, 'position_quantity' | 'average_price' | 'updated_at'>>(
+        tradeByIdQuery(request.params.id),
+      );
+      const row = result.rows[0];
+      // A trade of another account is reported as missing, so ids cannot be probed.
+      if (row === undefined || !(principal.isAdmin || principal.accountId === row.account_id)) {
+        throw new ApiError(404, 'TRADE_NOT_FOUND', 'no such trade', 'id');
+      }
+      return {
+        id: row.id,
+        accountId: row.account_id,
+        symbol: row.symbol,
+        side: row.side,
+        quantity: row.quantity,
+        price: row.price,
+        positionVersion: row.position_version,
+        executedAt: row.executed_at.toISOString(),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/accounts/:accountId/positions',
+    {
+      schema: {
+        summary: "List an account's positions",
+        security,
+        params: Type.Object({ accountId: Type.String({ pattern: ACCOUNT_ID_PATTERN }) }),
+        response: { 200: Type.Object({ positions: Type.Array(Position) }), ...errors },
+      },
+    },
+    async (request) => {
+      const { principal } = request;
+      authorize(principal, request.params.accountId);
+      const result = await pool.query<PositionRow>(positionsQuery(request.params.accountId));
+      return {
+        positions: result.rows.map((row) => ({
+          accountId: row.account_id,
+          symbol: row.symbol,
+          quantity: row.quantity,
+          averagePrice: row.average_price,
+          version: row.version,
+          updatedAt: row.updated_at.toISOString(),
+        })),
+      };
+    },
+  );
+};

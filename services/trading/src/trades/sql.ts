@@ -1,0 +1,131 @@
+import type { QueryConfig } from 'pg';
+
+/**
+ * The trade's own writes in one statement: the position change under its row lock (the upsert or
+ * update takes it), then the trade row stamped with the position's new version. Values are exact
+ * `numeric` throughout; the database does all arithmetic.
+ * $1 trade id, $2 account, $3 symbol, $4 quantity, $5 price. Returns no row when a SELL exceeds
+ * the held quantity (or there is no position), which writes nothing.
+ */
+const RESULT = `
+SELECT trade.id, trade.account_id, trade.symbol, trade.side,
+       trim_scale(trade.quantity)::text AS quantity, trim_scale(trade.price)::text AS price,
+       trade.position_version, trade.executed_at,
+       trim_scale(pos.quantity)::text AS position_quantity,
+       trim_scale(pos.average_price)::text AS average_price, pos.updated_at
+FROM pos, trade`;
+
+const TRADE_INSERT = (side: 'BUY' | 'SELL') => `
+trade AS (
+  INSERT INTO trades (id, account_id, symbol, side, quantity, price, position_version)
+  SELECT $1, $2, $3, '${side}', $4, $5, pos.version FROM pos
+  RETURNING *
+)`;
+
+export function buyQuery(values: [string, string, string, string, string]): QueryConfig {
+  return {
+    name: 'trade_buy',
+    text: `
+WITH pos AS (
+  INSERT INTO positions AS p (account_id, symbol, quantity, average_price, version)
+  VALUES ($2, $3, $4::numeric, $5::numeric, 1)
+  ON CONFLICT (account_id, symbol) DO UPDATE SET
+    -- Weighted average of the held lot and the new one, rounded to the column's 8 decimals.
+    average_price = round((p.quantity * p.average_price + EXCLUDED.quantity * EXCLUDED.average_price)
+                          / (p.quantity + EXCLUDED.quantity), 8),
+    quantity = p.quantity + EXCLUDED.quantity,
+    version = p.version + 1,
+    updated_at = now()
+  RETURNING quantity, average_price, version, updated_at
+), ${TRADE_INSERT('BUY')}${RESULT}`,
+    values,
+  };
+}
+
+export function sellQuery(values: [string, string, string, string, string]): QueryConfig {
+  return {
+    name: 'trade_sell',
+    text: `
+WITH pos AS (
+  UPDATE positions p SET
+    quantity = p.quantity - $4::numeric,
+    -- A closed position has no cost basis left.
+    average_price = CASE WHEN p.quantity = $4::numeric THEN 0 ELSE p.average_price END,
+    version = p.version + 1,
+    updated_at = now()
+  WHERE p.account_id = $2 AND p.symbol = $3 AND p.quantity >= $4::numeric
+  RETURNING quantity, average_price, version, updated_at
+), ${TRADE_INSERT('SELL')}${RESULT}`,
+    values,
+  };
+}
+
+export interface TradeRow {
+  id: string;
+  account_id: string;
+  symbol: string;
+  side: 'BUY' | 'SELL';
+  quantity: string;
+  price: string;
+  position_version: number;
+  executed_at: Date;
+  position_quantity: string;
+  average_price: string;
+  updated_at: Date;
+}
+
+/** $1 trade id. */
+export const tradeByIdQuery = (id: string): QueryConfig => ({
+  name: 'trade_by_id',
+  text: `SELECT id, account_id, symbol, side, trim_scale(quantity)::text AS quantity,
+                trim_scale(price)::text AS price, position_version, executed_at
+         FROM trades WHERE id = $1`,
+  values: [id],
+});
+
+/** $1 account id. */
+export const positionsQuery = (accountId: string): QueryConfig => ({
+  name: 'positions_by_account',
+  text: `SELECT account_id, symbol, trim_scale(quantity)::text AS quantity,
+                trim_scale(average_price)::text AS average_price, version, updated_at
+         FROM positions WHERE account_id = $1 ORDER BY symbol`,
+  values: [accountId],
+});
+
+export interface PositionRow {
+  account_id: string;
+  symbol: string;
+  quantity: string;
+  average_price: string;
+  version: number;
+  updated_at: Date;
+}
+
+/**
+ * Claims an Idempotency-Key for this transaction. A concurrent request with the same key waits on the
+ * primary key until this one commits or rolls back. $1 api key id, $2 key, $3 request hash.
+ * Returns a row only when the key was new.
+ */
+export const claimIdempotencyKeyQuery = (keyId: number, key: string, hash: Buffer): QueryConfig => ({
+  name: 'idempotency_claim',
+  text: `INSERT INTO idempotency_keys (api_key_id, key, request_hash) VALUES ($1, $2, $3)
+         ON CONFLICT (api_key_id, key) DO NOTHING RETURNING 1`,
+  values: [keyId, key, hash],
+});
+
+export const storedResponseQuery = (keyId: number, key: string): QueryConfig => ({
+  name: 'idempotency_lookup',
+  text: 'SELECT request_hash, status_code, response FROM idempotency_keys WHERE api_key_id = $1 AND key = $2',
+  values: [keyId, key],
+});
+
+export const storeResponseQuery = (
+  keyId: number,
+  key: string,
+  status: number,
+  body: unknown,
+): QueryConfig => ({
+  name: 'idempotency_store',
+  text: 'UPDATE idempotency_keys SET status_code = $3, response = $4 WHERE api_key_id = $1 AND key = $2',
+  values: [keyId, key, status, JSON.stringify(body)],
+});

@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
+import { buildApp } from '../src/app.ts';
+import { createPool, migrate } from '../src/database.ts';
+import { createApiKey } from '../src/http/auth.ts';
+
+/** The server every test database is created on; override with TEST_DATABASE_URL. */
+export const SERVER_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export interface TestDatabase {
+  url: string;
+  name: string;
+  pool: pg.Pool;
+  drop(): Promise<void>;
+}
+
+async function admin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: SERVER_URL });
+  await client.connect();
+  try {
+    return await run(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * A fresh database for one test file, migrated to the latest schema unless `migrated` is false.
+ * Isolation by database keeps tests from seeing each other's rows on the shared server.
+ */
+export async function createTestDatabase(options: { migrated?: boolean } = {}): Promise<TestDatabase> {
+  const name = `astra_test_${randomBytes(6).toString('hex')}`;
+  await admin((client) => client.query(`CREATE DATABASE ${name}`));
+  const url = new URL(SERVER_URL);
+  url.pathname = `/${name}`;
+  const databaseUrl = url.toString();
+  if (options.migrated !== false) await migrate(databaseUrl, 'up');
+  const pool = createPool(databaseUrl, 20);
+  return {
+    url: databaseUrl,
+    name,
+    pool,
+    async drop() {
+      await pool.end();
+      await admin((client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+    },
+  };
+}
+
+export interface TestApp {
+  db: TestDatabase;
+  app: FastifyInstance;
+  /** Creates an account with its own key and returns the Authorization header for it. */
+  accountKey(accountId: string): Promise<string>;
+  adminKey(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function createTestApp(): Promise<TestApp> {
+  const db = await createTestDatabase();
+  const app = await buildApp({ pool: db.pool, eventSource: '/astra/trading-service/test' });
+  return {
+    db,
+    app,
+    accountKey: async (accountId) => `Bearer ${await createApiKey(db.pool, accountId, false)}`,
+    adminKey: async () => `Bearer ${await createApiKey(db.pool, null, true)}`,
+    async close() {
+      await app.close();
+      await db.drop();
+    },
+  };
+}
+
+/** Row counts of everything a trade writes: a rejected request must leave them unchanged. */
+export async function writeCounts(
+  pool: pg.Pool,
+): Promise<{ trades: number; positions: number; outbox: number; versions: number }> {
+  const result = await pool.query<{ trades: number; positions: number; outbox: number; versions: number }>(
+    `SELECT (SELECT count(*) FROM trades)::int AS trades,
+            (SELECT count(*) FROM positions)::int AS positions,
+            (SELECT count(*) FROM event_outbox)::int AS outbox,
+            (SELECT coalesce(sum(version), 0) FROM positions)::int AS versions`,
+  );
+  const row = result.rows[0];
+  if (row === undefined) throw new Error('no counts');
+  return row;
+}
+
+export { createPool };
