@@ -1,7 +1,12 @@
+export { type FailedEvent, OutboxAdmin, type OutboxStatus } from './admin.ts';
+export type { Backoff } from './backoff.ts';
 export type { CloudEvent } from './cloudevents.ts';
 export { isValidTraceparent } from './cloudevents.ts';
 export { OutboxError, type OutboxErrorCode } from './errors.ts';
 export type { OutboxOptions } from './options.ts';
+export type { PublishableEvent, Publisher, PublishOutcome } from './publisher.ts';
+export { RedisStreamsPublisher, type RedisStreamsPublisherOptions } from './redis/publisher.ts';
+export { OutboxRelay, type RelayEvents, type RelayOptions } from './relay.ts';
 export { PARTITION_COUNT } from './schema.ts';
 export type { SqlClient, SqlQuery } from './sql/client.ts';
 export { createOutboxWriter, type NewEvent, type OutboxWriter, type OutboxWriterOptions } from './writer.ts';

@@ -4,8 +4,10 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type pg from 'pg';
+import type { Registry } from 'prom-client';
 import { ApiKeyVerifier } from './http/auth.ts';
 import { errorBody, registerErrorHandling } from './http/errors.ts';
+import { registerHttpMetrics } from './metrics.ts';
 import { tradeRoutes } from './trades/routes.ts';
 import { FIELD_RULES } from './trades/schema.ts';
 import { TradeService } from './trades/service.ts';
@@ -16,6 +18,8 @@ export interface AppOptions {
   bodyLimitBytes?: number;
   /** A pino logger; requests are not logged without one. */
   logger?: FastifyBaseLogger;
+  /** Serves GET /metrics from this registry and records request durations in it. */
+  registry?: Registry;
   /** Called once per executed (not replayed) trade; the metrics adapter counts them. */
   onTradeExecuted?: (side: 'BUY' | 'SELL') => void;
 }
@@ -44,6 +48,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
+  if (options.registry !== undefined) registerHttpMetrics(app, options.registry);
   const { pool } = options;
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {

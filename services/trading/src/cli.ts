@@ -2,12 +2,16 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from './config.ts';
 import { createPool, ensureDatabase, migrate } from './database.ts';
 import { createApiKey } from './http/auth.ts';
+import { OutboxAdmin } from './outbox.ts';
 import { ACCOUNT_ID_PATTERN } from './trades/schema.ts';
 
 const USAGE = `usage:
   npm run migrate -- up [count] | down [count]
   npm run cli -- keys create --account <id> [--admin]
-  npm run cli -- keys create --admin`;
+  npm run cli -- keys create --admin
+  npm run cli -- outbox status
+  npm run cli -- outbox failed [--limit N]
+  npm run cli -- outbox replay <id> | --all`;
 
 class UsageError extends Error {}
 
@@ -45,9 +49,55 @@ async function keysCommand(args: string[]): Promise<void> {
   }
 }
 
+async function outboxCommand(args: string[]): Promise<void> {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { all: { type: 'boolean', default: false }, limit: { type: 'string', default: '100' } },
+  });
+  const [action, id] = positionals;
+  const pool = createPool(loadConfig().databaseUrl, 1);
+  const admin = new OutboxAdmin(pool);
+  try {
+    if (action === 'status') {
+      const status = await admin.status();
+      console.log(`pending:            ${status.pending}`);
+      console.log(`failed:             ${status.failed}`);
+      console.log(`blocked aggregates: ${status.blockedAggregates}`);
+      console.log(`published:          ${await admin.publishedCount()}`);
+      console.log(`oldest pending age: ${status.oldestPendingAgeSeconds.toFixed(3)} s`);
+    } else if (action === 'failed') {
+      if (!/^\d+$/.test(values.limit)) throw new UsageError('--limit must be a whole number');
+      const failed = await admin.failed(Number(values.limit));
+      if (failed.length === 0) console.log('no FAILED events');
+      for (const event of failed) {
+        console.log(
+          [
+            event.id,
+            event.eventType,
+            event.aggregateId,
+            `attempts=${event.attempts}`,
+            event.createdAt.toISOString(),
+            event.lastError ?? '',
+          ].join('\t'),
+        );
+      }
+    } else if (action === 'replay') {
+      if (values.all === (id !== undefined)) throw new UsageError('outbox replay takes an event id or --all');
+      const replayed = await admin.replay(values.all ? 'all' : (id as string));
+      console.log(`replayed ${replayed} event${replayed === 1 ? '' : 's'}`);
+    } else {
+      throw new UsageError('outbox takes status, failed or replay');
+    }
+  } finally {
+    await pool.end();
+  }
+}
+
 const commands: Record<string, (args: string[]) => Promise<void>> = {
   migrate: migrateCommand,
   keys: keysCommand,
+  outbox: outboxCommand,
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -1,0 +1,431 @@
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import { type Backoff, backoffDelay } from './backoff.ts';
+import { invalidOption } from './errors.ts';
+import {
+  nonNegativeInteger,
+  type OutboxOptions,
+  positiveInteger,
+  type ResolvedOutboxOptions,
+  resolveOutboxOptions,
+} from './options.ts';
+import { lockNamespace, PartitionOwnership } from './partitions.ts';
+import type { PublishableEvent, Publisher } from './publisher.ts';
+import { queryRows } from './sql/client.ts';
+import {
+  type ClaimedRow,
+  claimEventsQuery,
+  deletePublishedQuery,
+  markPublishedQuery,
+  markRejectedQuery,
+} from './sql/relayQueries.ts';
+
+export interface RelayOptions extends OutboxOptions {
+  /** PostgreSQL connection string for the relay's own session (it holds its partition locks). */
+  connectionString: string;
+  /** Where events go. */
+  publisher: Publisher;
+  /**
+   * Events claimed and published per round trip.
+   * @defaultValue 500
+   */
+  batchSize?: number;
+  /**
+   * Longest wait between two looks at the table when no NOTIFY arrives (lost notifications, or a
+   * pooler without LISTEN). After a full batch the relay looks again at once.
+   * @defaultValue 1000
+   */
+  pollIntervalMs?: number;
+  /**
+   * LISTEN for the writer's NOTIFY to publish right after each commit.
+   * @defaultValue true
+   */
+  listen?: boolean;
+  /**
+   * Attempts an event the broker refuses gets before it becomes FAILED. Broker outages spend none.
+   * @defaultValue 10
+   */
+  maxAttempts?: number;
+  /**
+   * Delay before retrying an event the broker refused, growing with its attempts.
+   * @defaultValue { initialMs: 1000, maxMs: 300000 }
+   */
+  retryBackoff?: Backoff;
+  /**
+   * Delay between tries while the broker or the database is unreachable.
+   * @defaultValue { initialMs: 100, maxMs: 5000 }
+   */
+  outageBackoff?: Backoff;
+  /**
+   * How often the relay recounts the live relays and moves towards its fair share of partitions.
+   * @defaultValue 2000
+   */
+  rebalanceIntervalMs?: number;
+  /**
+   * PUBLISHED events older than this are deleted (by the leader relay, in small batches). 0 keeps them.
+   * @defaultValue 604800 (7 days)
+   */
+  retentionSeconds?: number;
+  /**
+   * Rows deleted per retention statement; one statement runs between two publish rounds.
+   * @defaultValue 2000
+   */
+  retentionBatchSize?: number;
+  /**
+   * Pause between retention sweeps once nothing old is left.
+   * @defaultValue 60000
+   */
+  retentionIntervalMs?: number;
+  /**
+   * Server-side limit for any one relay statement.
+   * @defaultValue 30000
+   */
+  statementTimeoutMs?: number;
+}
+
+/** What the relay reports; the Prometheus adapter and logs subscribe. */
+export interface RelayEvents {
+  /** A batch went out (entirely or in part). `createdAt` is each published event's write time. */
+  published: [{ events: { type: string; createdAt: Date }[]; ackedAt: Date }];
+  /** Size of each claimed batch. */
+  batch: [{ size: number }];
+  /**
+   * Something went wrong; `kind` says whose fault: broker (unreachable), event (refused), database.
+   * (Not called 'error', which EventEmitter throws when nobody listens.)
+   */
+  fault: [{ kind: 'broker' | 'event' | 'database'; error: Error; count: number }];
+  /** Events that used their last attempt and are now FAILED. */
+  failed: [{ rowIds: string[] }];
+  broker: [{ up: boolean }];
+  partitions: [{ partitions: number[]; leader: boolean }];
+  retention: [{ deleted: number }];
+  running: [{ running: boolean }];
+}
+
+interface ResolvedRelayOptions extends ResolvedOutboxOptions {
+  connectionString: string;
+  publisher: Publisher;
+  batchSize: number;
+  pollIntervalMs: number;
+  listen: boolean;
+  maxAttempts: number;
+  retryBackoff: Backoff;
+  outageBackoff: Backoff;
+  rebalanceIntervalMs: number;
+  retentionSeconds: number;
+  retentionBatchSize: number;
+  retentionIntervalMs: number;
+  statementTimeoutMs: number;
+}
+
+function resolveBackoff(field: string, value: Backoff | undefined, fallback: Backoff): Backoff {
+  const initialMs = positiveInteger(`${field}.initialMs`, value?.initialMs, fallback.initialMs);
+  const maxMs = positiveInteger(`${field}.maxMs`, value?.maxMs, fallback.maxMs);
+  if (maxMs < initialMs) throw invalidOption(`${field}.maxMs`, 'must not be below initialMs');
+  return { initialMs, maxMs };
+}
+
+export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions {
+  if (typeof options.connectionString !== 'string' || options.connectionString === '') {
+    throw invalidOption('connectionString', 'is required');
+  }
+  if (options.publisher === undefined || typeof options.publisher.publish !== 'function') {
+    throw invalidOption('publisher', 'is required');
+  }
+  return {
+    ...resolveOutboxOptions(options),
+    connectionString: options.connectionString,
+    publisher: options.publisher,
+    batchSize: positiveInteger('batchSize', options.batchSize, 500, 10_000),
+    pollIntervalMs: positiveInteger('pollIntervalMs', options.pollIntervalMs, 1000),
+    listen: options.listen ?? true,
+    maxAttempts: positiveInteger('maxAttempts', options.maxAttempts, 10),
+    retryBackoff: resolveBackoff('retryBackoff', options.retryBackoff, { initialMs: 1000, maxMs: 300_000 }),
+    outageBackoff: resolveBackoff('outageBackoff', options.outageBackoff, { initialMs: 100, maxMs: 5000 }),
+    rebalanceIntervalMs: positiveInteger('rebalanceIntervalMs', options.rebalanceIntervalMs, 2000),
+    retentionSeconds: nonNegativeInteger('retentionSeconds', options.retentionSeconds, 7 * 24 * 3600),
+    retentionBatchSize: positiveInteger('retentionBatchSize', options.retentionBatchSize, 2000),
+    retentionIntervalMs: positiveInteger('retentionIntervalMs', options.retentionIntervalMs, 60_000),
+    statementTimeoutMs: positiveInteger('statementTimeoutMs', options.statementTimeoutMs, 30_000),
+  };
+}
+
+function toPublishable(row: ClaimedRow): PublishableEvent {
+  return {
+    rowId: row.id,
+    eventId: row.event_id,
+    type: row.event_type,
+    source: row.source,
+    aggregateType: row.aggregate_type,
+    aggregateId: row.aggregate_id,
+    time: row.created_at.toISOString(),
+    data: row.data,
+    traceparent: row.traceparent,
+    tracestate: row.tracestate,
+  };
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/**
+ * Moves outbox events to the broker: claim a batch from the partitions this relay owns, publish it in
+ * one call, mark what the broker acknowledged. Survives broker and database outages by backing off
+ * and retrying; never marks an event it has not seen acknowledged.
+ */
+export class OutboxRelay extends EventEmitter<RelayEvents> {
+  private readonly options: ResolvedRelayOptions;
+  private client: pg.Client | undefined;
+  private ownership: PartitionOwnership | undefined;
+  private loop: Promise<void> | undefined;
+  private stopping = false;
+  private wake: (() => void) | undefined;
+  private woken = false;
+  private brokerUp = true;
+  private outageCount = 0;
+  private databaseFailures = 0;
+  private nextRebalance = 0;
+  private nextRetention = 0;
+  private confirming: Promise<void> = Promise.resolve();
+
+  constructor(options: RelayOptions) {
+    super();
+    this.options = resolveRelayOptions(options);
+  }
+
+  get running(): boolean {
+    return this.loop !== undefined && !this.stopping;
+  }
+
+  get partitions(): number[] {
+    return this.ownership?.partitions ?? [];
+  }
+
+  /** One relay at a time is the leader: it runs retention and reports the table-wide gauges. */
+  get isLeader(): boolean {
+    return this.ownership?.isLeader ?? false;
+  }
+
+  get isBrokerUp(): boolean {
+    return this.brokerUp;
+  }
+
+  start(): void {
+    if (this.loop !== undefined) return;
+    this.stopping = false;
+    this.loop = this.run();
+    this.emit('running', { running: true });
+  }
+
+  /** Finishes the batch in hand, releases the partitions (by ending the session) and returns. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wakeUp();
+    await this.loop;
+    this.loop = undefined;
+    await this.disconnect();
+    this.emit('running', { running: false });
+  }
+
+  private wakeUp(): void {
+    this.woken = true;
+    this.wake?.();
+  }
+
+  /**
+   * Waits for the timeout or a stop, and with `byNotify` also for a NOTIFY. Backoff waits are not
+   * cut short by notifications, which keep coming during an outage.
+   */
+  private async idle(ms: number, byNotify = true): Promise<void> {
+    if (this.stopping || (byNotify && this.woken)) {
+      this.woken = false;
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        if (!byNotify && !this.stopping) return;
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wake = undefined;
+    if (byNotify) this.woken = false;
+  }
+
+  private async connect(): Promise<PartitionOwnership> {
+    const { options } = this;
+    const client = new pg.Client({
+      connectionString: options.connectionString,
+      application_name: 'outbox-relay',
+      statement_timeout: options.statementTimeoutMs,
+      // The client gives up a little after the server would, so a vanished server cannot hang us.
+      query_timeout: options.statementTimeoutMs + 5000,
+      connectionTimeoutMillis: 10_000,
+      keepAlive: true,
+    });
+    // A dead connection rejects its queries; the loop then reconnects. The listener keeps the
+    // 'error' event from crashing the process.
+    client.on('error', () => {});
+    client.on('notification', () => this.wakeUp());
+    this.client = client;
+    await client.connect();
+    if (options.listen) await client.query(`LISTEN ${options.channel}`);
+    const ownership = new PartitionOwnership(client, lockNamespace(options.table));
+    await ownership.join();
+    this.ownership = ownership;
+    this.nextRebalance = 0;
+    return ownership;
+  }
+
+  private async disconnect(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    this.ownership?.reset();
+    this.ownership = undefined;
+    if (client !== undefined) await client.end().catch(() => {});
+  }
+
+  private async run(): Promise<void> {
+    const { options } = this;
+    while (!this.stopping) {
+      try {
+        const ownership = this.ownership ?? (await this.connect());
+        const now = Date.now();
+        if (now >= this.nextRebalance) {
+          await ownership.rebalance();
+          this.nextRebalance = now + options.rebalanceIntervalMs;
+          this.emit('partitions', { partitions: ownership.partitions, leader: ownership.isLeader });
+        }
+        if (ownership.isLeader && options.retentionSeconds > 0 && now >= this.nextRetention)
+          await this.retain();
+        this.databaseFailures = 0;
+
+        if (!this.brokerUp && !(await this.brokerAnswers())) continue;
+        const claimed = ownership.partitions.length > 0 ? await this.publishBatch(ownership.partitions) : 0;
+        if (claimed === options.batchSize && this.brokerUp) continue;
+        await this.idle(Math.min(options.pollIntervalMs, Math.max(0, this.nextRebalance - Date.now())));
+      } catch (error) {
+        this.emit('fault', { kind: 'database', error: asError(error), count: 1 });
+        await this.disconnect();
+        if (!this.stopping)
+          await this.idle(backoffDelay(options.outageBackoff, this.databaseFailures++), false);
+      }
+    }
+  }
+
+  /** While the broker is down: one ping per backoff step instead of claiming batches. */
+  private async brokerAnswers(): Promise<boolean> {
+    if (await this.options.publisher.ping()) {
+      this.setBroker(true);
+      return true;
+    }
+    await this.idle(backoffDelay(this.options.outageBackoff, this.outageCount++), false);
+    return false;
+  }
+
+  private setBroker(up: boolean): void {
+    if (up) this.outageCount = 0;
+    if (up === this.brokerUp) return;
+    this.brokerUp = up;
+    this.emit('broker', { up });
+  }
+
+  /** Publishes one batch; returns how many events were claimed. */
+  private async publishBatch(partitions: number[]): Promise<number> {
+    const client = this.client as pg.Client;
+    const { options } = this;
+    const rows = await queryRows<ClaimedRow>(
+      client,
+      claimEventsQuery(options.table, partitions, options.batchSize),
+    );
+    if (rows.length === 0) return 0;
+    this.emit('batch', { size: rows.length });
+    const outcomes = await options.publisher.publish(rows.map(toPublishable));
+
+    const published: { rowId: string; entryId: string; eventId: string; stream: string; row: ClaimedRow }[] =
+      [];
+    const rejected: { rowId: string; error: string; delayMs: number }[] = [];
+    let unavailable: string | undefined;
+    let unavailableCount = 0;
+    outcomes.forEach((outcome, index) => {
+      const row = rows[index] as ClaimedRow;
+      if (outcome.status === 'published') {
+        published.push({
+          rowId: row.id,
+          entryId: outcome.entryId,
+          eventId: row.event_id,
+          stream: outcome.stream,
+          row,
+        });
+      } else if (outcome.status === 'rejected') {
+        rejected.push({
+          rowId: row.id,
+          error: outcome.error,
+          delayMs: backoffDelay(options.retryBackoff, row.attempts),
+        });
+      } else if (outcome.status === 'unavailable') {
+        unavailable = outcome.error;
+        unavailableCount++;
+      }
+    });
+
+    if (published.length > 0) {
+      await client.query(
+        markPublishedQuery(
+          options.table,
+          published.map((p) => p.rowId),
+          published.map((p) => p.entryId),
+        ),
+      );
+      const ackedAt = new Date();
+      this.emit('published', {
+        events: published.map((p) => ({ type: p.row.event_type, createdAt: p.row.created_at })),
+        ackedAt,
+      });
+      // The marks are committed: the publisher may forget these ids. Not awaited on the hot path,
+      // but chained so at most one confirmation is ever in flight.
+      const confirmations = published.map(({ eventId, stream }) => ({ eventId, stream }));
+      this.confirming = this.confirming.then(() => options.publisher.confirm(confirmations)).catch(() => {});
+    }
+    if (rejected.length > 0) {
+      const marked = await queryRows<{ id: string; status: string }>(
+        client,
+        markRejectedQuery(
+          options.table,
+          rejected.map((r) => r.rowId),
+          rejected.map((r) => r.error),
+          rejected.map((r) => r.delayMs),
+          options.maxAttempts,
+        ),
+      );
+      this.emit('fault', {
+        kind: 'event',
+        error: new Error(rejected[0]?.error ?? 'rejected'),
+        count: rejected.length,
+      });
+      const failed = marked.filter((row) => row.status === 'FAILED').map((row) => row.id);
+      if (failed.length > 0) this.emit('failed', { rowIds: failed });
+    }
+    if (unavailable !== undefined) {
+      this.emit('fault', { kind: 'broker', error: new Error(unavailable), count: unavailableCount });
+      this.setBroker(false);
+      return 0;
+    }
+    this.setBroker(true);
+    return rows.length;
+  }
+
+  /** Deletes one batch of old PUBLISHED events; stays due while there is more. */
+  private async retain(): Promise<void> {
+    const { options } = this;
+    const client = this.client as pg.Client;
+    const result = await client.query(
+      deletePublishedQuery(options.table, options.retentionSeconds, options.retentionBatchSize),
+    );
+    const deleted = result.rowCount ?? 0;
+    if (deleted > 0) this.emit('retention', { deleted });
+    this.nextRetention = deleted < options.retentionBatchSize ? Date.now() + options.retentionIntervalMs : 0;
+  }
+}

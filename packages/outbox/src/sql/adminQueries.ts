@@ -1,0 +1,46 @@
+import type { SqlQuery } from './client.ts';
+
+/** Counts per status, the oldest PENDING event's age and the aggregates held back by FAILED events. */
+export function statusQuery(table: string): SqlQuery {
+  return {
+    name: `outbox_status_${table}`,
+    text: `
+SELECT (SELECT count(*) FROM ${table} WHERE status = 'PENDING')::bigint::text AS pending,
+       (SELECT count(*) FROM ${table} WHERE status = 'FAILED')::bigint::text AS failed,
+       (SELECT count(DISTINCT aggregate_id) FROM ${table} WHERE status = 'FAILED')::bigint::text AS blocked_aggregates,
+       coalesce(extract(epoch FROM now() - (
+         SELECT created_at FROM ${table} WHERE status = 'PENDING' ORDER BY id LIMIT 1)), 0)::float8 AS oldest_pending_age_seconds`,
+  };
+}
+
+/** Rows per status, for `outbox status` (a full count of PUBLISHED rows is fine for an operator). */
+export function publishedCountQuery(table: string): SqlQuery {
+  return { text: `SELECT count(*)::bigint::text AS published FROM ${table} WHERE status = 'PUBLISHED'` };
+}
+
+/** $1 how many, oldest first. */
+export function failedEventsQuery(table: string, limit: number): SqlQuery {
+  return {
+    text: `
+SELECT id::text AS id, event_id::text AS event_id, event_type, aggregate_id, attempts, last_error, created_at, updated_at
+FROM ${table} WHERE status = 'FAILED' ORDER BY id LIMIT $1`,
+    values: [limit],
+  };
+}
+
+/**
+ * Puts FAILED events back to PENDING with a fresh attempt budget, and wakes the relays.
+ * $1 the row id, or NULL for all FAILED events; $2 the NOTIFY channel.
+ */
+export function replayQuery(table: string, rowId: string | null, channel: string): SqlQuery {
+  return {
+    text: `
+WITH replayed AS (
+  UPDATE ${table} SET status = 'PENDING', attempts = 0, next_attempt_at = now(), updated_at = now()
+  WHERE status = 'FAILED' AND ($1::bigint IS NULL OR id = $1::bigint)
+  RETURNING id
+)
+SELECT count(*)::int AS replayed, pg_notify($2, '') FROM replayed`,
+    values: [rowId, channel],
+  };
+}

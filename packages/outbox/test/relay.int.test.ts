@@ -1,0 +1,371 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type pg from 'pg';
+import { OutboxAdmin } from '../src/admin.ts';
+import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
+import { OutboxRelay, type RelayOptions } from '../src/relay.ts';
+import { createOutboxWriter, type NewEvent } from '../src/writer.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis, waitFor } from './support.ts';
+
+const writer = createOutboxWriter({ source: '/test' });
+
+async function write(pool: pg.Pool, events: NewEvent[]): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await writer.write(client, events);
+    await client.query('COMMIT');
+  } finally {
+    client.release();
+  }
+}
+
+function event(type: string, aggregateId: string, seq: number): NewEvent {
+  return { type, aggregateType: 'thing', aggregateId, data: { aggregateId, seq } };
+}
+
+async function counts(pool: pg.Pool): Promise<Record<string, number>> {
+  const result = await pool.query<{ status: string; n: number; attempts: number }>(
+    'SELECT status, count(*)::int AS n, sum(attempts)::int AS attempts FROM event_outbox GROUP BY status',
+  );
+  const out: Record<string, number> = { PENDING: 0, PUBLISHED: 0, FAILED: 0, attempts: 0 };
+  for (const row of result.rows) {
+    out[row.status] = row.n;
+    out.attempts = (out.attempts ?? 0) + row.attempts;
+  }
+  return out;
+}
+
+describe('outbox relay', () => {
+  let db: OutboxDatabase;
+  let redis: TestRedis;
+  const relays: OutboxRelay[] = [];
+
+  function startRelay(options: Partial<RelayOptions> = {}): OutboxRelay {
+    const publisher = new RedisStreamsPublisher({ url: redis.url, timeoutMs: 500 });
+    const relay = new OutboxRelay({
+      connectionString: db.url,
+      publisher,
+      pollIntervalMs: 100,
+      rebalanceIntervalMs: 200,
+      outageBackoff: { initialMs: 20, maxMs: 200 },
+      ...options,
+    });
+    relay.on('running', ({ running }) => {
+      if (!running) void publisher.close();
+    });
+    relays.push(relay);
+    relay.start();
+    return relay;
+  }
+
+  async function stopAll(): Promise<void> {
+    await Promise.all(relays.splice(0).map((relay) => relay.stop()));
+  }
+
+  before(async () => {
+    db = await createOutboxDatabase();
+    redis = await TestRedis.start();
+  });
+  after(async () => {
+    await stopAll();
+    await redis.kill();
+    await db.drop();
+  });
+
+  test('publishes committed events as CloudEvents entries and marks them PUBLISHED with the entry id', async () => {
+    await write(db.pool, [
+      {
+        ...event('test.basic.v1', 'a-1', 1),
+        traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      },
+      event('test.basic.v1', 'a-1', 2),
+    ]);
+    startRelay();
+    await waitFor(async () => (await counts(db.pool)).PUBLISHED === 2, 10_000, 'both published');
+    await stopAll();
+
+    const entries = await readStream(redis.url, 'test.basic.v1');
+    assert.equal(entries.length, 2);
+    const rows = await db.pool.query<{
+      event_id: string;
+      stream_entry_id: string;
+      created_at: Date;
+      published_at: Date | null;
+    }>('SELECT event_id::text, stream_entry_id, created_at, published_at FROM event_outbox ORDER BY id');
+    entries.forEach((entry, index) => {
+      const row = rows.rows[index];
+      assert.ok(row);
+      assert.equal(entry.entryId, row.stream_entry_id);
+      assert.notEqual(row.published_at, null);
+      assert.equal(entry.fields.id, row.event_id);
+      assert.equal(entry.fields.type, 'test.basic.v1');
+      assert.equal(entry.fields.source, '/test');
+      assert.equal(entry.fields.subject, 'a-1');
+      assert.equal(entry.fields.specversion, '1.0');
+      assert.equal(entry.fields.datacontenttype, 'application/json');
+      assert.equal(entry.fields.time, row.created_at.toISOString());
+      assert.deepEqual(JSON.parse(entry.fields.data ?? 'null'), { aggregateId: 'a-1', seq: index + 1 });
+    });
+    assert.equal(entries[0]?.fields.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
+    assert.equal(entries[1]?.fields.traceparent, undefined);
+  });
+
+  test('an event published but not marked (relay died in between) is not added to its stream again', async () => {
+    await write(db.pool, [event('test.crash.v1', 'c-1', 1), event('test.crash.v1', 'c-1', 2)]);
+    // Play the dead relay: publish the claimed events, then never mark them.
+    const rows = await db.pool.query<{ id: string; event_id: string; data: string; created_at: Date }>(
+      "SELECT id::text, event_id::text, payload::text AS data, created_at FROM event_outbox WHERE event_type = 'test.crash.v1' ORDER BY id",
+    );
+    const ghost = new RedisStreamsPublisher({ url: redis.url });
+    const outcomes = await ghost.publish(
+      rows.rows.map((row) => ({
+        rowId: row.id,
+        eventId: row.event_id,
+        type: 'test.crash.v1',
+        source: '/test',
+        aggregateType: 'thing',
+        aggregateId: 'c-1',
+        time: row.created_at.toISOString(),
+        data: row.data,
+        traceparent: null,
+        tracestate: null,
+      })),
+    );
+    await ghost.close();
+    assert.deepEqual(
+      outcomes.map((o) => o.status),
+      ['published', 'published'],
+    );
+    assert.equal((await counts(db.pool)).PENDING, 2);
+
+    startRelay();
+    await waitFor(async () => (await counts(db.pool)).PENDING === 0, 10_000, 'crash events marked');
+    await stopAll();
+    const entries = await readStream(redis.url, 'test.crash.v1');
+    assert.equal(entries.length, 2, 'no second entry for either event');
+    const marked = await db.pool.query<{ stream_entry_id: string }>(
+      "SELECT stream_entry_id FROM event_outbox WHERE event_type = 'test.crash.v1' ORDER BY id",
+    );
+    assert.deepEqual(
+      marked.rows.map((row) => row.stream_entry_id),
+      entries.map((entry) => entry.entryId),
+      'marked with the entry ids of the first publish',
+    );
+  });
+
+  test('Redis down: events stay PENDING with no attempt spent; Redis back: all published once', async () => {
+    const relay = startRelay();
+    const brokerStates: boolean[] = [];
+    relay.on('broker', ({ up }) => brokerStates.push(up));
+    await redis.kill();
+    await write(db.pool, [
+      event('test.outage.v1', 'o-1', 1),
+      event('test.outage.v1', 'o-2', 1),
+      event('test.outage.v1', 'o-1', 2),
+    ]);
+    await waitFor(() => brokerStates.includes(false), 10_000, 'broker reported down');
+    // Let it fail for a while: no attempt may be spent, nothing marked.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const during = await db.pool.query<{ status: string; attempts: number }>(
+      "SELECT status, attempts FROM event_outbox WHERE event_type = 'test.outage.v1'",
+    );
+    assert.deepEqual(
+      during.rows.map((row) => [row.status, row.attempts]),
+      [
+        ['PENDING', 0],
+        ['PENDING', 0],
+        ['PENDING', 0],
+      ],
+    );
+    assert.equal(relay.isBrokerUp, false);
+
+    await redis.restart();
+    await waitFor(async () => (await counts(db.pool)).PENDING === 0, 15_000, 'drained after Redis came back');
+    assert.equal(relay.isBrokerUp, true);
+    await stopAll();
+    const entries = await readStream(redis.url, 'test.outage.v1');
+    assert.deepEqual(
+      entries.map((entry) => JSON.parse(entry.fields.data ?? '{}')),
+      [
+        { aggregateId: 'o-1', seq: 1 },
+        { aggregateId: 'o-2', seq: 1 },
+        { aggregateId: 'o-1', seq: 2 },
+      ],
+    );
+  });
+
+  test('a transaction that took its ids first and commits last is still published, in order', async () => {
+    startRelay();
+    const late = await db.pool.connect();
+    try {
+      await late.query('BEGIN');
+      await writer.write(late, [event('test.late.v1', 'late-agg', 1)]);
+      // Later ids commit first and are published meanwhile.
+      await write(db.pool, [event('test.late.v1', 'early-agg', 1)]);
+      await waitFor(
+        async () =>
+          (
+            await db.pool.query(
+              "SELECT 1 FROM event_outbox WHERE aggregate_id = 'early-agg' AND status = 'PUBLISHED'",
+            )
+          ).rowCount === 1,
+        10_000,
+        'the early commit published',
+      );
+      await late.query('COMMIT');
+    } finally {
+      late.release();
+    }
+    await write(db.pool, [event('test.late.v1', 'late-agg', 2)]);
+    await waitFor(
+      async () =>
+        (
+          await db.pool.query(
+            "SELECT 1 FROM event_outbox WHERE event_type = 'test.late.v1' AND status <> 'PUBLISHED'",
+          )
+        ).rowCount === 0,
+      10_000,
+      'the late commit published',
+    );
+    await stopAll();
+    const seqs = (await readStream(redis.url, 'test.late.v1')).map((entry) =>
+      JSON.parse(entry.fields.data ?? '{}'),
+    );
+    assert.deepEqual(seqs, [
+      { aggregateId: 'early-agg', seq: 1 },
+      { aggregateId: 'late-agg', seq: 1 },
+      { aggregateId: 'late-agg', seq: 2 },
+    ]);
+  });
+
+  test('a poison event becomes FAILED after the last attempt, holds back only its aggregate, and goes out after replay', async () => {
+    // A key of the wrong type makes Redis refuse every XADD to this stream.
+    await redis.cli(['SET', 'test.poison.v1', 'not a stream']);
+    const relay = startRelay({ maxAttempts: 3, retryBackoff: { initialMs: 10, maxMs: 20 } });
+    const failedIds: string[] = [];
+    relay.on('failed', ({ rowIds }) => failedIds.push(...rowIds));
+    await write(db.pool, [
+      event('test.ok.v1', 'p-1', 1),
+      event('test.poison.v1', 'p-1', 2),
+      event('test.ok.v1', 'p-1', 3),
+      event('test.ok.v1', 'p-2', 1),
+    ]);
+    await waitFor(() => failedIds.length === 1, 10_000, 'the poison event FAILED');
+    await write(db.pool, [event('test.ok.v1', 'p-2', 2), event('test.ok.v1', 'p-1', 4)]);
+    await waitFor(
+      async () =>
+        (
+          await db.pool.query(
+            "SELECT 1 FROM event_outbox WHERE aggregate_id = 'p-2' AND status = 'PUBLISHED'",
+          )
+        ).rowCount === 2,
+      10_000,
+      'the other aggregate flowed',
+    );
+    const poison = await db.pool.query<{ status: string; attempts: number; last_error: string }>(
+      "SELECT status, attempts, last_error FROM event_outbox WHERE event_type = 'test.poison.v1'",
+    );
+    assert.equal(poison.rows[0]?.status, 'FAILED');
+    assert.equal(poison.rows[0]?.attempts, 3);
+    assert.match(poison.rows[0]?.last_error ?? '', /WRONGTYPE/);
+    const held = await db.pool.query<{ status: string }>(
+      "SELECT status FROM event_outbox WHERE aggregate_id = 'p-1' ORDER BY id",
+    );
+    assert.deepEqual(
+      held.rows.map((row) => row.status),
+      ['PUBLISHED', 'FAILED', 'PENDING', 'PENDING'],
+    );
+    const admin = new OutboxAdmin(db.pool);
+    assert.deepEqual(await admin.status().then((s) => [s.failed, s.blockedAggregates]), [1, 1]);
+
+    await redis.cli(['DEL', 'test.poison.v1']);
+    assert.equal(await admin.replay('all'), 1);
+    await waitFor(
+      async () =>
+        (
+          await db.pool.query(
+            "SELECT 1 FROM event_outbox WHERE aggregate_id = 'p-1' AND status <> 'PUBLISHED'",
+          )
+        ).rowCount === 0,
+      10_000,
+      'p-1 drained after replay',
+    );
+    await stopAll();
+    const ok = (await readStream(redis.url, 'test.ok.v1')).filter((entry) => entry.fields.subject === 'p-1');
+    const poisoned = (await readStream(redis.url, 'test.poison.v1')).filter(
+      (entry) => entry.fields.subject === 'p-1',
+    );
+    assert.deepEqual(
+      ok.map((entry) => JSON.parse(entry.fields.data ?? '{}').seq),
+      [1, 3, 4],
+    );
+    assert.deepEqual(
+      poisoned.map((entry) => JSON.parse(entry.fields.data ?? '{}').seq),
+      [2],
+    );
+    // Across streams, entry ids are times: the replayed event went out no later than its successor.
+    assert.ok(
+      compareEntryIds(poisoned[0]?.entryId ?? '', ok[1]?.entryId ?? '') <= 0,
+      'seq 2 not after seq 3',
+    );
+  });
+
+  test('an event larger than the limit is refused without reaching Redis', async () => {
+    const publisher = new RedisStreamsPublisher({ url: redis.url, maxEventBytes: 1000 });
+    const relay = new OutboxRelay({
+      connectionString: db.url,
+      publisher,
+      maxAttempts: 1,
+      pollIntervalMs: 100,
+    });
+    relays.push(relay);
+    relay.start();
+    await write(db.pool, [
+      { type: 'test.big.v1', aggregateType: 'thing', aggregateId: 'big', data: { blob: 'x'.repeat(2000) } },
+    ]);
+    await waitFor(
+      async () =>
+        (
+          await db.pool.query(
+            "SELECT 1 FROM event_outbox WHERE event_type = 'test.big.v1' AND status = 'FAILED'",
+          )
+        ).rowCount === 1,
+      10_000,
+      'the big event FAILED',
+    );
+    await stopAll();
+    await publisher.close();
+    assert.equal(await redis.cli(['EXISTS', 'test.big.v1']), '0');
+  });
+
+  test('retention deletes PUBLISHED events older than the retention, and nothing else', async () => {
+    await db.pool.query(
+      "UPDATE event_outbox SET published_at = now() - interval '2 hours' WHERE status = 'PUBLISHED'",
+    );
+    const old = (await counts(db.pool)).PUBLISHED ?? 0;
+    assert.ok(old > 0);
+    await write(db.pool, [event('test.retention.v1', 'r-1', 1)]);
+    const relay = startRelay({ retentionSeconds: 3600, retentionBatchSize: 2 });
+    let deleted = 0;
+    relay.on('retention', (report) => {
+      deleted += report.deleted;
+    });
+    await waitFor(() => deleted === old, 10_000, 'old events deleted');
+    await waitFor(async () => (await counts(db.pool)).PENDING === 0, 10_000, 'new event published');
+    await stopAll();
+    const left = await db.pool.query<{ event_type: string; status: string }>(
+      'SELECT event_type, status FROM event_outbox',
+    );
+    assert.deepEqual(
+      left.rows.filter((row) => row.status === 'PUBLISHED').map((row) => row.event_type),
+      ['test.retention.v1'],
+    );
+  });
+});
+
+function compareEntryIds(a: string, b: string): number {
+  const [am = 0n, as = 0n] = a.split('-').map(BigInt);
+  const [bm = 0n, bs = 0n] = b.split('-').map(BigInt);
+  return am === bm ? Number(as - bs) : am < bm ? -1 : 1;
+}

@@ -1,0 +1,160 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { createClient } from '@redis/client';
+import pg from 'pg';
+import { outboxSchema } from '../src/migrations.ts';
+
+/** The server every test database is created on; override with TEST_DATABASE_URL. */
+export const SERVER_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export interface OutboxDatabase {
+  url: string;
+  pool: pg.Pool;
+  drop(): Promise<void>;
+}
+
+async function onServer<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: SERVER_URL });
+  await client.connect();
+  try {
+    return await run(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A fresh database holding just the outbox table, for one test file. */
+export async function createOutboxDatabase(): Promise<OutboxDatabase> {
+  const name = `outbox_test_${randomBytes(6).toString('hex')}`;
+  await onServer((client) => client.query(`CREATE DATABASE ${name}`));
+  const url = new URL(SERVER_URL);
+  url.pathname = `/${name}`;
+  const pool = new pg.Pool({ connectionString: url.toString(), max: 10 });
+  pool.on('error', () => {});
+  const statements: string[] = [];
+  for (const step of outboxSchema()) step.up({ sql: (statement) => statements.push(statement) });
+  for (const statement of statements) await pool.query(statement);
+  return {
+    url: url.toString(),
+    pool,
+    async drop() {
+      await pool.end();
+      await onServer((client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+    },
+  };
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  server.close();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+/** Polls `check` until it returns true; fails after `timeoutMs`. */
+export async function waitFor(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A throwaway redis-server on a free loopback port that a test may kill and restart. */
+export class TestRedis {
+  private process: ChildProcess | undefined;
+  private constructor(
+    readonly port: number,
+    private readonly extraArgs: string[],
+  ) {}
+
+  static async start(extraArgs: string[] = []): Promise<TestRedis> {
+    const redis = new TestRedis(await freePort(), extraArgs);
+    await redis.restart();
+    return redis;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async restart(): Promise<void> {
+    const args = [
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      ...this.extraArgs,
+    ];
+    this.process = spawn('redis-server', args, { stdio: 'ignore' });
+    await waitFor(
+      () => this.cli(['PING']).then((reply) => reply === 'PONG'),
+      10_000,
+      `redis on ${this.port}`,
+    );
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.process;
+    this.process = undefined;
+    if (child === undefined || child.exitCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill(signal);
+    await exited;
+  }
+
+  /** Runs redis-cli against this server and returns its trimmed output. */
+  async cli(args: string[]): Promise<string> {
+    return runCommand('redis-cli', ['-p', String(this.port), ...args]);
+  }
+}
+
+export async function runCommand(command: string, args: string[]): Promise<string> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout?.on('data', (chunk) => {
+    output += String(chunk);
+  });
+  const [code] = await once(child, 'exit');
+  if (code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${code}`);
+  return output.trim();
+}
+
+export interface StreamEntry {
+  entryId: string;
+  fields: Record<string, string>;
+}
+
+/** Every entry of a stream, in stream order. */
+export async function readStream(url: string, stream: string): Promise<StreamEntry[]> {
+  const client = createClient({ url });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    const entries = await client.xRange(stream, '-', '+');
+    return (entries ?? []).map((entry) => ({
+      entryId: entry.id,
+      fields: entry.message as Record<string, string>,
+    }));
+  } finally {
+    client.destroy();
+  }
+}

@@ -1,0 +1,41 @@
+import { OutboxAdmin, OutboxRelay, RedisStreamsPublisher } from '@astra/outbox';
+import type { Logger } from 'pino';
+import type { Config } from './config.ts';
+
+/** The relay as this service configures it: Redis (or Redis Cluster) from the config, logs via pino. */
+export function createRelay(config: Config, logger: Logger): OutboxRelay {
+  const publisher = new RedisStreamsPublisher({
+    ...(config.redisClusterNodes.length > 0
+      ? { clusterNodes: config.redisClusterNodes }
+      : { url: config.redisUrl }),
+    dedupeWindowSeconds: config.relayDedupeWindowSeconds,
+    ...(config.relayStreamMaxLen === undefined ? {} : { maxLen: config.relayStreamMaxLen }),
+  });
+  const relay = new OutboxRelay({
+    connectionString: config.databaseUrl,
+    publisher,
+    batchSize: config.relayBatchSize,
+    pollIntervalMs: config.relayPollIntervalMs,
+    maxAttempts: config.relayMaxAttempts,
+    retentionSeconds: config.retentionHours * 3600,
+  });
+  const log = logger.child({ component: 'outbox-relay' });
+  relay.on('fault', ({ kind, error, count }) =>
+    log.warn({ kind, count, err: error.message }, 'outbox publish problem'),
+  );
+  relay.on('broker', ({ up }) =>
+    up ? log.info('broker reachable again') : log.error('broker unreachable; events stay PENDING'),
+  );
+  relay.on('failed', ({ rowIds }) => log.error({ rowIds }, 'outbox events FAILED after their last attempt'));
+  relay.on('running', ({ running }) => {
+    if (!running) void publisher.close();
+  });
+  let owned = -1;
+  relay.on('partitions', ({ partitions, leader }) => {
+    if (partitions.length !== owned) log.info({ partitions: partitions.length, leader }, 'relay partitions');
+    owned = partitions.length;
+  });
+  return relay;
+}
+
+export { OutboxAdmin };
