@@ -279,7 +279,15 @@ export class RedisStreamsPublisher implements Publisher {
       groupOfAggregate.set(event.aggregateId, group);
       let index = group.keyIndex.get(stream);
       if (index === undefined) {
-        group.keys.push(stream, journalKey(stream));
+        let journal: string;
+        try {
+          journal = journalKey(stream);
+        } catch (error) {
+          outcomes[position] = { status: 'rejected', error: (error as Error).message };
+          stopped.add(event.aggregateId);
+          return;
+        }
+        group.keys.push(stream, journal);
         index = group.keys.length - 1; // Lua's 1-based index of the stream
         group.keyIndex.set(stream, index);
       }

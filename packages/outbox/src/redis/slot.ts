@@ -34,5 +34,8 @@ export function keySlot(key: string): number {
  * in a cluster. A stream with a hash tag keeps it; one without gets its whole name as the tag.
  */
 export function journalKey(stream: string): string {
-  return hashTag(stream) === stream ? `{${stream}}:outbox-journal` : `${stream}:outbox-journal`;
+  if (hashTag(stream) !== stream) return `${stream}:outbox-journal`;
+  // Braces that do not form a hash tag cannot be wrapped in one: no key shares such a stream's slot.
+  if (/[{}]/.test(stream)) throw new Error(`stream name "${stream}" has braces that are not a hash tag`);
+  return `{${stream}}:outbox-journal`;
 }
