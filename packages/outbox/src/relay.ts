@@ -271,6 +271,9 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     client.on('notification', () => this.wakeUp());
     this.client = client;
     await client.connect();
+    // The relay's marks need not wait for the WAL flush: a mark lost in a database crash only means
+    // the event is offered again, and the publisher's dedupe answers it with its first entry id.
+    await client.query('SET synchronous_commit = off');
     if (options.listen) await client.query(`LISTEN ${options.channel}`);
     const ownership = new PartitionOwnership(client, lockNamespace(options.table));
     await ownership.join();
