@@ -6,7 +6,14 @@ import { type ApiKeyVerifier, authorize, type Principal } from '../http/auth.ts'
 import { ApiError } from '../http/errors.ts';
 import { ACCOUNT_ID_PATTERN, ErrorResponse, Position, Trade, TradeRequest, TradeResult } from './schema.ts';
 import type { TradeService } from './service.ts';
-import { type PositionRow, positionsQuery, type TradeRow, tradeByIdQuery } from './sql.ts';
+import {
+  type PositionRow,
+  positionFromRow,
+  positionsQuery,
+  type TradeRecordRow,
+  tradeByIdQuery,
+  tradeFromRow,
+} from './sql.ts';
 
 export interface TradeRoutesOptions {
   pool: pg.Pool;
@@ -97,24 +104,13 @@ export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async 
     },
     async (request) => {
       const { principal } = request;
-      const result = await pool.query<Omit<TradeRow, 'position_quantity' | 'average_price' | 'updated_at'>>(
-        tradeByIdQuery(request.params.id),
-      );
+      const result = await pool.query<TradeRecordRow>(tradeByIdQuery(request.params.id));
       const row = result.rows[0];
       // A trade of another account is reported as missing, so ids cannot be probed.
       if (row === undefined || !(principal.isAdmin || principal.accountId === row.account_id)) {
         throw new ApiError(404, 'TRADE_NOT_FOUND', 'no such trade', 'id');
       }
-      return {
-        id: row.id,
-        accountId: row.account_id,
-        symbol: row.symbol,
-        side: row.side,
-        quantity: row.quantity,
-        price: row.price,
-        positionVersion: row.position_version,
-        executedAt: row.executed_at.toISOString(),
-      };
+      return tradeFromRow(row);
     },
   );
 
@@ -133,14 +129,7 @@ export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async 
       authorize(principal, request.params.accountId);
       const result = await pool.query<PositionRow>(positionsQuery(request.params.accountId));
       return {
-        positions: result.rows.map((row) => ({
-          accountId: row.account_id,
-          symbol: row.symbol,
-          quantity: row.quantity,
-          averagePrice: row.average_price,
-          version: row.version,
-          updatedAt: row.updated_at.toISOString(),
-        })),
+        positions: result.rows.map(positionFromRow),
       };
     },
   );

@@ -2,14 +2,16 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { OutboxWriter } from '@astra/outbox';
 import type pg from 'pg';
 import { ApiError } from '../http/errors.ts';
-import type { Position, Trade, TradeRequest, TradeResult } from './schema.ts';
+import type { TradeRequest, TradeResult } from './schema.ts';
 import {
   buyQuery,
   claimIdempotencyKeyQuery,
+  positionFromRow,
   sellQuery,
   storedResponseQuery,
   storeResponseQuery,
   type TradeRow,
+  tradeFromRow,
 } from './sql.ts';
 
 export const TRADE_EXECUTED = 'astra.trading.trade_executed.v1';
@@ -35,25 +37,8 @@ export function positionAggregateId(accountId: string, symbol: string): string {
 }
 
 function toResult(row: TradeRow): TradeResult {
-  const trade: Trade = {
-    id: row.id,
-    accountId: row.account_id,
-    symbol: row.symbol,
-    side: row.side,
-    quantity: row.quantity,
-    price: row.price,
-    positionVersion: row.position_version,
-    executedAt: row.executed_at.toISOString(),
-  };
-  const position: Position = {
-    accountId: row.account_id,
-    symbol: row.symbol,
-    quantity: row.position_quantity,
-    averagePrice: row.average_price,
-    version: row.position_version,
-    updatedAt: row.updated_at.toISOString(),
-  };
-  return { trade, position };
+  const position = { ...row, quantity: row.position_quantity, version: row.position_version };
+  return { trade: tradeFromRow(row), position: positionFromRow(position) };
 }
 
 /** A stable hash of the request body: the same fields in any order hash alike. */

@@ -1,4 +1,5 @@
 import type { QueryConfig } from 'pg';
+import type { Position, Trade } from './schema.ts';
 
 /**
  * The trade's own writes in one statement: the position change under its row lock (the upsert or
@@ -72,6 +73,33 @@ export interface TradeRow {
   position_quantity: string;
   average_price: string;
   updated_at: Date;
+}
+
+/** A trade row as `tradeByIdQuery` reads it. */
+export type TradeRecordRow = Omit<TradeRow, 'position_quantity' | 'average_price' | 'updated_at'>;
+
+export function tradeFromRow(row: TradeRecordRow): Trade {
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    symbol: row.symbol,
+    side: row.side,
+    quantity: row.quantity,
+    price: row.price,
+    positionVersion: row.position_version,
+    executedAt: row.executed_at.toISOString(),
+  };
+}
+
+export function positionFromRow(row: PositionRow): Position {
+  return {
+    accountId: row.account_id,
+    symbol: row.symbol,
+    quantity: row.quantity,
+    averagePrice: row.average_price,
+    version: row.version,
+    updatedAt: row.updated_at.toISOString(),
+  };
 }
 
 /** $1 trade id. */
