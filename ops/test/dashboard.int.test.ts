@@ -1,0 +1,135 @@
+// The Grafana dashboard and provisioning files: committed as generated, and complete. (Their queries are
+// run against a real Prometheus in prometheus.int.test.ts.)
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { Dashboard } from '@grafana/grafana-foundation-sdk/dashboard';
+import {
+  buildOutboxDashboard,
+  DATASOURCE_UID,
+  dashboardPanels,
+  GRAFANA_DIR,
+  generatedFiles,
+  panelQueries,
+  SCRAPE_INTERVAL,
+} from '../grafana/generate.ts';
+import { OPS } from './support/processes.ts';
+
+test('the committed dashboard and provisioning files are what the generator produces', () => {
+  const files = generatedFiles();
+  assert.deepEqual([...files.keys()].sort(), [
+    'dashboards/outbox.json',
+    'provisioning/dashboards/outbox.yml',
+    'provisioning/datasources/prometheus.yml',
+  ]);
+  for (const [path, content] of files) {
+    const committed = readFileSync(join(GRAFANA_DIR, path), 'utf8');
+    assert.equal(committed, content, `ops/grafana/${path} is stale: run npm run dashboards and commit it`);
+  }
+});
+
+test('every panel has a title and at least one Prometheus query with an expression', () => {
+  const panels = dashboardPanels();
+  assert.ok(panels.length >= 10, `only ${panels.length} panels`);
+  for (const panel of panels) {
+    assert.ok(panel.title, `a ${panel.type} panel without title`);
+    const targets = panel.targets ?? [];
+    assert.ok(targets.length > 0, `panel "${panel.title}" has no query`);
+    const refIds = new Set<string>();
+    for (const target of targets) {
+      const expr = 'expr' in target ? target.expr : undefined;
+      assert.ok(typeof expr === 'string' && expr.trim() !== '', `panel "${panel.title}" has an empty query`);
+      const refId = 'refId' in target && typeof target.refId === 'string' ? target.refId : '';
+      assert.ok(refId !== '' && !refIds.has(refId), `panel "${panel.title}" repeats or lacks refId ${refId}`);
+      refIds.add(refId);
+    }
+  }
+});
+
+test('the panels cover every metric of the contract', () => {
+  const exprs = panelQueries().map((query) => query.promql);
+  const metrics = [
+    'outbox_pending_events_total',
+    'outbox_oldest_pending_event_age_seconds',
+    'outbox_events_published_total',
+    'outbox_publish_errors_total',
+    'outbox_commit_to_ack_seconds_bucket',
+    'outbox_batch_size_bucket',
+    'outbox_failed_events',
+    'outbox_blocked_aggregates',
+    'outbox_broker_up',
+    'outbox_relay_running',
+    'outbox_relay_partitions_held',
+    'trades_executed_total',
+    'http_request_duration_seconds_bucket',
+    'process_resident_memory_bytes',
+    'nodejs_eventloop_lag_seconds',
+  ];
+  for (const metric of metrics) {
+    assert.ok(
+      exprs.some((expr) => new RegExp(`\\b${metric}\\b`).test(expr)),
+      `no panel queries ${metric}`,
+    );
+  }
+  for (const q of [0.5, 0.95, 0.99]) {
+    assert.ok(
+      exprs.some(
+        (expr) => expr.startsWith(`histogram_quantile(${q},`) && expr.includes('outbox_commit_to_ack'),
+      ),
+      `no p${q * 100} commit-to-ack latency`,
+    );
+  }
+});
+
+test('panels sit inside the 24-column grid without overlapping', () => {
+  const boxes = (buildOutboxDashboard().panels ?? []).map((panel) => ({
+    title: panel.title,
+    ...panel.gridPos,
+  }));
+  for (const [index, a] of boxes.entries()) {
+    assert.ok(a.x !== undefined && a.y !== undefined && a.w !== undefined && a.h !== undefined, `${a.title}`);
+    assert.ok(a.x >= 0 && a.x + a.w <= 24, `panel "${a.title}" leaves the grid`);
+    for (const b of boxes.slice(index + 1)) {
+      const apart =
+        a.x + a.w <= (b.x ?? 0) ||
+        (b.x ?? 0) + (b.w ?? 0) <= a.x ||
+        a.y + a.h <= (b.y ?? 0) ||
+        (b.y ?? 0) + (b.h ?? 0) <= a.y;
+      assert.ok(apart, `panels "${a.title}" and "${b.title}" overlap`);
+    }
+  }
+});
+
+test('queries use the provisioned data source, whose interval matches Prometheus', () => {
+  const model = buildOutboxDashboard();
+  for (const panel of dashboardPanels(model)) {
+    assert.deepEqual(
+      panel.datasource,
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's variable syntax, not a JS template.
+      { type: 'prometheus', uid: '${datasource}' },
+      `panel "${panel.title}"`,
+    );
+  }
+  const variable = model.templating?.list?.find((item) => item.name === 'datasource');
+  assert.deepEqual(variable?.current?.value, DATASOURCE_UID);
+  const datasources = readFileSync(
+    join(GRAFANA_DIR, 'provisioning', 'datasources', 'prometheus.yml'),
+    'utf8',
+  );
+  assert.match(datasources, new RegExp(`uid: ${DATASOURCE_UID}\\n`));
+  const prometheus = readFileSync(join(OPS, 'prometheus', 'prometheus.yml'), 'utf8');
+  assert.match(prometheus, new RegExp(`^ {2}scrape_interval: ${SCRAPE_INTERVAL}$`, 'm'));
+});
+
+test('panelQueries substitutes $__rate_interval and rejects any other Grafana variable', () => {
+  for (const query of panelQueries({ rateInterval: '2m' })) {
+    assert.ok(!query.promql.includes('$'), query.promql);
+    if (query.expr.includes('$__rate_interval')) assert.ok(query.promql.includes('[2m]'), query.promql);
+  }
+  const model: Dashboard = buildOutboxDashboard();
+  const first = dashboardPanels(model)[0]?.targets?.[0];
+  assert.ok(first && 'expr' in first);
+  first.expr = 'max(outbox_pending_events_total{instance="$instance"})';
+  assert.throws(() => panelQueries({ model }), /unhandled variable/);
+});

@@ -1,0 +1,218 @@
+/**
+ * Real Prometheus and Alertmanager processes for tests, on free ports in temporary folders, from the
+ * committed configuration. Every wait is bounded; `stop()` ends the process it started and nothing else.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Root of the repository. */
+export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const OPS = join(REPO, 'ops');
+
+export interface CommandResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  /** stdout and stderr together, for assertion messages. */
+  output: string;
+}
+
+/** Runs a command to completion (at most `timeoutMs`), from the repository root. */
+export function run(command: string, args: string[], timeoutMs = 60_000): CommandResult {
+  const result = spawnSync(command, args, { cwd: REPO, encoding: 'utf8', timeout: timeoutMs });
+  if (result.error) throw result.error;
+  const stdout = result.stdout ?? '';
+  const stderr = result.stderr ?? '';
+  return { status: result.status, stdout, stderr, output: `${stdout}\n${stderr}` };
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => (port > 0 ? resolve(port) : reject(new Error('no port assigned'))));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs: number,
+  intervalMs = 200,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() >= deadline) {
+      const cause = lastError instanceof Error ? `: ${lastError.message}` : '';
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${cause}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+export interface Daemon {
+  /** http://127.0.0.1:<port> */
+  url: string;
+  /** The temporary folder holding its configuration and data. */
+  dir: string;
+  /** What the process wrote so far (both streams). */
+  logs(): string;
+  /** Ends the process (SIGTERM, SIGKILL after 10 s) and removes its folder. */
+  stop(): Promise<void>;
+}
+
+async function startDaemon(command: string, args: string[], url: string, dir: string): Promise<Daemon> {
+  let logs = '';
+  const child: ChildProcess = spawn(command, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.on('data', (chunk: Buffer) => {
+    logs += chunk.toString();
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    logs += chunk.toString();
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let running = true;
+  child.once('exit', () => {
+    running = false;
+  });
+  const stop = async () => {
+    if (running) {
+      child.kill('SIGTERM');
+      const killed = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
+      if (!killed) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitFor(
+      `${command} to be ready at ${url}`,
+      async () => {
+        if (!running) throw new Error(`${command} exited:\n${logs}`);
+        const response = await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2_000) });
+        return response.ok ? true : undefined;
+      },
+      30_000,
+    );
+  } catch (error) {
+    await stop();
+    throw new Error(`${error instanceof Error ? error.message : String(error)}\n${logs}`);
+  }
+  return { url, dir, logs: () => logs, stop };
+}
+
+export interface PrometheusOptions {
+  /** host:port targets of job trading-service. @defaultValue none */
+  tradingService?: string[];
+  /** host:port targets of job outbox-relay. @defaultValue none */
+  outboxRelay?: string[];
+  /** host:port of Alertmanagers to send alerts to. @defaultValue none */
+  alertmanagers?: string[];
+  /** Replaces the committed scrape_interval (and scrape_timeout). @defaultValue as committed */
+  scrapeInterval?: string;
+  /** Replaces the committed evaluation_interval. @defaultValue as committed */
+  evaluationInterval?: string;
+}
+
+function replaceOnce(text: string, pattern: RegExp, replacement: string): string {
+  const matches = text.match(new RegExp(pattern.source, 'gm'));
+  if (matches?.length !== 1) throw new Error(`expected one match of ${pattern} in prometheus.yml`);
+  return text.replace(new RegExp(pattern.source, 'm'), replacement);
+}
+
+/**
+ * Writes a runnable copy of ops/prometheus into `dir`: the committed prometheus.yml (intervals
+ * optionally replaced), the committed rules, and file_sd targets files listing the given targets.
+ */
+export function writePrometheusConfig(dir: string, options: PrometheusOptions = {}): string {
+  let config = readFileSync(join(OPS, 'prometheus', 'prometheus.yml'), 'utf8');
+  if (options.scrapeInterval !== undefined) {
+    config = replaceOnce(config, /^ {2}scrape_interval: .*$/, `  scrape_interval: ${options.scrapeInterval}`);
+    config = replaceOnce(config, /^ {2}scrape_timeout: .*$/, `  scrape_timeout: ${options.scrapeInterval}`);
+  }
+  if (options.evaluationInterval !== undefined) {
+    config = replaceOnce(
+      config,
+      /^ {2}evaluation_interval: .*$/,
+      `  evaluation_interval: ${options.evaluationInterval}`,
+    );
+  }
+  writeFileSync(join(dir, 'prometheus.yml'), config);
+  cpSync(join(OPS, 'prometheus', 'rules'), join(dir, 'rules'), { recursive: true });
+  mkdirSync(join(dir, 'targets'), { recursive: true });
+  const targets = (list: string[] | undefined) => JSON.stringify(list?.length ? [{ targets: list }] : []);
+  // JSON is YAML, so these are valid file_sd files.
+  writeFileSync(join(dir, 'targets', 'trading-service.yml'), targets(options.tradingService));
+  writeFileSync(join(dir, 'targets', 'outbox-relay.yml'), targets(options.outboxRelay));
+  writeFileSync(join(dir, 'targets', 'alertmanager.yml'), targets(options.alertmanagers));
+  return join(dir, 'prometheus.yml');
+}
+
+/** Starts `prometheus` on a free port with the committed config and rules (see writePrometheusConfig). */
+export async function startPrometheus(options: PrometheusOptions = {}): Promise<Daemon> {
+  const dir = mkdtempSync(join(tmpdir(), 'outbox-prometheus-'));
+  const config = writePrometheusConfig(dir, options);
+  const port = await freePort();
+  return startDaemon(
+    'prometheus',
+    [
+      `--config.file=${config}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+    ],
+    `http://127.0.0.1:${port}`,
+    dir,
+  );
+}
+
+/**
+ * Starts `alertmanager` on a free port, clustering off. `configure` gets the daemon's own folder (for
+ * files the configuration refers to) and returns the configuration text.
+ */
+export async function startAlertmanager(configure: (dir: string) => string): Promise<Daemon> {
+  const dir = mkdtempSync(join(tmpdir(), 'outbox-alertmanager-'));
+  try {
+    writeFileSync(join(dir, 'alertmanager.yml'), configure(dir));
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  const port = await freePort();
+  // Debian installs the daemon as prometheus-alertmanager.
+  const command = run('sh', [
+    '-c',
+    'command -v alertmanager || command -v prometheus-alertmanager',
+  ]).stdout.trim();
+  if (command === '') throw new Error('alertmanager is not installed: run scripts/setup-machine.sh');
+  return startDaemon(
+    command,
+    [
+      `--config.file=${join(dir, 'alertmanager.yml')}`,
+      `--storage.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--cluster.listen-address=',
+    ],
+    `http://127.0.0.1:${port}`,
+    dir,
+  );
+}
