@@ -75,8 +75,8 @@ export function registerOutboxMetrics({ registry, relay, admin }: OutboxMetricsO
   }
 
   if (admin === undefined || relay === undefined) return;
-  // Gauges read at scrape time, exported by the leader only (collect() returning without set() leaves
-  // them unset after reset(), so non-leaders export no sample at all).
+  // Gauges read at scrape time, exported by the leader only: non-leaders export no sample at all, not a
+  // 0 that would read as "nothing pending" while the role changes hands.
   let cached: { at: number; value: Promise<Awaited<ReturnType<OutboxAdmin['status']>>> } | undefined;
   const status = () => {
     // One query serves the four gauges of a scrape.
@@ -94,7 +94,8 @@ export function registerOutboxMetrics({ registry, relay, admin }: OutboxMetricsO
       help,
       registers,
       async collect() {
-        this.reset();
+        // Not reset(): on a gauge without labels it puts back a 0 sample; remove() leaves none.
+        this.remove();
         if (!relay.isLeader) return;
         try {
           this.set(read(await status()));
