@@ -13,6 +13,10 @@ export function createPool(databaseUrl: string, max: number): pg.Pool {
   // An idle client that loses its connection (database restart, pg_terminate_backend) emits 'error';
   // without a listener that would crash the process. The pool drops it and opens a new one.
   pool.on('error', () => {});
+  // The pool listens only while a client is idle: a checked-out client whose connection dies between
+  // two queries of a transaction would emit an unhandled 'error' and crash the process. With this
+  // listener the next query on it fails instead, and the caller releases it as broken.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

@@ -1,0 +1,79 @@
+import { sleep } from '../e2e/processes.ts';
+import type { Random } from './random.ts';
+
+/**
+ * The faults of a chaos run, injected one at a time at random moments of the load:
+ * - relayKill: SIGKILL a relay process (mid-batch, between XADD and mark, wherever it is), restart it;
+ * - redisKill: SIGKILL redis-server, keep it down a moment, restart it on the same port;
+ * - pgTerminate: pg_terminate_backend on every session of the test database (service pool, relays);
+ * - serviceKill: SIGKILL the service process mid-request, restart it on the same port.
+ */
+export const FAULT_KINDS = ['relayKill', 'redisKill', 'pgTerminate', 'serviceKill'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export type FaultCounts = Record<FaultKind, number>;
+
+/** What the harness does for each fault; each returns a short description of what it did. */
+export type FaultActions = Record<FaultKind, (random: Random) => Promise<string>>;
+
+export interface PlannedFault {
+  kind: FaultKind;
+  /** Milliseconds after the load started. */
+  atMs: number;
+}
+
+export interface FaultRecord extends PlannedFault {
+  /** When it actually started (a fault waits for the one before it to finish). */
+  startedMs: number;
+  tookMs: number;
+  detail: string;
+  error?: string;
+}
+
+/** Random moments between 5% and 85% of the load window, in time order. */
+export function planFaults(counts: FaultCounts, windowMs: number, random: Random): PlannedFault[] {
+  const plan: PlannedFault[] = [];
+  for (const kind of FAULT_KINDS) {
+    for (let i = 0; i < counts[kind]; i++) {
+      plan.push({ kind, atMs: Math.round(windowMs * (0.05 + 0.8 * random.next())) });
+    }
+  }
+  return plan.sort((a, b) => a.atMs - b.atMs);
+}
+
+/**
+ * Injects the planned faults in order. A failed injection (a restart that did not come up) is
+ * recorded and ends the run's faults, since what follows would test a broken setup.
+ */
+export async function injectFaults(
+  plan: readonly PlannedFault[],
+  actions: FaultActions,
+  random: Random,
+  startedAt: number,
+  log: (line: string) => void,
+  stopped: () => boolean,
+): Promise<FaultRecord[]> {
+  const records: FaultRecord[] = [];
+  for (const fault of plan) {
+    await sleep(startedAt + fault.atMs - Date.now());
+    if (stopped()) break;
+    const started = Date.now();
+    try {
+      const detail = await actions[fault.kind](random);
+      records.push({ ...fault, startedMs: started - startedAt, tookMs: Date.now() - started, detail });
+      log(`fault ${fault.kind} at ${((started - startedAt) / 1000).toFixed(1)} s: ${detail}`);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      records.push({
+        ...fault,
+        startedMs: started - startedAt,
+        tookMs: Date.now() - started,
+        detail: 'injection failed',
+        error: message,
+      });
+      log(`fault ${fault.kind} FAILED: ${message}`);
+      break;
+    }
+  }
+  return records;
+}

@@ -1,0 +1,379 @@
+import pg from 'pg';
+import { createApiKey } from '../../src/http/auth.ts';
+import { HttpClient } from '../e2e/http.ts';
+import { sleep, waitFor } from '../e2e/processes.ts';
+import { type RelayHandle, type ServiceHandle, Stack } from '../e2e/stack.ts';
+import {
+  FAULT_KINDS,
+  type FaultActions,
+  type FaultCounts,
+  type FaultKind,
+  type FaultRecord,
+  injectFaults,
+  planFaults,
+} from './faults.ts';
+import { type LoadResult, runLoad, type Trader } from './load.ts';
+import { Random } from './random.ts';
+import { verifyRun } from './verify.ts';
+
+/**
+ * The chaos run: the real service (RELAY_ENABLED=false) and standalone relays as OS processes, a
+ * throwaway redis-server with an fsynced append-only file, a fresh database; a bounded, paced load of
+ * trades over HTTP while faults hit every part; then a bounded drain and the checks of verify.ts.
+ * Everything it starts is stopped and the database dropped, whatever happens.
+ */
+
+export interface ChaosOptions {
+  /** Trades to send. */
+  trades: number;
+  /** The trades are paced over this long, and the faults fall inside it. */
+  durationSeconds: number;
+  /** Requests in flight at once (one keep-alive connection each). */
+  concurrency: number;
+  accounts: number;
+  symbols: number;
+  /** Standalone relays running side by side. */
+  relays: number;
+  faults: FaultCounts;
+  /** Extra tries of an idempotent trade after an unknown outcome. */
+  retries: number;
+  requestTimeoutMs: number;
+  /** Longest wait, after the load, for the outbox to have no PENDING row. */
+  drainTimeoutSeconds: number;
+  seed: number;
+  /** Progress lines. */
+  log: (line: string) => void;
+}
+
+export const DEFAULT_FAULTS: FaultCounts = { relayKill: 3, redisKill: 1, pgTerminate: 2, serviceKill: 1 };
+
+export const DEFAULT_CHAOS_OPTIONS: Omit<ChaosOptions, 'seed' | 'log'> = {
+  trades: 5000,
+  durationSeconds: 45,
+  concurrency: 16,
+  accounts: 40,
+  symbols: 10,
+  relays: 2,
+  faults: DEFAULT_FAULTS,
+  retries: 4,
+  requestTimeoutMs: 10_000,
+  drainTimeoutSeconds: 120,
+};
+
+/** Each option with the range the harness accepts. */
+export const OPTION_LIMITS = {
+  trades: [1, 1_000_000],
+  durationSeconds: [1, 3600],
+  concurrency: [1, 256],
+  accounts: [1, 10_000],
+  symbols: [1, 500],
+  relays: [1, 8],
+  retries: [0, 10],
+  requestTimeoutMs: [100, 120_000],
+  drainTimeoutSeconds: [1, 3600],
+} as const satisfies Partial<Record<keyof ChaosOptions, readonly [number, number]>>;
+
+export const FAULT_LIMIT = 100;
+
+export function resolveChaosOptions(
+  options: Partial<Omit<ChaosOptions, 'faults'>> & { faults?: Partial<FaultCounts> } = {},
+): ChaosOptions {
+  const resolved: ChaosOptions = {
+    ...DEFAULT_CHAOS_OPTIONS,
+    seed: Math.floor(Math.random() * 2 ** 31),
+    log: () => {},
+    ...options,
+    faults: { ...DEFAULT_FAULTS, ...options.faults },
+  };
+  for (const [name, [min, max]] of Object.entries(OPTION_LIMITS)) {
+    const value = resolved[name as keyof typeof OPTION_LIMITS];
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new RangeError(`${name} must be a whole number from ${min} to ${max}, got ${value}`);
+    }
+  }
+  for (const kind of FAULT_KINDS) {
+    const value = resolved.faults[kind];
+    if (!Number.isInteger(value) || value < 0 || value > FAULT_LIMIT) {
+      throw new RangeError(`faults.${kind} must be a whole number from 0 to ${FAULT_LIMIT}, got ${value}`);
+    }
+  }
+  if (!Number.isInteger(resolved.seed) || resolved.seed < 0 || resolved.seed >= 2 ** 32) {
+    throw new RangeError(`seed must be a whole number from 0 to ${2 ** 32 - 1}, got ${resolved.seed}`);
+  }
+  return resolved;
+}
+
+export interface ChaosSummary {
+  ok: boolean;
+  seed: number;
+  trades: {
+    requested: number;
+    attempted: number;
+    notSent: number;
+    accepted: number;
+    rejected: Record<string, number>;
+    rejectedTotal: number;
+    unknown: Record<string, number>;
+    unknownTotal: number;
+    serverErrors: Record<string, number>;
+    retries: number;
+    resolvedByRetry: number;
+    replayed: number;
+    inDatabase: number;
+  };
+  events: {
+    outbox: number;
+    published: number;
+    pending: number;
+    failed: number;
+    lost: number;
+    duplicated: number;
+    outOfOrder: number;
+    gaps: number;
+    orphans: number;
+  };
+  faults: Record<FaultKind, number> & { pgBackendsTerminated: number };
+  faultLog: FaultRecord[];
+  seconds: { load: number; drain: number; total: number };
+  problems: string[];
+  /** Where the processes' logs were kept (only when the run failed). */
+  logs?: string;
+}
+
+function total(counts: Record<string, number>): number {
+  return Object.values(counts).reduce((sum, n) => sum + n, 0);
+}
+
+const SYMBOLS = ['AAPL', 'MSFT', 'NVDA', 'AMZN', 'GOOG', 'META', 'TSLA', 'BRK.B', 'JPM', 'V'];
+
+function symbolList(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => SYMBOLS[i] ?? `SYM${i}`);
+}
+
+export async function runChaos(
+  input: Partial<Omit<ChaosOptions, 'faults'>> & { faults?: Partial<FaultCounts> } = {},
+  signal?: AbortSignal,
+): Promise<ChaosSummary> {
+  const options = resolveChaosOptions(input);
+  const { log } = options;
+  const random = new Random(options.seed);
+  const began = Date.now();
+  // A crash of a process under test ends the load and the faults at once: it is the finding.
+  let crashed = () => false;
+  const stopped = () => signal?.aborted === true || crashed();
+  log(`chaos run, seed ${options.seed}: ${options.trades} trades over ${options.durationSeconds} s`);
+
+  const stack = await Stack.create({
+    label: 'chaos',
+    durableRedis: true,
+    env: { RELAY_POLL_INTERVAL_MS: '250' },
+  });
+  crashed = () => stack.crashes.length > 0;
+  let ok = false;
+  let http: HttpClient | undefined;
+  let killer: pg.Client | undefined;
+  try {
+    let service: ServiceHandle = await stack.startService({ relay: false });
+    const relays: RelayHandle[] = [];
+    for (let i = 0; i < options.relays; i++) relays.push(await stack.startRelay());
+
+    // The admin key through the CLI as a user makes one; the accounts' keys straight in the database
+    // (one CLI process per account would cost seconds each on this machine).
+    const admin = `Bearer ${await stack.createKey({ admin: true })}`;
+    const traders: Trader[] = [];
+    for (let i = 0; i < options.accounts; i++) {
+      const accountId = `acct-${String(i).padStart(4, '0')}`;
+      traders.push({
+        accountId,
+        authorization: `Bearer ${await createApiKey(stack.db.pool, accountId, false)}`,
+      });
+      if (i % 5 === 0) traders.push({ accountId, authorization: admin });
+    }
+
+    // Its own session, so pg_backend_pid() spares exactly this one.
+    killer = new pg.Client({ connectionString: stack.db.url, application_name: 'chaos-harness' });
+    killer.on('error', () => {});
+    await killer.connect();
+    let backendsTerminated = 0;
+    const terminator = killer;
+
+    const actions: FaultActions = {
+      relayKill: async (rnd) => {
+        const index = rnd.int(0, relays.length - 1);
+        const victim = relays[index] as RelayHandle;
+        await victim.process.kill('SIGKILL');
+        await sleep(rnd.int(0, 1500));
+        const replacement = await stack.startRelay();
+        relays[index] = replacement;
+        return `${victim.process.name} (pid ${victim.process.pid}) SIGKILLed; ${replacement.process.name} started`;
+      },
+      redisKill: async (rnd) => {
+        await stack.redis.kill();
+        const down = rnd.int(500, 3000);
+        await sleep(down);
+        await stack.redis.start();
+        return `redis-server SIGKILLed, restarted on port ${stack.redis.port} after ${down} ms`;
+      },
+      pgTerminate: async () => {
+        const result = await terminator.query<{ terminated: number }>(
+          `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS terminated
+           FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+        );
+        const terminated = result.rows[0]?.terminated ?? 0;
+        backendsTerminated += terminated;
+        return `pg_terminate_backend on ${terminated} sessions`;
+      },
+      serviceKill: async () => {
+        const victim = service;
+        await victim.process.kill('SIGKILL');
+        service = await stack.startService({ relay: false, port: victim.port });
+        return `${victim.process.name} (pid ${victim.process.pid}) SIGKILLed; ${service.process.name} started`;
+      },
+    };
+
+    http = new HttpClient(service.port, { maxSockets: options.concurrency });
+    const durationMs = options.durationSeconds * 1000;
+    const plan = planFaults(options.faults, durationMs, random);
+    const loadStart = Date.now();
+    const [load, faultLog] = await Promise.all([
+      runLoad(
+        http,
+        {
+          trades: options.trades,
+          durationMs,
+          // The load is bounded: nothing starts later than this, however slow the system gets.
+          deadline: loadStart + Math.max(durationMs * 2, durationMs + 60_000),
+          concurrency: options.concurrency,
+          traders,
+          symbols: symbolList(options.symbols),
+          retries: options.retries,
+          requestTimeoutMs: options.requestTimeoutMs,
+          seed: options.seed,
+        },
+        stopped,
+      ),
+      injectFaults(plan, actions, random, loadStart, log, stopped),
+    ]);
+    const loadSeconds = (Date.now() - loadStart) / 1000;
+    log(
+      `load done in ${loadSeconds.toFixed(1)} s: ${load.accepted.length} accepted, ${total(load.rejected)} rejected, ${total(load.unknown)} unknown`,
+    );
+
+    // Drain: the relays publish what is left (bounded).
+    const drainStart = Date.now();
+    const problems: string[] = [];
+    for (const fault of faultLog) {
+      if (fault.error !== undefined)
+        problems.push(`fault ${fault.kind} could not be injected: ${fault.error}`);
+    }
+    for (const kind of FAULT_KINDS) {
+      const injected = faultLog.filter((fault) => fault.kind === kind && fault.error === undefined).length;
+      if (injected < options.faults[kind])
+        problems.push(`${kind}: ${injected} of ${options.faults[kind]} injected`);
+    }
+    if (load.notSent > 0) problems.push(`${load.notSent} trades not sent (deadline, crash or interrupt)`);
+    try {
+      if (stopped()) throw new Error('no drain: the run was stopped');
+      await waitFor(
+        'no PENDING outbox rows',
+        async () => {
+          if (stopped()) throw new Error('aborted');
+          const result = await stack.db.pool.query<{ pending: number }>(
+            "SELECT count(*)::int AS pending FROM event_outbox WHERE status = 'PENDING'",
+          );
+          return result.rows[0]?.pending === 0;
+        },
+        options.drainTimeoutSeconds * 1000,
+        250,
+      );
+    } catch (error) {
+      problems.push(error instanceof Error ? error.message : String(error));
+    }
+    const drainSeconds = (Date.now() - drainStart) / 1000;
+    log(`drain done in ${drainSeconds.toFixed(1)} s; checking`);
+
+    for (const crash of stack.crashes) problems.push(crash);
+    const unknownTotal = total(load.unknown);
+    const verification = await verifyRun(stack.db.pool, stack.redis.url, load.accepted, unknownTotal);
+    problems.push(...verification.problems);
+    ok = problems.length === 0;
+    const faults = Object.fromEntries(
+      FAULT_KINDS.map((kind) => [
+        kind,
+        faultLog.filter((f) => f.kind === kind && f.error === undefined).length,
+      ]),
+    ) as Record<FaultKind, number>;
+    return summarize(
+      options,
+      load,
+      verification,
+      faults,
+      backendsTerminated,
+      faultLog,
+      {
+        load: loadSeconds,
+        drain: drainSeconds,
+        total: (Date.now() - began) / 1000,
+      },
+      problems,
+      ok ? undefined : stack.workDir,
+    );
+  } catch (error) {
+    throw new Error(
+      `chaos run failed (logs kept in ${stack.workDir}): ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  } finally {
+    http?.close();
+    await killer?.end().catch(() => {});
+    await stack.close({ keepLogs: !ok });
+  }
+}
+
+function summarize(
+  options: ChaosOptions,
+  load: LoadResult,
+  verification: Awaited<ReturnType<typeof verifyRun>>,
+  faults: Record<FaultKind, number>,
+  pgBackendsTerminated: number,
+  faultLog: FaultRecord[],
+  seconds: ChaosSummary['seconds'],
+  problems: string[],
+  logs: string | undefined,
+): ChaosSummary {
+  return {
+    ok: problems.length === 0,
+    seed: options.seed,
+    trades: {
+      requested: options.trades,
+      attempted: load.attempted,
+      notSent: load.notSent,
+      accepted: load.accepted.length,
+      rejected: load.rejected,
+      rejectedTotal: total(load.rejected),
+      unknown: load.unknown,
+      unknownTotal: total(load.unknown),
+      serverErrors: load.serverErrors,
+      retries: load.retries,
+      resolvedByRetry: load.resolvedByRetry,
+      replayed: load.replayed,
+      inDatabase: verification.tradesInDatabase,
+    },
+    events: {
+      outbox: verification.outboxRows,
+      published: verification.streamEntries,
+      pending: verification.outboxByStatus.PENDING ?? 0,
+      failed: verification.outboxByStatus.FAILED ?? 0,
+      lost: verification.lost,
+      duplicated: verification.duplicated,
+      outOfOrder: verification.outOfOrder,
+      gaps: verification.gaps,
+      orphans: verification.orphans,
+    },
+    faults: { ...faults, pgBackendsTerminated },
+    faultLog,
+    seconds,
+    problems,
+    ...(logs === undefined ? {} : { logs }),
+  };
+}

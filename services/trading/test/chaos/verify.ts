@@ -1,0 +1,298 @@
+import { isDeepStrictEqual } from 'node:util';
+import type pg from 'pg';
+import { readStreams, type StreamEntry } from '../e2e/streams.ts';
+import type { AcceptedTrade } from './load.ts';
+
+/**
+ * The checks after a chaos run, from the database, the streams and what the clients were told.
+ * Each check counts what breaks it and keeps a few examples; nothing stops at the first problem, so a
+ * broken build shows the whole damage.
+ */
+
+export const TRADE_EXECUTED = 'astra.trading.trade_executed.v1';
+export const POSITION_UPDATED = 'astra.trading.position_updated.v1';
+
+export interface Verification {
+  tradesInDatabase: number;
+  positions: number;
+  outboxRows: number;
+  outboxByStatus: Record<string, number>;
+  streamEntries: number;
+  /** Committed events missing from the streams, plus two for every 201 trade missing from the database. */
+  lost: number;
+  /** Stream entries beyond the first for one event id. */
+  duplicated: number;
+  /** position_updated entries whose version is not above the previous entry of the same position. */
+  outOfOrder: number;
+  /** Versions missing from a position's stream relative to the database (1..final version). */
+  gaps: number;
+  /** Stream entries for which no committed outbox row exists. */
+  orphans: number;
+  /** Human-readable failed checks, with examples. */
+  problems: string[];
+}
+
+interface TradeRow {
+  id: string;
+  account_id: string;
+  symbol: string;
+  position_version: number;
+}
+
+interface PositionRow {
+  account_id: string;
+  symbol: string;
+  version: number;
+}
+
+interface OutboxRow {
+  event_id: string;
+  event_type: string;
+  aggregate_id: string;
+  status: string;
+  stream_entry_id: string | null;
+  payload: Record<string, unknown>;
+}
+
+/** Collects examples of one kind of problem and reports it once with its count. */
+class Finding {
+  count = 0;
+  private readonly examples: string[] = [];
+  constructor(private readonly title: string) {}
+  add(example: string, weight = 1): void {
+    this.count += weight;
+    if (this.examples.length < 5) this.examples.push(example);
+  }
+  report(problems: string[]): void {
+    if (this.count > 0) problems.push(`${this.title}: ${this.count} (e.g. ${this.examples.join('; ')})`);
+  }
+}
+
+const positionKey = (accountId: string, symbol: string) => `${accountId}:${symbol}`;
+
+function parseData(entry: StreamEntry): Record<string, unknown> | undefined {
+  try {
+    const data: unknown = JSON.parse(entry.fields.data ?? '');
+    return typeof data === 'object' && data !== null ? (data as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function verifyRun(
+  pool: pg.Pool,
+  redisUrl: string,
+  accepted: readonly AcceptedTrade[],
+  unknownOutcomes: number,
+): Promise<Verification> {
+  const [trades, positions, outbox] = await Promise.all([
+    pool.query<TradeRow>('SELECT id::text, account_id, symbol, position_version::int FROM trades'),
+    pool.query<PositionRow>('SELECT account_id, symbol, version::int FROM positions'),
+    pool.query<OutboxRow>(
+      'SELECT event_id::text, event_type, aggregate_id, status, stream_entry_id, payload FROM event_outbox ORDER BY id',
+    ),
+  ]);
+  const streams = await readStreams(redisUrl, [TRADE_EXECUTED, POSITION_UPDATED]);
+  const problems: string[] = [];
+
+  // --- What the clients were told against the trades table.
+  const tradeById = new Map(trades.rows.map((row) => [row.id, row]));
+  const acceptedIds = new Set<string>();
+  const acceptedMissing = new Finding('201 trades missing from the trades table');
+  const acceptedWrong = new Finding('201 trades whose row differs from the answer');
+  const acceptedTwice = new Finding('trade ids answered by two different 201s');
+  for (const trade of accepted) {
+    if (acceptedIds.has(trade.id)) acceptedTwice.add(trade.id);
+    acceptedIds.add(trade.id);
+    const row = tradeById.get(trade.id);
+    if (row === undefined) acceptedMissing.add(trade.id);
+    else if (
+      row.account_id !== trade.accountId ||
+      row.symbol !== trade.symbol ||
+      row.position_version !== trade.positionVersion
+    ) {
+      acceptedWrong.add(`${trade.id}: answered v${trade.positionVersion}, stored v${row.position_version}`);
+    }
+  }
+  const unanswered = trades.rows.length - acceptedIds.size + acceptedMissing.count;
+  if (unanswered > unknownOutcomes) {
+    problems.push(
+      `${unanswered} trades exist that no client got a 201 for, but only ${unknownOutcomes} requests had an unknown outcome`,
+    );
+  }
+
+  // --- Every trade row is whole: its position version and exactly its two events.
+  const executedOf = new Map<string, OutboxRow[]>();
+  const updatedOf = new Map<string, OutboxRow[]>();
+  const strayRows = new Finding('outbox rows that belong to no trade');
+  for (const row of outbox.rows) {
+    const tradeId =
+      row.event_type === TRADE_EXECUTED
+        ? row.aggregate_id
+        : row.event_type === POSITION_UPDATED
+          ? String(row.payload.tradeId)
+          : undefined;
+    const trade = tradeId === undefined ? undefined : tradeById.get(tradeId);
+    if (tradeId === undefined || trade === undefined) {
+      strayRows.add(`${row.event_type} ${row.event_id}`);
+      continue;
+    }
+    const index = row.event_type === TRADE_EXECUTED ? executedOf : updatedOf;
+    index.set(tradeId, [...(index.get(tradeId) ?? []), row]);
+  }
+  const partialTrades = new Finding('trades without exactly one trade_executed and one position_updated row');
+  const wrongEvents = new Finding('events whose content does not match their trade');
+  for (const trade of trades.rows) {
+    const executed = executedOf.get(trade.id) ?? [];
+    const updated = updatedOf.get(trade.id) ?? [];
+    if (executed.length !== 1 || updated.length !== 1) {
+      partialTrades.add(`${trade.id}: ${executed.length} executed, ${updated.length} updated`);
+      continue;
+    }
+    const [e, u] = [executed[0] as OutboxRow, updated[0] as OutboxRow];
+    if (e.payload.id !== trade.id || e.payload.positionVersion !== trade.position_version) {
+      wrongEvents.add(`trade_executed ${e.event_id}`);
+    }
+    if (
+      u.aggregate_id !== positionKey(trade.account_id, trade.symbol) ||
+      u.payload.version !== trade.position_version
+    ) {
+      wrongEvents.add(`position_updated ${u.event_id}`);
+    }
+  }
+
+  // --- Positions: version n means exactly the trades stamped 1..n.
+  const versionsOf = new Map<string, number[]>();
+  for (const trade of trades.rows) {
+    const key = positionKey(trade.account_id, trade.symbol);
+    versionsOf.set(key, [...(versionsOf.get(key) ?? []), trade.position_version]);
+  }
+  const finalVersion = new Map<string, number>();
+  const badPositions = new Finding('positions whose version is not the count of their trades (1..n)');
+  for (const position of positions.rows) {
+    const key = positionKey(position.account_id, position.symbol);
+    finalVersion.set(key, position.version);
+    const versions = (versionsOf.get(key) ?? []).sort((a, b) => a - b);
+    if (versions.length !== position.version || versions.some((v, i) => v !== i + 1)) {
+      badPositions.add(`${key}: version ${position.version}, ${versions.length} trades`);
+    }
+    versionsOf.delete(key);
+  }
+  for (const key of versionsOf.keys()) badPositions.add(`${key}: trades but no position`);
+
+  // --- Statuses.
+  const outboxByStatus: Record<string, number> = { PENDING: 0, PUBLISHED: 0, FAILED: 0 };
+  for (const row of outbox.rows) outboxByStatus[row.status] = (outboxByStatus[row.status] ?? 0) + 1;
+  if (outboxByStatus.PENDING !== 0) problems.push(`${outboxByStatus.PENDING} outbox rows still PENDING`);
+  if (outboxByStatus.FAILED !== 0) problems.push(`${outboxByStatus.FAILED} outbox rows FAILED`);
+
+  // --- Streams against the outbox: each committed event exactly once, where the row says.
+  const entriesById = new Map<string, { stream: string; entry: StreamEntry }[]>();
+  let streamEntries = 0;
+  for (const [stream, entries] of streams) {
+    streamEntries += entries.length;
+    for (const entry of entries) {
+      const id = entry.fields.id ?? '';
+      entriesById.set(id, [...(entriesById.get(id) ?? []), { stream, entry }]);
+    }
+  }
+  const lost = new Finding('committed events missing from the streams');
+  const duplicated = new Finding('events in the streams more than once');
+  const misplaced = new Finding('stream entries that differ from their outbox row');
+  for (const row of outbox.rows) {
+    const found = entriesById.get(row.event_id) ?? [];
+    if (found.length === 0) lost.add(`${row.event_type} ${row.event_id} (${row.status})`);
+    if (found.length > 1) duplicated.add(`${row.event_id} x${found.length}`, found.length - 1);
+    const first = found[0];
+    if (first === undefined) continue;
+    if (
+      first.stream !== row.event_type ||
+      first.entry.fields.type !== row.event_type ||
+      first.entry.fields.subject !== row.aggregate_id ||
+      (row.status === 'PUBLISHED' && first.entry.entryId !== row.stream_entry_id) ||
+      !isDeepStrictEqual(parseData(first.entry), row.payload)
+    ) {
+      misplaced.add(`${row.event_id} in ${first.stream} at ${first.entry.entryId}`);
+    }
+  }
+  // Accepted trades whose row is missing lost both their events too.
+  if (acceptedMissing.count > 0)
+    lost.add(`${acceptedMissing.count} trades answered 201 but not stored`, 2 * acceptedMissing.count);
+  const outboxIds = new Set(outbox.rows.map((row) => row.event_id));
+  const orphans = new Finding('stream entries without a committed outbox row');
+  for (const [id, found] of entriesById) {
+    if (!outboxIds.has(id)) orphans.add(`${id} at ${found[0]?.entry.entryId}`, found.length);
+  }
+
+  // --- By subject and tradeId, straight from the streams: each 201 trade once in each stream.
+  const executedBySubject = new Map<string, number>();
+  for (const entry of streams.get(TRADE_EXECUTED) ?? []) {
+    const subject = entry.fields.subject ?? '';
+    executedBySubject.set(subject, (executedBySubject.get(subject) ?? 0) + 1);
+  }
+  const updatedByTrade = new Map<string, number>();
+  const streamVersions = new Map<string, number[]>();
+  for (const entry of streams.get(POSITION_UPDATED) ?? []) {
+    const data = parseData(entry);
+    const tradeId = String(data?.tradeId);
+    updatedByTrade.set(tradeId, (updatedByTrade.get(tradeId) ?? 0) + 1);
+    const subject = entry.fields.subject ?? '';
+    streamVersions.set(subject, [...(streamVersions.get(subject) ?? []), Number(data?.version)]);
+  }
+  const notOnce = new Finding('201 trades not exactly once in each stream (by subject / data.tradeId)');
+  for (const id of acceptedIds) {
+    const executed = executedBySubject.get(id) ?? 0;
+    const updated = updatedByTrade.get(id) ?? 0;
+    if (executed !== 1 || updated !== 1) notOnce.add(`${id}: ${executed} executed, ${updated} updated`);
+  }
+
+  // --- Order: per position, versions strictly rise in stream order and cover 1..final.
+  const outOfOrder = new Finding('position_updated entries not above the previous version of their position');
+  const gaps = new Finding('versions missing from a position stream');
+  for (const [subject, versions] of streamVersions) {
+    for (let i = 1; i < versions.length; i++) {
+      if (!((versions[i] as number) > (versions[i - 1] as number))) {
+        outOfOrder.add(`${subject}: v${versions[i]} after v${versions[i - 1]}`);
+      }
+    }
+  }
+  for (const [subject, final] of finalVersion) {
+    const seen = new Set(streamVersions.get(subject) ?? []);
+    let missing = 0;
+    for (let v = 1; v <= final; v++) if (!seen.has(v)) missing++;
+    if (missing > 0) gaps.add(`${subject}: ${missing} of 1..${final} missing`, missing);
+  }
+
+  for (const finding of [
+    acceptedMissing,
+    acceptedWrong,
+    acceptedTwice,
+    strayRows,
+    partialTrades,
+    wrongEvents,
+    badPositions,
+    lost,
+    duplicated,
+    orphans,
+    misplaced,
+    notOnce,
+    outOfOrder,
+    gaps,
+  ]) {
+    finding.report(problems);
+  }
+
+  return {
+    tradesInDatabase: trades.rows.length,
+    positions: positions.rows.length,
+    outboxRows: outbox.rows.length,
+    outboxByStatus,
+    streamEntries,
+    lost: lost.count,
+    duplicated: duplicated.count,
+    outOfOrder: outOfOrder.count,
+    gaps: gaps.count,
+    orphans: orphans.count,
+    problems,
+  };
+}

@@ -1,0 +1,286 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createTestDatabase, type TestDatabase } from '../support.ts';
+import { HttpClient } from './http.ts';
+import { freePort, liveProcesses, type ManagedProcess, run, spawnManaged, waitFor } from './processes.ts';
+
+/**
+ * The system as a user runs it, for black-box tests: a fresh database, a throwaway redis-server on a
+ * free loopback port, and the service, relay and CLI started as separate OS processes with the same
+ * entry points as `npm start`, `npm run relay` and `npm run cli`. Tests talk to it only through HTTP,
+ * SQL and Redis.
+ */
+
+export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
+const SERVICE_MAIN = 'services/trading/src/main.ts';
+const RELAY_MAIN = 'services/trading/src/relay-main.ts';
+const CLI_MAIN = 'services/trading/src/cli.ts';
+
+/** Variables of services/trading/src/config.ts: the stack sets them; none leaks in from the caller. */
+const CONFIG_VARIABLE =
+  /^(DATABASE_URL|REDIS_URL|REDIS_CLUSTER_NODES|HOST|PORT|LOG_LEVEL|DB_POOL_SIZE|BODY_LIMIT_BYTES|EVENT_SOURCE|RELAY_.*|OUTBOX_RETENTION_HOURS|METRICS_PORT)$/;
+
+const START_TIMEOUT_MS = 30_000;
+
+/** A redis-server of our own that tests may SIGKILL and restart on the same port. */
+export class RedisServer {
+  private process: ManagedProcess | undefined;
+  private starts = 0;
+
+  constructor(
+    readonly port: number,
+    private readonly dir: string,
+    /** appendfsync always: an acknowledged write survives a SIGKILL of the server. */
+    readonly durable: boolean,
+    private readonly onStart: (managed: ManagedProcess) => void = () => {},
+  ) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get running(): boolean {
+    return this.process?.running ?? false;
+  }
+
+  async start(): Promise<void> {
+    if (this.running) throw new Error('redis-server is running already');
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--dir', this.dir];
+    args.push(
+      ...(this.durable ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
+    );
+    this.starts++;
+    const started = spawnManaged(`redis-${this.starts}`, 'redis-server', args, {
+      cwd: this.dir,
+      env: process.env,
+      logPath: join(this.dir, 'redis.log'),
+    });
+    this.process = started;
+    this.onStart(started);
+    await waitFor(
+      `redis-server on port ${this.port}`,
+      async () => {
+        if (!started.running) throw new Error(`redis-server exited:\n${started.logTail()}`);
+        return (await this.cli(['PING'])) === 'PONG';
+      },
+      START_TIMEOUT_MS,
+    );
+  }
+
+  async kill(): Promise<void> {
+    await this.process?.kill('SIGKILL');
+  }
+
+  cli(args: string[]): Promise<string> {
+    return run('redis-cli', ['-p', String(this.port), ...args], { timeoutMs: 5000 }).then((out) =>
+      out.trim(),
+    );
+  }
+}
+
+export interface ServiceHandle {
+  process: ManagedProcess;
+  port: number;
+}
+
+export interface RelayHandle {
+  process: ManagedProcess;
+  metricsPort: number;
+}
+
+export interface StackOptions {
+  /** Name used in the work directory. */
+  label?: string;
+  /** Redis with an fsynced append-only file, for tests that kill Redis and count every entry after. */
+  durableRedis?: boolean;
+  /** Environment for every service and relay process (e.g. RELAY_POLL_INTERVAL_MS). */
+  env?: Record<string, string>;
+}
+
+export class Stack {
+  private readonly processes = new Set<ManagedProcess>();
+  private started = 0;
+  private closed = false;
+  /** Processes that exited without being asked to: a crash of the system under test. */
+  readonly crashes: string[] = [];
+  /** A small client for health checks; tests bring their own for load. */
+  private readonly probe = new Map<number, HttpClient>();
+
+  private constructor(
+    readonly db: TestDatabase,
+    readonly redis: RedisServer,
+    readonly workDir: string,
+    private readonly extraEnv: Record<string, string>,
+  ) {}
+
+  /** Records a process that exited on its own, with the end of its output. */
+  private watch(managed: ManagedProcess): void {
+    void managed.exited.then((exit) => {
+      if (!managed.killed && !this.closed) {
+        this.crashes.push(
+          `${managed.name} (pid ${managed.pid}) exited on its own (${exit.signal ?? `code ${exit.code}`}):\n${managed.logTail(12)}`,
+        );
+      }
+    });
+  }
+
+  static async create(options: StackOptions = {}): Promise<Stack> {
+    const workDir = mkdtempSync(join(tmpdir(), `astra-${options.label ?? 'e2e'}-`));
+    // An empty database: the service migrates it at start, as `npm start` does on a fresh machine.
+    const db = await createTestDatabase({ migrated: false });
+    try {
+      let stack: Stack | undefined;
+      const redis = new RedisServer(await freePort(), workDir, options.durableRedis ?? false, (managed) =>
+        stack?.watch(managed),
+      );
+      stack = new Stack(db, redis, workDir, options.env ?? {});
+      await redis.start();
+      return stack;
+    } catch (error) {
+      await db.drop();
+      rmSync(workDir, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** The environment of a service or relay process: ours, never the caller's config variables. */
+  env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {};
+    for (const [name, value] of Object.entries(process.env)) {
+      if (!CONFIG_VARIABLE.test(name)) env[name] = value;
+    }
+    return {
+      ...env,
+      DATABASE_URL: this.db.url,
+      REDIS_URL: this.redis.url,
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      ...this.extraEnv,
+      ...extra,
+    };
+  }
+
+  private spawnNode(kind: string, main: string, env: NodeJS.ProcessEnv): ManagedProcess {
+    this.started++;
+    const managed = spawnManaged(`${kind}-${this.started}`, process.execPath, ['--import', 'tsx', main], {
+      cwd: REPO_ROOT,
+      env,
+      logPath: join(this.workDir, `${kind}-${this.started}.log`),
+    });
+    this.processes.add(managed);
+    this.watch(managed);
+    return managed;
+  }
+
+  private client(port: number): HttpClient {
+    let client = this.probe.get(port);
+    if (client === undefined) {
+      client = new HttpClient(port, { maxSockets: 2, defaultTimeoutMs: 2000 });
+      this.probe.set(port, client);
+    }
+    return client;
+  }
+
+  private async waitHealthy(managed: ManagedProcess, port: number, healthy: (body: string) => boolean) {
+    await waitFor(
+      `${managed.name} on port ${port}`,
+      async () => {
+        if (!managed.running) throw new Error(`${managed.name} exited:\n${managed.logTail()}`);
+        const response = await this.client(port).send({ method: 'GET', path: '/healthz' });
+        return response.status === 200 && healthy(response.body);
+      },
+      START_TIMEOUT_MS,
+    ).catch(async (error: unknown) => {
+      await managed.kill('SIGKILL');
+      throw new Error(
+        `${error instanceof Error ? error.message : String(error)}\n--- ${managed.name} log ---\n${managed.logTail()}`,
+      );
+    });
+  }
+
+  /**
+   * Starts the service (`npm start`'s entry point) and waits until it answers /healthz. `relay: false`
+   * sets RELAY_ENABLED=false. `port` lets a restarted service come back where its clients expect it.
+   */
+  async startService(
+    options: { relay: boolean; port?: number; env?: Record<string, string> } = { relay: true },
+  ): Promise<ServiceHandle> {
+    const port = options.port ?? (await freePort());
+    const managed = this.spawnNode(
+      'service',
+      SERVICE_MAIN,
+      this.env({
+        PORT: String(port),
+        RELAY_ENABLED: String(options.relay),
+        // The embedded relay's metrics share the HTTP port; keep the standalone default port free.
+        METRICS_PORT: String(await freePort()),
+        ...options.env,
+      }),
+    );
+    await this.waitHealthy(managed, port, () => true);
+    return { process: managed, port };
+  }
+
+  /** Starts a standalone relay (`npm run relay`'s entry point) and waits until its loop runs. */
+  async startRelay(env: Record<string, string> = {}): Promise<RelayHandle> {
+    const metricsPort = await freePort();
+    const managed = this.spawnNode(
+      'relay',
+      RELAY_MAIN,
+      this.env({ METRICS_PORT: String(metricsPort), ...env }),
+    );
+    await this.waitHealthy(
+      managed,
+      metricsPort,
+      (body) => (JSON.parse(body) as { relay?: unknown }).relay === true,
+    );
+    return { process: managed, metricsPort };
+  }
+
+  /** Runs the CLI (`npm run cli -- ...`) against this stack's database; returns its stdout. */
+  cli(args: string[]): Promise<string> {
+    return run(process.execPath, ['--import', 'tsx', CLI_MAIN, ...args], {
+      cwd: REPO_ROOT,
+      env: this.env(),
+      timeoutMs: 60_000,
+    });
+  }
+
+  /** Creates an API key with the CLI (`keys create`), which prints it as its last line. */
+  async createKey(owner: { account: string } | { admin: true }): Promise<string> {
+    const args = 'account' in owner ? ['--account', owner.account] : ['--admin'];
+    const output = await this.cli(['keys', 'create', ...args]);
+    const key = output.trim().split('\n').at(-1)?.trim();
+    if (key === undefined || !/^astra_[A-Za-z0-9_-]+$/.test(key)) throw new Error(`no key in: ${output}`);
+    return key;
+  }
+
+  /** Output tails of every process started, for failure messages. */
+  logTails(lines = 15): string {
+    return [...this.processes]
+      .map((managed) => `--- ${managed.name} (pid ${managed.pid}) ---\n${managed.logTail(lines)}`)
+      .join('\n');
+  }
+
+  /**
+   * Kills every process of the stack and Redis, drops the database and removes the work directory
+   * (kept with its logs when `keepLogs`). Safe to call after any failure, and more than once.
+   */
+  async close(options: { keepLogs?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const client of this.probe.values()) client.close();
+    this.probe.clear();
+    await Promise.all([...this.processes].map((managed) => managed.kill('SIGKILL')));
+    await this.redis.kill();
+    await this.db.drop();
+    if (!options.keepLogs) rmSync(this.workDir, { recursive: true, force: true });
+  }
+}
+
+/** For after() hooks: whatever a test left running, by any path, is killed here. */
+export async function killLeftovers(): Promise<void> {
+  await Promise.all(liveProcesses().map((managed) => managed.kill('SIGKILL')));
+}
