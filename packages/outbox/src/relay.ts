@@ -306,8 +306,8 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
         this.databaseFailures = 0;
 
         if (!this.brokerUp && !(await this.brokerAnswers())) continue;
-        const claimed = ownership.partitions.length > 0 ? await this.publishBatch(ownership.partitions) : 0;
-        if (claimed === options.batchSize && this.brokerUp) continue;
+        const more = ownership.partitions.length > 0 && (await this.publishBatch(ownership.partitions));
+        if (more && this.brokerUp) continue;
         await this.idle(Math.min(options.pollIntervalMs, Math.max(0, this.nextRebalance - Date.now())));
       } catch (error) {
         this.emit('fault', { kind: 'database', error: asError(error), count: 1 });
@@ -335,15 +335,20 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     this.emit('broker', { up });
   }
 
-  /** Publishes one batch; returns how many events were claimed. */
-  private async publishBatch(partitions: number[]): Promise<number> {
+  /**
+   * Publishes one batch. Returns true when more events are ready at once: the batch was full, or the
+   * publisher held some back behind an earlier event of their aggregate that went out in this call
+   * (in a cluster, an aggregate whose events span slots advances one slot per call). Held events whose
+   * predecessor was refused instead wait for its retry, so looking again cannot spin.
+   */
+  private async publishBatch(partitions: number[]): Promise<boolean> {
     const client = this.client as pg.Client;
     const { options } = this;
     const rows = await queryRows<ClaimedRow>(
       client,
       claimEventsQuery(options.table, partitions, options.batchSize),
     );
-    if (rows.length === 0) return 0;
+    if (rows.length === 0) return false;
     this.emit('batch', { size: rows.length });
     const outcomes = await options.publisher.publish(rows.map(toPublishable));
 
@@ -352,6 +357,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     const rejected: { rowId: string; error: string; delayMs: number }[] = [];
     let unavailable: string | undefined;
     let unavailableCount = 0;
+    let held = 0;
     outcomes.forEach((outcome, index) => {
       const row = rows[index] as ClaimedRow;
       if (outcome.status === 'published') {
@@ -371,6 +377,8 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
       } else if (outcome.status === 'unavailable') {
         unavailable = outcome.error;
         unavailableCount++;
+      } else {
+        held++;
       }
     });
 
@@ -414,10 +422,10 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     if (unavailable !== undefined) {
       this.emit('fault', { kind: 'broker', error: new Error(unavailable), count: unavailableCount });
       this.setBroker(false);
-      return 0;
+      return false;
     }
     this.setBroker(true);
-    return rows.length;
+    return rows.length === options.batchSize || held > 0;
   }
 
   /** Deletes one batch of old PUBLISHED events; stays due while there is more. */

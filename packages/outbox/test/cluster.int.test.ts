@@ -1,0 +1,277 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createCluster } from '@redis/client';
+import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
+import { OutboxRelay } from '../src/relay.ts';
+import { assertDelivered, writeWorkload } from './delivery.ts';
+import {
+  createOutboxDatabase,
+  freePort,
+  type OutboxDatabase,
+  runCommand,
+  type StreamEntry,
+  waitFor,
+} from './support.ts';
+
+// Stream names chosen to hash to slots of different masters (checked below, not assumed).
+const TYPES = [
+  'test.cluster.order_placed.v1',
+  'test.cluster.order_filled.v1',
+  'test.cluster.order_cancelled.v1',
+  'test.cluster.quote_moved.v1',
+];
+
+/** A throwaway 3-master Redis Cluster on free loopback ports, its files in a temp dir. */
+class TestCluster {
+  private readonly processes: ChildProcess[] = [];
+  private constructor(
+    readonly ports: number[],
+    private readonly dir: string,
+  ) {}
+
+  static async start(masters = 3): Promise<TestCluster> {
+    const dir = await mkdtemp(join(tmpdir(), 'outbox-cluster-'));
+    const ports: number[] = [];
+    while (ports.length < masters) {
+      const port = await freePort();
+      if (!ports.includes(port)) ports.push(port);
+    }
+    const cluster = new TestCluster(ports, dir);
+    try {
+      await cluster.boot();
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+    return cluster;
+  }
+
+  get nodes(): string[] {
+    return this.ports.map((port) => `127.0.0.1:${port}`);
+  }
+
+  private async boot(): Promise<void> {
+    for (const port of this.ports) {
+      this.processes.push(
+        spawn(
+          'redis-server',
+          [
+            '--port',
+            String(port),
+            '--bind',
+            '127.0.0.1',
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            join(this.dir, `nodes-${port}.conf`),
+            '--dir',
+            this.dir,
+            '--save',
+            '',
+            '--appendonly',
+            'no',
+          ],
+          { stdio: 'ignore' },
+        ),
+      );
+    }
+    for (const port of this.ports) {
+      await waitFor(async () => (await this.cli(port, ['PING'])) === 'PONG', 10_000, `redis on ${port}`);
+    }
+    await runCommand('redis-cli', [
+      '--cluster',
+      'create',
+      ...this.nodes,
+      '--cluster-replicas',
+      '0',
+      '--cluster-yes',
+    ]);
+    for (const port of this.ports) {
+      await waitFor(
+        async () => (await this.cli(port, ['CLUSTER', 'INFO'])).includes('cluster_state:ok'),
+        20_000,
+        `cluster_state:ok on ${port}`,
+      );
+    }
+  }
+
+  cli(port: number, args: string[]): Promise<string> {
+    return runCommand('redis-cli', ['-p', String(port), ...args]);
+  }
+
+  /** The port of the master serving `key`'s slot. */
+  async masterOf(key: string): Promise<number> {
+    const [first] = this.ports as [number];
+    const slot = Number(await this.cli(first, ['CLUSTER', 'KEYSLOT', key]));
+    const nodes = await this.cli(first, ['CLUSTER', 'NODES']);
+    for (const line of nodes.split('\n')) {
+      const [, address = '', flags = '', , , , , , ...ranges] = line.split(' ');
+      if (!flags.includes('master')) continue;
+      for (const range of ranges) {
+        const [low, high = low] = range.split('-').map(Number);
+        if (low !== undefined && high !== undefined && slot >= low && slot <= high) {
+          return Number(address.split('@')[0]?.split(':')[1]);
+        }
+      }
+    }
+    throw new Error(`no master serves slot ${slot}`);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.processes.splice(0).map(async (child) => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = once(child, 'exit');
+        child.kill('SIGKILL');
+        await exited;
+      }),
+    );
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+describe('relay against a Redis Cluster', () => {
+  let db: OutboxDatabase;
+  let cluster: TestCluster;
+
+  before(async () => {
+    db = await createOutboxDatabase();
+    cluster = await TestCluster.start();
+  });
+  after(async () => {
+    await cluster?.stop();
+    await db?.drop();
+  });
+
+  async function readStreams(): Promise<(stream: string) => Promise<StreamEntry[]>> {
+    return async (stream) => {
+      const client = createCluster({ rootNodes: cluster.nodes.map((node) => ({ url: `redis://${node}` })) });
+      client.on('error', () => {});
+      await client.connect();
+      try {
+        const entries = await client.xRange(stream, '-', '+');
+        return (entries ?? []).map((entry) => ({
+          entryId: entry.id,
+          fields: entry.message as Record<string, string>,
+        }));
+      } finally {
+        client.destroy();
+      }
+    };
+  }
+
+  test('a 3-master cluster receives every event once, in order per aggregate, across masters', async () => {
+    const masters = new Set(await Promise.all(TYPES.map((type) => cluster.masterOf(type))));
+    assert.ok(masters.size >= 2, `the streams land on ${masters.size} masters`);
+    // The dedupe journal must sit in its stream's slot, so one script call can touch both.
+    for (const type of TYPES) {
+      const [first] = cluster.ports as [number];
+      assert.equal(
+        await cluster.cli(first, ['CLUSTER', 'KEYSLOT', `{${type}}:outbox-journal`]),
+        await cluster.cli(first, ['CLUSTER', 'KEYSLOT', type]),
+      );
+    }
+
+    const publisher = new RedisStreamsPublisher({ clusterNodes: cluster.nodes, timeoutMs: 2000 });
+    const relays = [0, 1].map(
+      () =>
+        new OutboxRelay({
+          connectionString: db.url,
+          publisher,
+          batchSize: 200,
+          pollIntervalMs: 50,
+          rebalanceIntervalMs: 200,
+          outageBackoff: { initialMs: 20, maxMs: 200 },
+        }),
+    );
+    try {
+      for (const relay of relays) relay.start();
+      // One stream per aggregate, and aggregates whose events alternate between streams on different
+      // masters (the publisher must then send them one slot at a time, in order).
+      const [single, mixed] = await Promise.all([
+        writeWorkload({
+          pool: db.pool,
+          prefix: 'one',
+          types: TYPES,
+          aggregates: 100,
+          eventsPerAggregate: 10,
+          writers: 4,
+        }),
+        writeWorkload({
+          pool: db.pool,
+          prefix: 'mix',
+          types: TYPES,
+          aggregates: 40,
+          eventsPerAggregate: 10,
+          writers: 2,
+          mixedTypes: true,
+        }),
+      ]);
+      await waitFor(
+        async () =>
+          (await db.pool.query("SELECT 1 FROM event_outbox WHERE status <> 'PUBLISHED' LIMIT 1")).rowCount ===
+          0,
+        30_000,
+        'all published to the cluster',
+      );
+      await Promise.all(relays.map((relay) => relay.stop()));
+
+      const read = await readStreams();
+      assert.equal(await assertDelivered({ pool: db.pool, read, aggregateLike: 'one-%' }), single);
+      assert.equal(await assertDelivered({ pool: db.pool, read, aggregateLike: 'mix-%' }), mixed);
+      const used = new Set<number>();
+      for (const type of TYPES) if ((await read(type)).length > 0) used.add(await cluster.masterOf(type));
+      assert.ok(used.size >= 2, `entries on ${used.size} masters`);
+    } finally {
+      await Promise.all(relays.map((relay) => relay.stop()));
+      await publisher.close();
+    }
+  });
+
+  test('a backlog of aggregates spanning masters drains without waiting for a poll between slots', async () => {
+    // Written before the relay starts, so no NOTIFY will wake it: with polls and rebalances a minute
+    // apart, the backlog drains only if the relay looks again at once after holding events back.
+    const total = await writeWorkload({
+      pool: db.pool,
+      prefix: 'backlog',
+      types: TYPES,
+      aggregates: 40,
+      eventsPerAggregate: 10,
+      writers: 2,
+      mixedTypes: true,
+    });
+    const publisher = new RedisStreamsPublisher({ clusterNodes: cluster.nodes, timeoutMs: 2000 });
+    const relay = new OutboxRelay({
+      connectionString: db.url,
+      publisher,
+      listen: false,
+      pollIntervalMs: 60_000,
+      rebalanceIntervalMs: 60_000,
+    });
+    try {
+      relay.start();
+      await waitFor(
+        async () =>
+          (
+            await db.pool.query(
+              "SELECT 1 FROM event_outbox WHERE aggregate_id LIKE 'backlog-%' AND status <> 'PUBLISHED' LIMIT 1",
+            )
+          ).rowCount === 0,
+        20_000,
+        'the backlog published',
+      );
+    } finally {
+      await relay.stop();
+      await publisher.close();
+    }
+    assert.equal(
+      await assertDelivered({ pool: db.pool, read: await readStreams(), aggregateLike: 'backlog-%' }),
+      total,
+    );
+  });
+});
