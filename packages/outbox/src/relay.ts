@@ -77,6 +77,14 @@ export interface RelayOptions extends OutboxOptions {
    */
   retentionIntervalMs?: number;
   /**
+   * How long after its PUBLISHED mark committed an event id stays in the publisher's dedupe journal
+   * before the relay tells the publisher to forget it. The delay covers a publish still in flight from
+   * a relay that lost its session (its call times out long before); ids never confirmed expire with the
+   * journal's window.
+   * @defaultValue 5000
+   */
+  confirmDelayMs?: number;
+  /**
    * Server-side limit for any one relay statement.
    * @defaultValue 30000
    */
@@ -115,6 +123,7 @@ interface ResolvedRelayOptions extends ResolvedOutboxOptions {
   retentionSeconds: number;
   retentionBatchSize: number;
   retentionIntervalMs: number;
+  confirmDelayMs: number;
   statementTimeoutMs: number;
 }
 
@@ -146,6 +155,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     retentionSeconds: nonNegativeInteger('retentionSeconds', options.retentionSeconds, 7 * 24 * 3600),
     retentionBatchSize: positiveInteger('retentionBatchSize', options.retentionBatchSize, 2000),
     retentionIntervalMs: positiveInteger('retentionIntervalMs', options.retentionIntervalMs, 60_000),
+    confirmDelayMs: nonNegativeInteger('confirmDelayMs', options.confirmDelayMs, 5000),
     statementTimeoutMs: positiveInteger('statementTimeoutMs', options.statementTimeoutMs, 30_000),
   };
 }
@@ -187,6 +197,8 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
   private databaseFailures = 0;
   private nextRebalance = 0;
   private nextRetention = 0;
+  /** Published ids waiting for `confirmDelayMs` before the publisher may forget them, oldest first. */
+  private readonly unconfirmed: { due: number; events: { eventId: string; stream: string }[] }[] = [];
   private confirming: Promise<void> = Promise.resolve();
 
   constructor(options: RelayOptions) {
@@ -224,6 +236,11 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     this.wakeUp();
     await this.loop;
     this.loop = undefined;
+    // Our own publishes have all returned, so nothing of ours is in flight: forget our ids now
+    // rather than leave them to the journal's window.
+    for (const pending of this.unconfirmed) pending.due = 0;
+    this.confirmDue();
+    await this.confirming;
     await this.disconnect();
     this.emit('running', { running: false });
   }
@@ -271,9 +288,6 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     client.on('notification', () => this.wakeUp());
     this.client = client;
     await client.connect();
-    // The relay's marks need not wait for the WAL flush: a mark lost in a database crash only means
-    // the event is offered again, and the publisher's dedupe answers it with its first entry id.
-    await client.query('SET synchronous_commit = off');
     if (options.listen) await client.query(`LISTEN ${options.channel}`);
     const ownership = new PartitionOwnership(client, lockNamespace(options.table));
     await ownership.join();
@@ -305,6 +319,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
           await this.retain();
         this.databaseFailures = 0;
 
+        this.confirmDue();
         if (!this.brokerUp && !(await this.brokerAnswers())) continue;
         const more = ownership.partitions.length > 0 && (await this.publishBatch(ownership.partitions));
         if (more && this.brokerUp) continue;
@@ -395,10 +410,12 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
         events: published.map((p) => ({ type: p.row.event_type, createdAt: p.row.created_at })),
         ackedAt,
       });
-      // The marks are committed: the publisher may forget these ids. Not awaited on the hot path,
-      // but chained so at most one confirmation is ever in flight.
-      const confirmations = published.map(({ eventId, stream }) => ({ eventId, stream }));
-      this.confirming = this.confirming.then(() => options.publisher.confirm(confirmations)).catch(() => {});
+      // The marks are committed (synchronously: a mark lost in a database crash after the journal forgot
+      // its id would mean a second entry), so the publisher may forget these ids after the delay.
+      this.unconfirmed.push({
+        due: Date.now() + options.confirmDelayMs,
+        events: published.map(({ eventId, stream }) => ({ eventId, stream })),
+      });
     }
     if (rejected.length > 0) {
       const marked = await queryRows<{ id: string; status: string }>(
@@ -426,6 +443,21 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     }
     this.setBroker(true);
     return rows.length === options.batchSize || held > 0;
+  }
+
+  /**
+   * Hands the due confirmations to the publisher. Not awaited on the hot path, but chained so at most
+   * one confirmation call is in flight; a failed one is dropped (the journal's window expires it).
+   */
+  private confirmDue(): void {
+    const now = Date.now();
+    const due: { eventId: string; stream: string }[] = [];
+    while (this.unconfirmed.length > 0 && (this.unconfirmed[0]?.due ?? Infinity) <= now) {
+      due.push(...(this.unconfirmed.shift()?.events ?? []));
+    }
+    if (due.length === 0) return;
+    const { publisher } = this.options;
+    this.confirming = this.confirming.then(() => publisher.confirm(due)).catch(() => {});
   }
 
   /** Deletes one batch of old PUBLISHED events; stays due while there is more. */

@@ -109,6 +109,8 @@ describe('outbox relay', () => {
     });
     assert.equal(entries[0]?.fields.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
     assert.equal(entries[1]?.fields.traceparent, undefined);
+    // A relay that stopped cleanly has confirmed its marks: the dedupe journal forgot its ids.
+    assert.equal(await redis.cli(['KEYS', '*outbox-journal*']), '');
   });
 
   test('an event published but not marked (relay died in between) is not added to its stream again', async () => {
