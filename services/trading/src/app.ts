@@ -39,6 +39,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   registerErrorHandling(app, FIELD_RULES);
+  // The API speaks JSON only. Fastify also parses text/plain by default, which turned a JSON body sent
+  // as text into a string and a misleading 400 "must be a JSON object"; it is a 415 like any other type.
+  app.removeContentTypeParser('text/plain');
 
   await app.register(swagger, {
     openapi: {

@@ -35,8 +35,10 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
     try {
       await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
     } catch (error) {
-      // Two replicas starting together: the other one created it first.
-      if ((error as { code?: string }).code !== '42P04') throw error;
+      // Two replicas starting together: the other one created it first. PostgreSQL reports that as
+      // duplicate_database (42P04), or as unique_violation (23505) when both CREATEs overlap.
+      const code = (error as { code?: string }).code;
+      if (code !== '42P04' && code !== '23505') throw error;
     }
     return true;
   } finally {
@@ -56,15 +58,28 @@ export async function migrate(
   count?: number,
   log: (message: string) => void = () => {},
 ): Promise<string[]> {
-  const applied = await runner({
-    databaseUrl,
-    dir: MIGRATIONS_DIR,
-    direction,
-    count: count ?? (direction === 'up' ? Number.POSITIVE_INFINITY : 1),
-    migrationsTable: 'pgmigrations',
-    checkOrder: true,
-    log,
-    singleTransaction: false,
-  });
-  return applied.map((migration) => migration.name);
+  // Our own client: node-pg-migrate does not wait for its client's end(), so migrate() resolved while the
+  // connection was still closing, and a server error arriving then (the database dropped or restarted
+  // right after) was an 'error' event without a listener, which crashes the process.
+  const client = new pg.Client({ connectionString: databaseUrl });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    const applied = await runner({
+      dbClient: client,
+      dir: MIGRATIONS_DIR,
+      direction,
+      count: count ?? (direction === 'up' ? Number.POSITIVE_INFINITY : 1),
+      migrationsTable: 'pgmigrations',
+      checkOrder: true,
+      // node-pg-migrate's default ('fail') makes a second replica starting at the same time crash with
+      // "Another migration is already running"; waiting lets it start once the first has migrated.
+      advisoryLockMode: 'wait',
+      log,
+      singleTransaction: false,
+    });
+    return applied.map((migration) => migration.name);
+  } finally {
+    await client.end();
+  }
 }

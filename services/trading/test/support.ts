@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
@@ -88,3 +89,62 @@ export async function writeCounts(
 }
 
 export { createPool };
+
+/** A valid trade body; override any field. */
+export function tradeBody(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return { accountId: 'alice', symbol: 'AAPL', side: 'BUY', quantity: '10', price: '189.25', ...overrides };
+}
+
+/** POSTs a trade through `inject()` as JSON; a string `payload` is sent as it is (raw text). */
+export function postTrade(
+  app: FastifyInstance,
+  authorization: string | undefined,
+  payload: unknown,
+  headers: Record<string, string> = {},
+) {
+  return app.inject({
+    method: 'POST',
+    url: '/v1/trades',
+    headers: {
+      'content-type': 'application/json',
+      ...(authorization === undefined ? {} : { authorization }),
+      ...headers,
+    },
+    payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+  });
+}
+
+export interface ErrorShape {
+  error: { code: string; message: string; field: string | null };
+}
+
+/**
+ * Asserts the one error shape every failure has and returns it. `expected` pins status, code and
+ * field when given; otherwise the status must at least be a 4xx.
+ */
+export function assertError(
+  response: { statusCode: number; body: string; headers: Record<string, unknown> },
+  expected: { status?: number; code?: string; field?: string | null } = {},
+): ErrorShape['error'] {
+  const context = `${response.statusCode} ${response.body}`;
+  if (expected.status === undefined) {
+    assert.ok(response.statusCode >= 400 && response.statusCode < 500, `expected a 4xx: ${context}`);
+  } else {
+    assert.equal(response.statusCode, expected.status, context);
+  }
+  assert.match(String(response.headers['content-type']), /^application\/json/, context);
+  const parsed: unknown = JSON.parse(response.body);
+  assert.ok(typeof parsed === 'object' && parsed !== null && 'error' in parsed, context);
+  const error = (parsed as { error: unknown }).error;
+  assert.ok(typeof error === 'object' && error !== null, context);
+  const { code, message, field } = error as Record<string, unknown>;
+  assert.equal(typeof code, 'string', context);
+  assert.match(code as string, /^[A-Z][A-Z_]+$/, context);
+  assert.equal(typeof message, 'string', context);
+  assert.ok((message as string).length > 0, context);
+  assert.ok(field === null || typeof field === 'string', context);
+  assert.deepEqual(Object.keys(error).sort(), ['code', 'field', 'message'], context);
+  if (expected.code !== undefined) assert.equal(code, expected.code, context);
+  if (expected.field !== undefined) assert.equal(field, expected.field, context);
+  return { code: code as string, message: message as string, field: field as string | null };
+}

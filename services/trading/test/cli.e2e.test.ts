@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { NPM, run, testEnv } from './process.ts';
+import { assertError, createTestApp, postTrade, type TestApp, tradeBody } from './support.ts';
+
+const KEY = /^astra_[A-Za-z0-9_-]{43}$/;
+
+let t: TestApp;
+before(async () => {
+  t = await createTestApp();
+});
+after(() => t.close());
+
+const cli = (args: string[]) =>
+  run(NPM, ['run', 'cli', '--', ...args], testEnv({ DATABASE_URL: t.db.url }), 60_000);
+
+function lastLine(stdout: string): string {
+  return stdout.trimEnd().split('\n').at(-1) ?? '';
+}
+
+describe('npm run cli -- keys create: a bad command line', () => {
+  test('is refused with exit code 2 and creates nothing', async () => {
+    const results = await Promise.all([
+      cli(['keys', 'create']),
+      cli(['keys', 'create', '--account', "x'; DROP TABLE api_keys;--"]),
+    ]);
+    for (const result of results) {
+      assert.equal(result.code, 2, result.output);
+      assert.match(result.stderr, /usage:/, result.output);
+    }
+    const rows = await t.db.pool.query(
+      'SELECT (SELECT count(*) FROM api_keys)::int AS keys, (SELECT count(*) FROM accounts)::int AS accounts',
+    );
+    assert.deepEqual(rows.rows, [{ keys: 0, accounts: 0 }]);
+  });
+});
+
+describe('npm run cli -- keys create', { concurrency: true }, () => {
+  test('--account prints a key on the last line that trades for that account only', async () => {
+    const result = await cli(['keys', 'create', '--account', 'carol']);
+    assert.equal(result.code, 0, result.output);
+    const key = lastLine(result.stdout);
+    assert.match(key, KEY, result.output);
+
+    const traded = await postTrade(t.app, `Bearer ${key}`, tradeBody({ accountId: 'carol' }));
+    assert.equal(traded.statusCode, 201, traded.body);
+    assert.equal(traded.json().trade.accountId, 'carol');
+    const other = await postTrade(t.app, `Bearer ${key}`, tradeBody({ accountId: 'alice' }));
+    assertError(other, { status: 403, code: 'FORBIDDEN' });
+  });
+
+  test('--admin prints a key that acts for any account', async () => {
+    await t.accountKey('dave');
+    const result = await cli(['keys', 'create', '--admin']);
+    assert.equal(result.code, 0, result.output);
+    const key = lastLine(result.stdout);
+    assert.match(key, KEY, result.output);
+    const traded = await postTrade(t.app, `Bearer ${key}`, tradeBody({ accountId: 'dave' }));
+    assert.equal(traded.statusCode, 201, traded.body);
+  });
+});

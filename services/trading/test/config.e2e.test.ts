@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { MAIN, NPM, run, testEnv } from './process.ts';
+
+// The start must stop on the configuration alone, before it touches a database: these point at
+// a server that does not exist, so getting past the configuration would fail differently (exit 1).
+const UNREACHABLE = 'postgres://postgres@127.0.0.1:1/never';
+
+describe('an invalid configuration stops the start with exit code 2 and names the variable', {
+  concurrency: true,
+}, () => {
+  const cases: Array<[string, string]> = [
+    ['PORT', 'abc'],
+    ['DATABASE_URL', 'nope'],
+    ['RELAY_ENABLED', 'maybe'],
+  ];
+  for (const [variable, value] of cases) {
+    test(`${variable}=${value}`, async () => {
+      const env = testEnv({ DATABASE_URL: UNREACHABLE, [variable]: value });
+      const result = await run(process.execPath, ['--import', 'tsx', MAIN], env, 30_000);
+      assert.equal(result.code, 2, result.output);
+      assert.match(
+        result.stderr,
+        new RegExp(`invalid configuration: ${variable}: .*"${value}"`),
+        result.output,
+      );
+    });
+  }
+
+  test('npm start passes the exit code on', async () => {
+    const result = await run(NPM, ['start'], testEnv({ DATABASE_URL: UNREACHABLE, PORT: 'abc' }), 30_000);
+    assert.equal(result.code, 2, result.output);
+    assert.match(result.stderr, /invalid configuration: PORT: /, result.output);
+  });
+});

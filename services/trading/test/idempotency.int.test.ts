@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { assertError, createTestApp, postTrade, type TestApp, tradeBody, writeCounts } from './support.ts';
+
+describe('Idempotency-Key', () => {
+  let t: TestApp;
+  let auth: string;
+  before(async () => {
+    t = await createTestApp();
+    auth = await t.accountKey('alice');
+  });
+  after(() => t.close());
+
+  test('the same key and body returns the first response and writes nothing new', async () => {
+    const body = tradeBody({ quantity: '3', price: '10.5' });
+    const first = await postTrade(t.app, auth, body, { 'idempotency-key': 'order-1' });
+    assert.equal(first.statusCode, 201, first.body);
+    assert.equal(first.headers['idempotent-replayed'], undefined);
+    const counts = await writeCounts(t.db.pool);
+
+    // The same fields in another order are the same request.
+    const reordered = Object.fromEntries(Object.entries(body).reverse());
+    for (const payload of [body, reordered]) {
+      const again = await postTrade(t.app, auth, payload, { 'idempotency-key': 'order-1' });
+      assert.equal(again.statusCode, 201, again.body);
+      assert.equal(again.headers['idempotent-replayed'], 'true');
+      assert.deepEqual(again.json(), first.json());
+    }
+    assert.deepEqual(await writeCounts(t.db.pool), counts);
+  });
+
+  test('the same key with another body is refused with 422 and writes nothing', async () => {
+    const counts = await writeCounts(t.db.pool);
+    const other = await postTrade(t.app, auth, tradeBody({ quantity: '4', price: '10.5' }), {
+      'idempotency-key': 'order-1',
+    });
+    assertError(other, { status: 422, code: 'IDEMPOTENCY_KEY_REUSED', field: 'idempotency-key' });
+    assert.deepEqual(await writeCounts(t.db.pool), counts);
+  });
+
+  test('keys belong to the API key that used them: another key may reuse the value', async () => {
+    const otherAuth = await t.accountKey('alice');
+    const response = await postTrade(t.app, otherAuth, tradeBody({ quantity: '4' }), {
+      'idempotency-key': 'order-1',
+    });
+    assert.equal(response.statusCode, 201, response.body);
+    assert.equal(response.headers['idempotent-replayed'], undefined);
+  });
+
+  test('10 concurrent requests with one key execute exactly one trade', async () => {
+    const counts = await writeCounts(t.db.pool);
+    const body = tradeBody({ symbol: 'NVDA', quantity: '1.5', price: '120' });
+    const responses = await Promise.all(
+      Array.from({ length: 10 }, () => postTrade(t.app, auth, body, { 'idempotency-key': 'concurrent-1' })),
+    );
+    for (const response of responses) assert.equal(response.statusCode, 201, response.body);
+    const ids = new Set(responses.map((response) => response.json().trade.id));
+    assert.equal(ids.size, 1);
+    assert.equal(
+      responses.filter((response) => response.headers['idempotent-replayed'] === 'true').length,
+      9,
+    );
+    assert.deepEqual(await writeCounts(t.db.pool), {
+      trades: counts.trades + 1,
+      positions: counts.positions + 1,
+      outbox: counts.outbox + 2,
+      versions: counts.versions + 1,
+    });
+  });
+
+  test('a refused trade does not use up its key', async () => {
+    const counts = await writeCounts(t.db.pool);
+    const refused = await postTrade(t.app, auth, tradeBody({ symbol: 'TSLA', side: 'SELL', quantity: '1' }), {
+      'idempotency-key': 'sell-first',
+    });
+    assertError(refused, { status: 422, code: 'INSUFFICIENT_POSITION' });
+    assert.deepEqual(await writeCounts(t.db.pool), counts);
+    const bought = await postTrade(t.app, auth, tradeBody({ symbol: 'TSLA', quantity: '1' }));
+    assert.equal(bought.statusCode, 201, bought.body);
+    const retried = await postTrade(t.app, auth, tradeBody({ symbol: 'TSLA', side: 'SELL', quantity: '1' }), {
+      'idempotency-key': 'sell-first',
+    });
+    assert.equal(retried.statusCode, 201, retried.body);
+    assert.equal(retried.headers['idempotent-replayed'], undefined);
+  });
+
+  test('an invalid Idempotency-Key is refused with 400 and writes nothing', async () => {
+    const counts = await writeCounts(t.db.pool);
+    for (const key of ['has space', 'x'.repeat(256), 'tab\there', 'é']) {
+      const response = await postTrade(t.app, auth, tradeBody(), { 'idempotency-key': key });
+      assertError(response, { status: 400, code: 'INVALID_HEADER', field: 'idempotency-key' });
+    }
+    // An empty value is not a key either.
+    const empty = await postTrade(t.app, auth, tradeBody(), { 'idempotency-key': '' });
+    assertError(empty, { status: 400, code: 'INVALID_HEADER', field: 'idempotency-key' });
+    assert.deepEqual(await writeCounts(t.db.pool), counts);
+    const keys = await t.db.pool.query('SELECT count(*)::int AS n FROM idempotency_keys');
+    assert.deepEqual(keys.rows, [{ n: 4 }]);
+  });
+});

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, describe, test } from 'node:test';
+import pg from 'pg';
+import { freePort, MAIN, Spawned, testEnv } from './process.ts';
+import { SERVER_URL } from './support.ts';
+
+async function onServer<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: SERVER_URL });
+  await client.connect();
+  try {
+    return await run(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** fetch that gives up: a hung service fails the test instead of hanging it. */
+function fetchBounded(url: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
+}
+
+describe('npm start on a database that does not exist', () => {
+  const name = `astra_test_start_${randomBytes(6).toString('hex')}`;
+  const databaseUrl = new URL(SERVER_URL);
+  databaseUrl.pathname = `/${name}`;
+  let service: Spawned | undefined;
+
+  after(async () => {
+    await service?.stop();
+    await onServer((client) =>
+      client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
+    );
+  });
+
+  test('creates and migrates it, prints a demo key and a curl command that trade; SIGTERM exits 0', async () => {
+    const exists = () =>
+      onServer(
+        async (client) =>
+          (await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount,
+      );
+    assert.equal(await exists(), 0);
+
+    const port = await freePort();
+    service = new Spawned(
+      process.execPath,
+      ['--import', 'tsx', MAIN],
+      testEnv({
+        DATABASE_URL: databaseUrl.toString(),
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        RELAY_ENABLED: 'false',
+        LOG_LEVEL: 'warn',
+      }),
+    );
+    const banner = await service.waitForStdout(/curl [^\n]*\n[^\n]*\n[^\n]*'\n/, 60_000);
+    const key = /^ {2}(astra_[A-Za-z0-9_-]{43})$/m.exec(service.stdout)?.[1];
+    assert.ok(key !== undefined, service.output);
+    assert.match(service.stdout, /demo account "demo"/);
+    assert.ok(banner[0].includes(`http://127.0.0.1:${port}/v1/trades`), banner[0]);
+    assert.ok(banner[0].includes(`Authorization: Bearer ${key}`), banner[0]);
+
+    assert.equal(await exists(), 1, 'the database was created');
+    const database = new pg.Client({ connectionString: databaseUrl.toString() });
+    await database.connect();
+    const migrated = await database
+      .query<{ name: string }>('SELECT name FROM pgmigrations ORDER BY id')
+      .finally(() => database.end());
+    assert.deepEqual(
+      migrated.rows.map((row) => row.name),
+      ['0001_event_outbox', '0002_trading'],
+    );
+
+    // The body the printed curl command sends, over real HTTP with the printed key.
+    const data = /-d '([^']+)'/.exec(banner[0])?.[1];
+    assert.ok(data !== undefined, banner[0]);
+    const response = await fetchBounded(`http://127.0.0.1:${port}/v1/trades`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: data,
+    });
+    const text = await response.text();
+    assert.equal(response.status, 201, text);
+    const result = JSON.parse(text);
+    assert.equal(result.trade.accountId, 'demo');
+    assert.equal(result.position.version, 1);
+
+    const ready = await fetchBounded(`http://127.0.0.1:${port}/readyz`);
+    assert.equal(ready.status, 200, await ready.text());
+
+    service.signal('SIGTERM');
+    const exit = await service.exited(15_000);
+    assert.deepEqual(exit, { code: 0, signal: null }, service.output);
+  });
+});
