@@ -1,0 +1,148 @@
+/**
+ * Bench-only: the design the outbox replaced, for comparison. The same POST /v1/trades (same schema,
+ * authentication, SQL, pool size and request metrics as the service) minus the outbox insert: it
+ * commits the trade, then XADDs both events straight to Redis. An event is lost when the process dies
+ * or Redis fails between the commit and the XADD, which is why the service does not do this.
+ * Env: PORT, DATABASE_URL, REDIS_URL, DB_POOL_SIZE (default 10, as the service).
+ */
+import { randomUUID } from 'node:crypto';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { createClient } from '@redis/client';
+import Fastify, { LogController } from 'fastify';
+import { Registry } from 'prom-client';
+import { createPool } from '../services/trading/src/database.ts';
+import { ApiKeyVerifier, authorize } from '../services/trading/src/http/auth.ts';
+import { ApiError, registerErrorHandling } from '../services/trading/src/http/errors.ts';
+import { registerHttpMetrics } from '../services/trading/src/metrics.ts';
+import {
+  ErrorResponse,
+  FIELD_RULES,
+  TradeRequest,
+  TradeResult,
+} from '../services/trading/src/trades/schema.ts';
+import { POSITION_UPDATED, TRADE_EXECUTED } from '../services/trading/src/trades/service.ts';
+import { buyQuery, sellQuery, type TradeRow } from '../services/trading/src/trades/sql.ts';
+
+const SOURCE = '/astra/trading-service';
+
+function cloudEventFields(type: string, subject: string, time: string, data: unknown): string[] {
+  return [
+    'id',
+    randomUUID(),
+    'type',
+    type,
+    'source',
+    SOURCE,
+    'subject',
+    subject,
+    'time',
+    time,
+    'specversion',
+    '1.0',
+    'datacontenttype',
+    'application/json',
+    'data',
+    JSON.stringify(data),
+  ];
+}
+
+async function main(): Promise<void> {
+  const pool = createPool(process.env.DATABASE_URL ?? '', Number(process.env.DB_POOL_SIZE ?? 10));
+  const redis = createClient({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' });
+  redis.on('error', () => {});
+  await redis.connect();
+  const keys = new ApiKeyVerifier(pool);
+
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 16 * 1024,
+    logController: new LogController({ disableRequestLogging: true }),
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  registerErrorHandling(app, FIELD_RULES);
+  registerHttpMetrics(app, new Registry());
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.post(
+    '/v1/trades',
+    { schema: { body: TradeRequest, response: { 201: TradeResult, 400: ErrorResponse } } },
+    async (request, reply) => {
+      const principal = await keys.authenticate(request);
+      authorize(principal, request.body.accountId);
+      const { accountId, symbol, side, quantity, price } = request.body;
+      const tradeId = randomUUID();
+      const values: [string, string, string, string, string] = [tradeId, accountId, symbol, quantity, price];
+      const client = await pool.connect();
+      let row: TradeRow | undefined;
+      try {
+        await client.query('BEGIN');
+        row = (await client.query<TradeRow>(side === 'BUY' ? buyQuery(values) : sellQuery(values))).rows[0];
+        await client.query(row === undefined ? 'ROLLBACK' : 'COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      } finally {
+        client.release();
+      }
+      if (row === undefined)
+        throw new ApiError(422, 'INSUFFICIENT_POSITION', 'cannot sell more than held', 'quantity');
+      const trade = {
+        id: row.id,
+        accountId: row.account_id,
+        symbol: row.symbol,
+        side: row.side,
+        quantity: row.quantity,
+        price: row.price,
+        positionVersion: row.position_version,
+        executedAt: row.executed_at.toISOString(),
+      };
+      const position = {
+        accountId: row.account_id,
+        symbol: row.symbol,
+        quantity: row.position_quantity,
+        averagePrice: row.average_price,
+        version: row.position_version,
+        updatedAt: row.updated_at.toISOString(),
+      };
+      const time = trade.executedAt;
+      // After the commit: the window in which a crash loses the events.
+      await Promise.all([
+        redis.sendCommand([
+          'XADD',
+          TRADE_EXECUTED,
+          '*',
+          ...cloudEventFields(TRADE_EXECUTED, tradeId, time, trade),
+        ]),
+        redis.sendCommand([
+          'XADD',
+          POSITION_UPDATED,
+          '*',
+          ...cloudEventFields(POSITION_UPDATED, `${accountId}:${symbol}`, time, { ...position, tradeId }),
+        ]),
+      ]);
+      return reply.status(201).send({ trade, position });
+    },
+  );
+
+  await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT ?? 3100) });
+  const close = () => {
+    void app
+      .close()
+      .then(() => pool.end())
+      .finally(() => {
+        redis.destroy();
+        process.exit(0);
+      });
+  };
+  process.on('SIGTERM', close);
+  process.on('SIGINT', close);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `direct-publish-server failed: ${error instanceof Error ? error.stack : String(error)}\n`,
+  );
+  process.exit(1);
+});

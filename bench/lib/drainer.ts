@@ -1,0 +1,71 @@
+/** The benchmark's side of a drainer process (bench/workers/drainer.ts). */
+import { fileURLToPath } from 'node:url';
+import type { DrainerConfig, DrainerMessage, Phases } from '../workers/drainer.ts';
+import { type Child, spawnNode, TimeoutError, withTimeout } from './infra.ts';
+
+const DRAINER = fileURLToPath(new URL('../workers/drainer.ts', import.meta.url));
+
+export class Drainer {
+  done = 0;
+  phases: Phases | null = null;
+  error: string | undefined;
+
+  private constructor(readonly child: Child) {
+    child.process.on('message', (message: DrainerMessage) => {
+      if (message.type === 'progress') {
+        this.done = message.done;
+        this.phases = message.phases;
+      } else if (message.type === 'error') {
+        this.error ??= message.message;
+      }
+    });
+  }
+
+  /** Spawns a drainer and waits until it is connected and ready to go. */
+  static async start(name: string, config: DrainerConfig): Promise<Drainer> {
+    const child = spawnNode(name, DRAINER, [JSON.stringify(config)], { ipc: true });
+    const drainer = new Drainer(child);
+    const ready = new Promise<void>((resolve, reject) => {
+      child.process.on('message', (message: DrainerMessage) => {
+        if (message.type === 'ready') resolve();
+        if (message.type === 'error') reject(new Error(`${name}: ${message.message}`));
+      });
+      void child.exited.then((code) =>
+        reject(new Error(`${name} exited (${code}) before ready: ${child.tail}`)),
+      );
+    });
+    try {
+      await withTimeout(ready, 60_000, `${name} start`);
+    } catch (error) {
+      child.kill();
+      throw error;
+    }
+    return drainer;
+  }
+
+  get pid(): number {
+    return this.child.pid;
+  }
+
+  go(): void {
+    this.child.process.send({ type: 'go' });
+  }
+
+  /** Throws when the drainer reported an error or died. */
+  check(): void {
+    if (this.error !== undefined) throw new Error(`${this.child.name}: ${this.error}`);
+    if (!this.child.alive) throw new Error(`${this.child.name} exited: ${this.child.tail}`);
+  }
+
+  async stop(): Promise<void> {
+    if (!this.child.alive) return;
+    try {
+      this.child.process.send({ type: 'stop' });
+      await withTimeout(this.child.exited, 8000, `${this.child.name} stop`);
+    } catch (error) {
+      if (!(error instanceof TimeoutError) && this.child.alive) throw error;
+      this.child.kill();
+      await this.child.exited;
+    }
+  }
+}

@@ -1,0 +1,512 @@
+/**
+ * What every scenario stands on: throwaway databases and Redis servers, child processes that are
+ * always reaped, timeouts, and /proc sampling. Nothing here touches the shared services beyond
+ * creating and dropping its own databases.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { promisify } from 'node:util';
+import { createClient } from '@redis/client';
+import pg from 'pg';
+
+export const execFileAsync = promisify(execFile);
+
+/** The shared PostgreSQL server; only used to create and drop the benchmark's own databases. */
+export const ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Milliseconds on a monotonic clock shared by everything in this process. */
+export const now = () => performance.now();
+
+export class TimeoutError extends Error {}
+
+export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new TimeoutError(`${what}: no result within ${Math.round(ms / 1000)} s`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `check` until it returns true; throws after `ms`. */
+export async function waitFor(what: string, check: () => Promise<boolean>, ms: number, everyMs = 50) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // Not up yet.
+    }
+    if (Date.now() > deadline) throw new TimeoutError(`${what}: not ready within ${Math.round(ms / 1000)} s`);
+    await sleep(everyMs);
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Child processes
+
+/** A child process that is killed when the benchmark ends, whatever way it ends. */
+export class Child {
+  readonly exited: Promise<number | null>;
+  private output = '';
+  exitCode: number | null | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly process: ChildProcess,
+  ) {
+    const keep = (chunk: Buffer) => {
+      this.output = (this.output + chunk.toString()).slice(-4000);
+    };
+    process.stdout?.on('data', keep);
+    process.stderr?.on('data', keep);
+    this.exited = new Promise((resolve) => {
+      process.on('exit', (code, signal) => {
+        this.exitCode = code ?? (signal === null ? null : -1);
+        children.delete(this);
+        resolve(code);
+      });
+      process.on('error', (error) => {
+        this.output += `\n${error.message}`;
+        this.exitCode = -1;
+        children.delete(this);
+        resolve(-1);
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.process.pid ?? -1;
+  }
+
+  get alive(): boolean {
+    return this.exitCode === undefined;
+  }
+
+  /** The last few kB it printed, for error messages. */
+  get tail(): string {
+    return this.output.trim();
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  async stop(graceMs = 5000): Promise<void> {
+    if (!this.alive) return;
+    this.process.kill('SIGTERM');
+    const ended = await Promise.race([this.exited.then(() => true), sleep(graceMs).then(() => false)]);
+    if (!ended && this.alive) {
+      this.process.kill('SIGKILL');
+      await this.exited;
+    }
+  }
+
+  kill(): void {
+    if (this.alive) this.process.kill('SIGKILL');
+  }
+}
+
+const children = new Set<Child>();
+
+export interface SpawnOptions {
+  env?: Record<string, string>;
+  /** Open an IPC channel (for node children that report progress). */
+  ipc?: boolean;
+  cwd?: string;
+}
+
+export function spawnChild(name: string, command: string, args: string[], options: SpawnOptions = {}): Child {
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? process.cwd(),
+    env: { ...process.env, ...options.env },
+    stdio: options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+  });
+  const managed = new Child(name, child);
+  children.add(managed);
+  return managed;
+}
+
+/** A TypeScript entry point run by node with tsx, as one process (so its pid is the one to sample). */
+export function spawnNode(name: string, file: string, args: string[], options: SpawnOptions = {}): Child {
+  return spawnChild(name, process.execPath, ['--import', 'tsx', file, ...args], options);
+}
+
+export async function stopAllChildren(): Promise<void> {
+  await Promise.all([...children].map((child) => child.stop(3000)));
+}
+
+function killAllChildrenNow(): void {
+  for (const child of children) child.kill();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Databases
+
+const databases = new Set<string>();
+const OWNER = `bench_${process.pid}_`;
+
+export function databaseUrl(name: string): string {
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export async function withAdmin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: ADMIN_URL, application_name: 'bench-admin' });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Creates an empty database (or a copy of `template`) with a random name; dropped at the end. */
+export async function createDatabase(label: string, template?: string): Promise<string> {
+  const name = `${OWNER}${label}_${randomBytes(4).toString('hex')}`;
+  databases.add(name);
+  await withAdmin(async (client) => {
+    const from =
+      template === undefined ? '' : ` TEMPLATE ${pg.escapeIdentifier(template)} STRATEGY FILE_COPY`;
+    await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}${from}`);
+  });
+  return name;
+}
+
+export async function dropDatabase(name: string): Promise<void> {
+  await withAdmin((client) =>
+    client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
+  );
+  databases.delete(name);
+}
+
+export async function dropAllDatabases(): Promise<void> {
+  for (const name of [...databases]) await dropDatabase(name).catch(() => {});
+}
+
+/** Drops databases left by benchmark runs whose process is gone (killed with SIGKILL, say). */
+export async function dropStaleDatabases(): Promise<string[]> {
+  return withAdmin(async (client) => {
+    const { rows } = await client.query<{ datname: string }>(
+      "SELECT datname FROM pg_database WHERE datname ~ '^bench_[0-9]+_'",
+    );
+    const dropped: string[] = [];
+    for (const { datname } of rows) {
+      const pid = Number(/^bench_(\d+)_/.exec(datname)?.[1]);
+      if (pid === process.pid || processAlive(pid)) continue;
+      await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
+      dropped.push(datname);
+    }
+    return dropped;
+  });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs `work` on a database of its own, dropped afterwards whatever happens. */
+export async function withDatabase<T>(
+  label: string,
+  work: (name: string) => Promise<T>,
+  template?: string,
+): Promise<T> {
+  const name = await createDatabase(label, template);
+  try {
+    return await work(name);
+  } finally {
+    await dropDatabase(name).catch(() => {});
+  }
+}
+
+export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, application_name: 'bench' });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Redis
+
+/** What the benchmark asks of its own Redis connection. */
+export interface RedisClient {
+  xLen(key: string): Promise<number>;
+  destroy(): void;
+}
+
+export interface ThrowawayRedis {
+  port: number;
+  url: string;
+  child: Child;
+  client: RedisClient;
+  /** Kills the server (an outage); `restart` brings a fresh one up on the same port. */
+  kill(): Promise<void>;
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function startRedisServer(port: number): Child {
+  return spawnChild(`redis-${port}`, 'redis-server', [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--protected-mode',
+    'yes',
+    '--loglevel',
+    'warning',
+    '--dir',
+    '/tmp',
+  ]);
+}
+
+/** A redis-server of our own on a free loopback port, never the shared one. */
+export async function startRedis(): Promise<ThrowawayRedis> {
+  const port = await freePort();
+  const url = `redis://127.0.0.1:${port}`;
+  let child = startRedisServer(port);
+  const client = createClient({ url, socket: { reconnectStrategy: 200 } });
+  client.on('error', () => {});
+  await waitFor(`redis-server on ${port}`, async () => child.alive && (await pingOnce(url)), 10_000);
+  await client.connect();
+  const redis: ThrowawayRedis = {
+    port,
+    url,
+    get child() {
+      return child;
+    },
+    client,
+    async kill() {
+      child.kill();
+      await child.exited;
+    },
+    async restart() {
+      child = startRedisServer(port);
+      await waitFor(`redis-server on ${port}`, async () => child.alive && (await pingOnce(url)), 10_000);
+    },
+    async close() {
+      client.destroy();
+      await child.stop(2000);
+    },
+  };
+  return redis;
+}
+
+async function pingOnce(url: string): Promise<boolean> {
+  const probe = createClient({ url, socket: { reconnectStrategy: false, connectTimeout: 500 } });
+  probe.on('error', () => {});
+  try {
+    await probe.connect();
+    return (await probe.ping()) === 'PONG';
+  } finally {
+    probe.destroy();
+  }
+}
+
+export async function withRedis<T>(work: (redis: ThrowawayRedis) => Promise<T>): Promise<T> {
+  const redis = await startRedis();
+  try {
+    return await work(redis);
+  } finally {
+    await redis.close().catch(() => {});
+  }
+}
+
+export async function streamLength(client: RedisClient, streams: readonly string[]): Promise<number> {
+  const lengths = await Promise.all(streams.map((stream) => client.xLen(stream)));
+  return lengths.reduce((total, length) => total + length, 0);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// /proc sampling
+
+/** Resident memory of a process in MiB, or null when it is gone. */
+export function rssMiB(pid: number): number | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = /VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1];
+    return kb === undefined ? null : Number(kb) / 1024;
+  } catch {
+    return null;
+  }
+}
+
+const TICKS_PER_SECOND = 100;
+
+/** CPU seconds (user + system) a process has used, or null when it is gone. */
+export function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the command name.
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  } catch {
+    return null;
+  }
+}
+
+/** Machine-wide busy CPU seconds (all cores), from /proc/stat. */
+export function machineBusySeconds(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
+  const total = ticks.reduce((sum, value) => sum + value, 0);
+  return (total - idle) / TICKS_PER_SECOND;
+}
+
+/** Samples the RSS of some processes until stopped; keeps the peak and the series per process. */
+export class RssSampler {
+  private timer: NodeJS.Timeout | undefined;
+  readonly series = new Map<string, { t: number; mib: number }[]>();
+  private readonly started = now();
+
+  constructor(
+    private readonly pids: Record<string, number>,
+    everyMs = 200,
+  ) {
+    for (const name of Object.keys(pids)) this.series.set(name, []);
+    this.sample();
+    this.timer = setInterval(() => this.sample(), everyMs);
+  }
+
+  private sample(): void {
+    const t = (now() - this.started) / 1000;
+    for (const [name, pid] of Object.entries(this.pids)) {
+      const mib = rssMiB(pid);
+      if (mib !== null) this.series.get(name)?.push({ t, mib });
+    }
+  }
+
+  /** Peak RSS of `name` between two times (seconds since the sampler started). */
+  peak(name: string, from = 0, to = Number.POSITIVE_INFINITY): number | null {
+    const points = (this.series.get(name) ?? []).filter((p) => p.t >= from && p.t <= to);
+    return points.length === 0 ? null : Math.max(...points.map((p) => p.mib));
+  }
+
+  elapsed(): number {
+    return (now() - this.started) / 1000;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.sample();
+  }
+}
+
+/** CPU used by processes over a window, as a share of one core (1.0 = one core busy). */
+export class CpuWindow {
+  private readonly start = now();
+  private readonly before: Map<string, number | null>;
+  private readonly machineBefore = machineBusySeconds();
+
+  constructor(private readonly pids: Record<string, number[]>) {
+    this.before = new Map(Object.entries(pids).map(([name, list]) => [name, sumCpu(list)]));
+  }
+
+  finish(): { cores: Record<string, number | null>; machineCores: number } {
+    const seconds = (now() - this.start) / 1000;
+    const cores: Record<string, number | null> = {};
+    for (const [name, list] of Object.entries(this.pids)) {
+      const before = this.before.get(name);
+      const after = sumCpu(list);
+      cores[name] =
+        before === null || before === undefined || after === null ? null : (after - before) / seconds;
+    }
+    return { cores, machineCores: (machineBusySeconds() - this.machineBefore) / seconds };
+  }
+}
+
+function sumCpu(pids: number[]): number | null {
+  let total = 0;
+  for (const pid of pids) {
+    const cpu = cpuSeconds(pid);
+    if (cpu === null) return null;
+    total += cpu;
+  }
+  return total;
+}
+
+/** The PostgreSQL backend pids serving one database (to sample their CPU). */
+export async function backendPids(database: string, applicationName?: string): Promise<number[]> {
+  return withAdmin(async (client) => {
+    const { rows } = await client.query<{ pid: number }>(
+      `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND ($2::text IS NULL OR application_name = $2)`,
+      [database, applicationName ?? null],
+    );
+    return rows.map((row) => row.pid);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The end
+
+let cleaning: Promise<void> | undefined;
+
+/** Stops every child and drops every database this run created. Safe to call more than once. */
+export function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await stopAllChildren().catch(() => {});
+    await dropAllDatabases().catch(() => {});
+  })();
+  return cleaning;
+}
+
+/** Cleans up on Ctrl-C, SIGTERM and on a crash; on a plain exit at least no child outlives us. */
+export function installCleanupHandlers(): void {
+  const bail = (signal: string) => {
+    process.stderr.write(`\nbench: ${signal}, cleaning up\n`);
+    const hard = setTimeout(() => process.exit(130), 20_000);
+    hard.unref();
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', () => bail('SIGINT'));
+  process.on('SIGTERM', () => bail('SIGTERM'));
+  // A stray rejection must not end the run without its cleanup.
+  process.on('unhandledRejection', (error) => {
+    process.stderr.write(
+      `bench: unhandled rejection: ${error instanceof Error ? error.stack : String(error)}\n`,
+    );
+    bail('unhandled rejection');
+  });
+  process.on('exit', killAllChildrenNow);
+}
+
+export function randomToken(bytes = 24): string {
+  return randomBytes(bytes).toString('base64url');
+}

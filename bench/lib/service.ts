@@ -1,0 +1,99 @@
+/** The trading service's real processes (and the bench-only direct-publish server), started for a scenario. */
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { prepareDatabase } from '../../services/trading/src/bootstrap.ts';
+import { type Child, databaseUrl, freePort, randomToken, spawnNode, waitFor, withClient } from './infra.ts';
+
+const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
+export const SERVICE_MAIN = root('services/trading/src/main.ts');
+export const RELAY_MAIN = root('services/trading/src/relay-main.ts');
+export const DIRECT_SERVER = root('bench/direct-publish-server.ts');
+
+export const ACCOUNTS = 1000;
+
+/**
+ * Migrates a fresh database the way the service does, adds `ACCOUNTS` accounts (acct-1 ...) and an
+ * admin key that may trade for any of them; returns the key.
+ */
+export async function prepareTradingDatabase(database: string): Promise<string> {
+  const url = databaseUrl(database);
+  await prepareDatabase(url, () => {});
+  const key = `astra_bench${randomToken(24)}`;
+  await withClient(url, async (client) => {
+    await client.query("INSERT INTO accounts (id) SELECT 'acct-' || g FROM generate_series(1, $1::int) g", [
+      ACCOUNTS,
+    ]);
+    await client.query('INSERT INTO api_keys (key_hash, account_id, is_admin) VALUES ($1, NULL, true)', [
+      createHash('sha256').update(key).digest(),
+    ]);
+  });
+  return key;
+}
+
+export interface RunningServer {
+  child: Child;
+  url: string;
+}
+
+async function waitHealthy(child: Child, url: string): Promise<void> {
+  await waitFor(
+    `${child.name} at ${url}`,
+    async () => {
+      if (!child.alive) throw new Error(`${child.name} exited: ${child.tail}`);
+      const response = await fetch(`${url}/healthz`);
+      return response.ok;
+    },
+    60_000,
+    100,
+  ).catch((error: unknown) => {
+    child.kill();
+    throw new Error(`${error instanceof Error ? error.message : String(error)}\n${child.tail}`);
+  });
+}
+
+/** `node --import tsx services/trading/src/main.ts`, with the relay in-process unless told otherwise. */
+export async function startService(database: string, redisUrl: string, relay = true): Promise<RunningServer> {
+  const port = await freePort();
+  const child = spawnNode('service', SERVICE_MAIN, [], {
+    env: {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATABASE_URL: databaseUrl(database),
+      REDIS_URL: redisUrl,
+      LOG_LEVEL: 'warn',
+      METRICS_PORT: String(await freePort()),
+      RELAY_ENABLED: String(relay),
+    },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitHealthy(child, url);
+  return { child, url };
+}
+
+/** `node --import tsx services/trading/src/relay-main.ts`: the standalone relay. */
+export async function startRelayProcess(database: string, redisUrl: string): Promise<RunningServer> {
+  const port = await freePort();
+  const child = spawnNode('relay', RELAY_MAIN, [], {
+    env: {
+      HOST: '127.0.0.1',
+      DATABASE_URL: databaseUrl(database),
+      REDIS_URL: redisUrl,
+      LOG_LEVEL: 'warn',
+      METRICS_PORT: String(port),
+    },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitHealthy(child, url);
+  return { child, url };
+}
+
+/** The old design, for comparison: commit, then XADD both events directly (bench/direct-publish-server.ts). */
+export async function startDirectServer(database: string, redisUrl: string): Promise<RunningServer> {
+  const port = await freePort();
+  const child = spawnNode('direct-publish', DIRECT_SERVER, [], {
+    env: { PORT: String(port), DATABASE_URL: databaseUrl(database), REDIS_URL: redisUrl },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitHealthy(child, url);
+  return { child, url };
+}

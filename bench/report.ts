@@ -1,0 +1,516 @@
+/** Turns one run's results into the printed table, the targets and BENCHMARKS.md. */
+
+import { ratio } from './lib/stats.ts';
+import type { DrainResult, DrainRun } from './scenarios/drain.ts';
+import type { KeepUpResult } from './scenarios/keepUp.ts';
+import type { LatencyResult } from './scenarios/latency.ts';
+import type { OutageResult } from './scenarios/outage.ts';
+import type { WritePathResult } from './scenarios/writePath.ts';
+
+export interface Machine {
+  cores: number;
+  cpuModel: string;
+  memoryGiB: number;
+  node: string;
+  postgres: string;
+  redis: string;
+  wrk: string;
+  pgbench: string;
+  os: string;
+  loadBefore: number[];
+  loadAfter: number[];
+  commit: string;
+}
+
+export interface BenchReport {
+  date: string;
+  mode: 'quick' | 'full';
+  command: string;
+  durationSeconds: number;
+  machine: Machine;
+  writePath?: WritePathResult;
+  drain?: DrainResult;
+  latency?: LatencyResult;
+  keepUp?: KeepUpResult;
+  outage?: OutageResult;
+  errors: string[];
+}
+
+export interface Row {
+  scenario: string;
+  measure: string;
+  value: string;
+}
+
+export interface Target {
+  target: string;
+  measured: string;
+  met: boolean | null;
+}
+
+const int = (value: number | null | undefined) =>
+  value === null || value === undefined || !Number.isFinite(value)
+    ? 'n/a'
+    : Math.round(value).toLocaleString('en-US');
+const fixed = (value: number | null | undefined, digits = 2) =>
+  value === null || value === undefined || !Number.isFinite(value) ? 'n/a' : value.toFixed(digits);
+const times = (value: number | null) => (value === null ? 'n/a' : `${value.toFixed(2)}x`);
+const pct = (value: number | null) => (value === null ? 'n/a' : `${(value * 100).toFixed(0)}%`);
+
+function drainValue(run: DrainRun | undefined): string {
+  if (run === undefined) return 'failed';
+  const rate = `${int(run.eventsPerSecond)} events/s`;
+  return run.complete ? rate : `${rate} (${int(run.drained)} in ${fixed(run.seconds, 1)} s, time-boxed)`;
+}
+
+function bestRelay(drain: DrainResult | undefined): number | null {
+  const rates = [drain?.relay1?.eventsPerSecond, drain?.relay2?.eventsPerSecond].filter(
+    (rate): rate is number => typeof rate === 'number' && Number.isFinite(rate),
+  );
+  return rates.length === 0 ? null : Math.max(...rates);
+}
+
+export function buildRows(report: BenchReport): Row[] {
+  const rows: Row[] = [];
+  const add = (scenario: string, measure: string, value: string) => rows.push({ scenario, measure, value });
+
+  const w = report.writePath;
+  if (w !== undefined) {
+    const s = w.service;
+    const d = w.direct;
+    add(
+      '1 write path',
+      'service POST /v1/trades (relay running), wrk -c 32',
+      s ? `${int(s.requestsPerSecond)} req/s` : 'failed',
+    );
+    if (s) {
+      add(
+        '1 write path',
+        'service latency p50 / p95 / p99',
+        `${fixed(s.latencyMs.p50)} / ${fixed(s.latencyMs.p95)} / ${fixed(s.latencyMs.p99)} ms`,
+      );
+      add('1 write path', 'service errors (non-2xx, socket)', int(s.errors));
+      add('1 write path', 'events pending when the load stopped', int(s.pendingAfter));
+      add(
+        '1 write path',
+        'service CPU (cores): process / PG pool backends / PG relay backend / redis / machine',
+        `${fixed(s.cpu.server)} / ${fixed(s.cpu.postgresServer)} / ${fixed(s.cpu.postgresRelay)} / ${fixed(s.cpu.redis)} / ${fixed(s.cpu.machine)}`,
+      );
+    }
+    for (const run of w.pgbench ?? []) {
+      add(
+        '1 write path',
+        `pgbench same transaction -c ${run.clients} -j 2`,
+        `${int(run.tps)} tx/s (avg ${fixed(run.latencyMs)} ms)`,
+      );
+    }
+    if (w.pgbenchWithoutNotify) {
+      add(
+        '1 write path',
+        'diagnostic: pgbench same transaction WITHOUT pg_notify -c 16',
+        `${int(w.pgbenchWithoutNotify.tps)} tx/s (avg ${fixed(w.pgbenchWithoutNotify.latencyMs)} ms)`,
+      );
+    }
+    add(
+      '1 write path',
+      'direct-publish design (commit, then XADD)',
+      d ? `${int(d.requestsPerSecond)} req/s` : 'failed',
+    );
+    if (d) {
+      add(
+        '1 write path',
+        'direct latency p50 / p95 / p99',
+        `${fixed(d.latencyMs.p50)} / ${fixed(d.latencyMs.p95)} / ${fixed(d.latencyMs.p99)} ms`,
+      );
+      add(
+        '1 write path',
+        'direct CPU (cores): process / PG pool backends / redis / machine',
+        `${fixed(d.cpu.server)} / ${fixed(d.cpu.postgresServer)} / ${fixed(d.cpu.redis)} / ${fixed(d.cpu.machine)}`,
+      );
+    }
+    if (s && d) {
+      const perRequest = (run: typeof s) =>
+        (((run.cpu.postgresServer ?? Number.NaN) + (run.cpu.postgresRelay ?? 0)) / run.requestsPerSecond) *
+        1000;
+      add(
+        '1 write path',
+        'PostgreSQL CPU per request: service (incl. relay) / direct',
+        `${fixed(perRequest(s))} / ${fixed(perRequest(d))} ms`,
+      );
+    }
+    add(
+      '1 write path',
+      'ratio service / pgbench (best)',
+      times(ratio(s?.requestsPerSecond, w.pgbenchBestTps)),
+    );
+    add('1 write path', 'ratio service / direct', times(ratio(s?.requestsPerSecond, d?.requestsPerSecond)));
+  }
+
+  const dr = report.drain;
+  if (dr !== undefined) {
+    const label = `2 drain ${int(dr.events)}`;
+    add(
+      label,
+      `backlog: ${int(dr.events)} PENDING, ${dr.payloadBytes} B payloads, 10,000 aggregates`,
+      `built in ${fixed(dr.backlogBuildSeconds, 1)} s`,
+    );
+    add(label, 'our relay, 1 process', drainValue(dr.relay1));
+    add(label, 'our relay, 2 processes', drainValue(dr.relay2));
+    add(label, 'limit: pgbench claim-and-mark statement (500 rows, -c 2)', drainValue(dr.pgbenchLimit));
+    add(label, 'naive relay (one event per transaction)', drainValue(dr.naive));
+    add(label, 'graphile-worker 0.17.3 (handler XADDs)', drainValue(dr.graphile));
+    add(label, 'pg-boss 10.4.2 (handler XADDs)', drainValue(dr.pgboss));
+    const best = bestRelay(dr);
+    add(label, 'ratio ours (best) / pgbench limit', times(ratio(best, dr.pgbenchLimit?.eventsPerSecond)));
+    add(label, 'ratio ours (best) / graphile-worker', times(ratio(best, dr.graphile?.eventsPerSecond)));
+    add(label, 'ratio ours (best) / pg-boss', times(ratio(best, dr.pgboss?.eventsPerSecond)));
+    add(label, 'ratio ours (best) / naive', times(ratio(best, dr.naive?.eventsPerSecond)));
+    for (const run of [dr.relay1, dr.relay2]) {
+      if (run?.phases) {
+        add(
+          label,
+          `relay x${run.relays} time per batch: claim / publish / mark`,
+          `${fixed(run.phases.claimPct, 0)}% / ${fixed(run.phases.publishPct, 0)}% / ${fixed(run.phases.markPct, 0)}% of ${fixed(run.phases.msPerBatch, 1)} ms`,
+        );
+      }
+      if (run?.cpu) {
+        add(
+          label,
+          `relay x${run.relays} CPU (cores): relay / its PG backends / redis / machine`,
+          `${fixed(run.cpu.relays)} / ${fixed(run.cpu.postgresBackends)} / ${fixed(run.cpu.redis)} / ${fixed(run.cpu.machine)}`,
+        );
+      }
+    }
+  }
+
+  const l = report.latency;
+  if (l !== undefined) {
+    for (const run of l.runs) {
+      const mode =
+        run.mode === 'listen'
+          ? 'ours, LISTEN/NOTIFY'
+          : run.mode === 'polling'
+            ? `ours, polling only (${l.pollIntervalMs} ms)`
+            : 'graphile-worker 0.17.3';
+      add(
+        '3 latency',
+        `${mode} @ ${run.rate} trades/s: p50 / p95 / p99 / max`,
+        `${fixed(run.p50)} / ${fixed(run.p95)} / ${fixed(run.p99)} / ${fixed(run.max)} ms${
+          run.achievedRate < 0.95 * run.rate ? ` (offered only ${int(run.achievedRate)}/s)` : ''
+        }${run.missing > 0 ? ` (${run.missing} missing)` : ''}`,
+      );
+    }
+  }
+
+  const k = report.keepUp;
+  if (k !== undefined) {
+    for (const step of k.steps) {
+      add(
+        '4 keeping up',
+        `${int(step.rate)} trades/s (writer level) for ${k.seconds} s`,
+        `${step.flat ? 'flat' : 'NOT flat'}${step.reason === 'flat' ? '' : ` (${step.reason})`}; pending max ${int(step.pendingMax)}`,
+      );
+    }
+    const limited = k.steps.some((step) => step.flat && step.producerLimited);
+    add(
+      '4 keeping up',
+      'highest offered rate with a flat backlog',
+      `${int(k.highestFlatRate)} trades/s${limited ? ' (the producer/database could offer no more: a lower bound)' : ''}`,
+    );
+  }
+
+  const o = report.outage;
+  if (dr !== undefined || o !== undefined) {
+    if (dr?.relay1?.relayPeakRssMiB !== undefined)
+      add('5 cost', 'relay peak RSS during the drain', `${fixed(dr.relay1.relayPeakRssMiB, 0)} MiB`);
+    if (w?.service?.peakRssMiB !== undefined)
+      add(
+        '5 cost',
+        'service peak RSS under write load (relay in-process)',
+        `${fixed(w.service.peakRssMiB, 0)} MiB`,
+      );
+    if (o !== undefined) {
+      const r = o.relayRssMiB;
+      const s = o.serviceRssMiB;
+      add(
+        '5 cost',
+        `relay RSS before / during ${o.outageSeconds} s Redis outage / after`,
+        `${fixed(r.before, 0)} / ${fixed(r.during, 0)} / ${fixed(r.after, 0)} MiB`,
+      );
+      add(
+        '5 cost',
+        'service RSS before / during / after',
+        `${fixed(s.before, 0)} / ${fixed(s.during, 0)} / ${fixed(s.after, 0)} MiB`,
+      );
+      add(
+        '5 cost',
+        'backlog at Redis restart; time to empty it',
+        `${int(o.pendingAtRestart)} events; ${o.recoverySeconds === null ? 'not within the limit' : `${fixed(o.recoverySeconds, 1)} s`}`,
+      );
+      if (o.error) add('5 cost', 'outage run', `failed: ${o.error}`);
+    }
+    if (dr?.statusQueryMs)
+      add(
+        '5 cost',
+        `OutboxAdmin.status() with ${int(dr.statusQueryMs.pending)} pending`,
+        `${fixed(dr.statusQueryMs.median)} ms median, ${fixed(dr.statusQueryMs.max)} ms max`,
+      );
+    if (dr?.sizes) {
+      const a = dr.sizes.afterDrain;
+      const b = dr.sizes.afterRetention;
+      add(
+        '5 cost',
+        `outbox after ${int(a.rows)} published: total / heap / indexes`,
+        `${fixed(a.totalMiB, 1)} / ${fixed(a.heapMiB, 1)} / ${fixed(a.indexesMiB, 1)} MiB`,
+      );
+      add(
+        '5 cost',
+        `after retention (${fixed(dr.sizes.retentionSeconds, 1)} s) + VACUUM, ${int(b.rows)} rows`,
+        `${fixed(b.totalMiB, 1)} / ${fixed(b.heapMiB, 1)} / ${fixed(b.indexesMiB, 1)} MiB`,
+      );
+    }
+  }
+  return rows;
+}
+
+export function buildTargets(report: BenchReport): Target[] {
+  const targets: Target[] = [];
+  const dr = report.drain;
+  const best = bestRelay(dr);
+  const limitRatio = ratio(best, dr?.pgbenchLimit?.eventsPerSecond);
+  targets.push({
+    target: 'drain >= 60% of the claim-and-mark pgbench limit',
+    measured: pct(limitRatio),
+    met: limitRatio === null ? null : limitRatio >= 0.6,
+  });
+  const graphileRatio = ratio(best, dr?.graphile?.eventsPerSecond);
+  targets.push({
+    target: 'drain >= 3x graphile-worker',
+    measured: times(graphileRatio),
+    met: graphileRatio === null ? null : graphileRatio >= 3,
+  });
+  for (const rate of [500, 1000]) {
+    const run = report.latency?.runs.find((r) => r.mode === 'listen' && r.rate === rate);
+    targets.push({
+      target: `commit-to-stream p50 <= 1.5 ms and p99 <= 5 ms at ${rate} trades/s`,
+      measured: run === undefined ? 'n/a' : `p50 ${fixed(run.p50)} ms, p99 ${fixed(run.p99)} ms`,
+      met: run === undefined ? null : run.p50 <= 1.5 && run.p99 <= 5,
+    });
+  }
+  const w = report.writePath;
+  const pgbenchRatio = ratio(w?.service?.requestsPerSecond, w?.pgbenchBestTps);
+  targets.push({
+    target: 'HTTP write path >= 50% of the pgbench transaction limit',
+    measured: pct(pgbenchRatio),
+    met: pgbenchRatio === null ? null : pgbenchRatio >= 0.5,
+  });
+  const directRatio = ratio(w?.service?.requestsPerSecond, w?.direct?.requestsPerSecond);
+  targets.push({
+    target: 'HTTP write path >= 0.9x the direct-publish design',
+    measured: times(directRatio),
+    met: directRatio === null ? null : directRatio >= 0.9,
+  });
+  const k = report.keepUp;
+  targets.push({
+    target: 'backlog flat at >= 2,000 trades/s',
+    measured:
+      k === undefined
+        ? 'n/a'
+        : `flat up to ${int(k.highestFlatRate)} trades/s${k.steps.some((step) => step.producerLimited) ? ' (producer-limited)' : ''}`,
+    met: k === undefined || k.steps.length === 0 ? null : k.highestFlatRate >= 2000,
+  });
+  const o = report.outage;
+  targets.push({
+    target: 'relay memory flat during a Redis outage',
+    measured:
+      o === undefined ? 'n/a' : `${fixed(o.relayRssMiB.before, 0)} -> ${fixed(o.relayRssMiB.during, 0)} MiB`,
+    met: o?.relayFlat ?? null,
+  });
+  return targets;
+}
+
+const mark = (met: boolean | null) => (met === null ? 'n/a' : met ? 'met' : 'NOT met');
+
+export function renderTable(rows: Row[], targets: Target[]): string {
+  const width = (values: string[]) => Math.max(...values.map((v) => v.length));
+  const w1 = width(rows.map((r) => r.scenario));
+  const w2 = width(rows.map((r) => r.measure));
+  const lines = rows.map((r) => `${r.scenario.padEnd(w1)}  ${r.measure.padEnd(w2)}  ${r.value}`);
+  const t1 = width(targets.map((t) => t.target));
+  const t2 = width(targets.map((t) => t.measured));
+  lines.push('', 'targets (issue 6)');
+  for (const t of targets) lines.push(`  ${t.target.padEnd(t1)}  ${t.measured.padEnd(t2)}  ${mark(t.met)}`);
+  return lines.join('\n');
+}
+
+const escapeCell = (text: string) => text.replaceAll('|', '\\|');
+
+function boundsSection(report: BenchReport): string {
+  const w = report.writePath;
+  const dr = report.drain;
+  const r1 = dr?.relay1;
+  const r2 = dr?.relay2;
+  const notify = w?.pgbench?.find((run) => run.clients === 16)?.tps;
+  const quiet = w?.pgbenchWithoutNotify?.tps;
+  const lines: string[] = ['### The write path', ''];
+  lines.push(
+    `- Measured: service ${int(w?.service?.requestsPerSecond)} req/s, direct-publish ${int(w?.direct?.requestsPerSecond)} req/s; ` +
+      `pgbench of the service's transaction ${int(notify)} tx/s with its pg_notify and ${int(quiet)} tx/s without it ` +
+      `(${times(ratio(quiet, notify))}).`,
+    "- What bounds it: the writer's `pg_notify` inside the trade's transaction. At commit PostgreSQL takes one",
+    '  database-wide lock for the notification queue and holds it until the commit record is flushed, so',
+    '  transactions that notify commit one at a time and cannot share a WAL flush (no group commit). The direct',
+    '  design sends no NOTIFY and its commits share flushes. The outbox also costs the database real work per',
+    '  trade (two more rows and their index entries, updated by the relay and deleted by retention): see',
+    '  "PostgreSQL CPU per request".',
+    '- Fix proposed (not applied here; the library is being edited by others): send the wake-up after COMMIT,',
+    "  outside the trade's transaction, coalesced per process (at most one in flight). A NOTIFY-only",
+    '  transaction writes no WAL, so the lock is held for microseconds; a lost wake-up costs at most one',
+    '  `pollIntervalMs`, which the relay already polls. Or `notify: false` with a short poll, at the latency',
+    '  cost shown by the polling rows of scenario 3.',
+    '',
+    '### The drain',
+    '',
+  );
+  if (r1?.phases && r1.cpu) {
+    lines.push(
+      `- One relay spent ${fixed(r1.phases.claimPct, 0)}% of each ${fixed(r1.phases.msPerBatch, 1)} ms batch of 500 claiming, ` +
+        `${fixed(r1.phases.publishPct, 0)}% in the publish script and ${fixed(r1.phases.markPct, 0)}% marking. ` +
+        `Its process used ${fixed(r1.cpu.relays)} of a core, its PostgreSQL backend ${fixed(r1.cpu.postgresBackends)}, ` +
+        `Redis ${fixed(r1.cpu.redis)}; the whole machine ${fixed(r1.cpu.machine)} of ${report.machine.cores} cores.`,
+    );
+  }
+  if (r2?.phases && r2.cpu) {
+    lines.push(
+      `- Two relays: ${fixed(r2.phases.msPerBatch, 1)} ms per batch each (claim ${fixed(r2.phases.claimPct, 0)}%, ` +
+        `publish ${fixed(r2.phases.publishPct, 0)}%, mark ${fixed(r2.phases.markPct, 0)}%); relays ${fixed(r2.cpu.relays)} cores, ` +
+        `their backends ${fixed(r2.cpu.postgresBackends)}, Redis ${fixed(r2.cpu.redis)}, machine ${fixed(r2.cpu.machine)}.`,
+    );
+  }
+  lines.push(
+    '- What bounds it: a relay is one sequential loop (claim, one Lua call, mark), so its process, its backend',
+    '  and Redis take turns and one relay uses well under one core in total. The limit statement claims and',
+    '  marks 500 rows in one statement and one round trip and moves no payload; the relay also reads every',
+    '  payload out of PostgreSQL, sends it to Redis, runs per event two journal lookups, an XADD and a journal',
+    '  HSET inside the script (and an HDEL per id once the mark commits), and the mark is never a HOT update',
+    '  (status is in the partial indexes), so each marked row adds entries to three indexes. A second relay',
+    '  overlaps those waits; it helps only as far as a core is free, and on two cores shared with PostgreSQL',
+    '  and Redis that is not far. A `--cpu-prof` run of one relay (100,000 events, during development) had its',
+    '  Node process on a CPU for at most 40% of the drain: it mostly waits on PostgreSQL and Redis.',
+    '- Speed-ups proposed (not applied): (1) mark batch N and claim batch N+1 in one statement (a',
+    '  data-modifying CTE, excluding the ids just marked, which the same snapshot still sees as PENDING): one',
+    '  round trip less per batch; (2) a larger batch (RELAY_BATCH_SIZE 1000-2000) shrinks the per-batch share;',
+    "  (3) claim and publish batch N+1 on a second connection while batch N's mark commits, excluding",
+    "  batch N's ids: order holds, since Redis already acknowledged batch N.",
+    '',
+    '### Latency',
+    '',
+    '- With LISTEN/NOTIFY the relay wakes at each commit; the time to the stream is one claim, one script',
+    "  call and the wake-up itself, so it follows the machine's scheduling delays: on a loaded machine p99",
+    '  is dominated by waiting for a core. Polling only adds about half the poll interval on average.',
+    '',
+    '### Doubtful',
+    '',
+    `- Other work shared the cores (load average ${report.machine.loadBefore.map((v) => v.toFixed(1)).join(' ')} before the run,`,
+    `  ${report.machine.loadAfter.map((v) => v.toFixed(1)).join(' ')} after, on ${report.machine.cores} cores): absolute numbers are low,`,
+    '  and ratios between contenders measured minutes apart carry that drift.',
+    '- Commit time is taken when COMMIT is acknowledged to the producer and arrival when a blocked XREAD',
+    '  returns; both are a little late, so the offsets partly cancel.',
+    '- RSS of the service and relays includes tsx compiling TypeScript in-process (as `npm start` runs them).',
+    '- The two-relay runs use `rebalanceIntervalMs: 200` (default 2,000) so both relays work from the start of a',
+    '  short drain; the keeping-up rate is writer level (no HTTP) and is a lower bound when the producer could',
+    '  not offer more.',
+    '- graphile-worker is given its batching options for the drain (local queue, batched completion) and its',
+    '  defaults (concurrency 8) for latency; pg-boss 4 workers x 100 with 0.5 s polling. At 500 trades/s',
+    '  (1,000 jobs/s) graphile-worker without its local queue saturates on a loaded machine and its latency',
+    '  is queueing; a spot check at 20 and 100 trades/s gave it about 3 ms p50.',
+  );
+  return lines.join('\n');
+}
+
+export function renderMarkdown(report: BenchReport, rows: Row[], targets: Target[]): string {
+  const m = report.machine;
+  const tableRows = rows
+    .map((r) => `| ${escapeCell(r.scenario)} | ${escapeCell(r.measure)} | ${escapeCell(r.value)} |`)
+    .join('\n');
+  const targetRows = targets
+    .map((t) => `| ${escapeCell(t.target)} | ${escapeCell(t.measured)} | ${mark(t.met)} |`)
+    .join('\n');
+  const errors =
+    report.errors.length === 0
+      ? ''
+      : `\n## Errors in this run\n\n${report.errors.map((e) => `- ${escapeCell(e)}`).join('\n')}\n`;
+  return `# Benchmarks
+
+Generated by \`${report.command}\` on ${report.date} (${report.mode} mode, ${fixed(report.durationSeconds / 60, 1)} minutes).
+Do not edit by hand: \`npm run bench\` rewrites this file and \`bench/results/<date>.json\`.
+${report.mode === 'quick' ? '\n**Quick mode**: 100,000-event backlog and short runs. Use the full mode (`npm run bench`) for the numbers to quote.\n' : ''}
+## Machine
+
+| | |
+|---|---|
+| cores | ${m.cores} (${escapeCell(m.cpuModel)}), ${fixed(m.memoryGiB, 0)} GiB |
+| OS | ${escapeCell(m.os)} |
+| Node | ${m.node} |
+| PostgreSQL | ${escapeCell(m.postgres)} |
+| Redis | ${escapeCell(m.redis)} |
+| wrk / pgbench | ${escapeCell(m.wrk)} / ${escapeCell(m.pgbench)} |
+| load average before / after | ${m.loadBefore.map((v) => v.toFixed(2)).join(' ')} / ${m.loadAfter.map((v) => v.toFixed(2)).join(' ')} |
+| commit | ${m.commit} |
+
+Everything runs on this one machine: PostgreSQL (shared server, a throwaway database per scenario),
+a throwaway redis-server per scenario, the service and relays as their own processes, and the load
+generators. A load average above the core count before the run means other work shared the cores:
+compare the ratios, which are measured side by side in the same run, more than the absolute numbers.
+
+## Results
+
+| scenario | measure | value |
+|---|---|---|
+${tableRows}
+
+## Targets (issue 6)
+
+| target | measured | |
+|---|---|---|
+${targetRows}
+
+## How each number is taken
+
+1. **Write path**: the real service (\`node --import tsx services/trading/src/main.ts\`, relay in-process,
+   LOG_LEVEL=warn) on a fresh database with 1,000 accounts and an admin key; wrk (-t 2 -c 32, after a
+   warm-up) posts BUY trades over 1,000 accounts x 50 symbols, so nothing is refused. pgbench runs the same
+   transaction: the service's own buy statement (from \`trades/sql.ts\`) and the writer's multi-row outbox
+   insert with pg_notify inside BEGIN/COMMIT, random accounts and symbols, \`-M prepared -j 2\`, with no
+   relay running: the database's limit. The direct design is \`bench/direct-publish-server.ts\`: the same
+   endpoint, schema, authentication, SQL and pool minus the outbox insert, committing and then XADDing both
+   events.
+2. **Drain**: the backlog is written by SQL (\`generate_series\`) into a template database; each contender
+   gets its own copy. Our relay runs in its own process(es) (\`bench/workers/drainer.ts\`: OutboxRelay +
+   RedisStreamsPublisher + the Prometheus adapter, batch 500, rebalance every 200 ms so two relays split the
+   partitions at once), timed from "go" until the stream holds every event. The limit is pgbench running
+   \`UPDATE ... SET status = 'PUBLISHED' ... WHERE id IN (SELECT id ... WHERE status = 'PENDING' ORDER BY id
+   LIMIT 500 FOR UPDATE SKIP LOCKED)\` with 2 clients until the backlog is empty. The naive relay takes one
+   row per transaction (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED, XADD, UPDATE, COMMIT). graphile-worker
+   (concurrency 16, local queue 500, batched completion) and pg-boss (4 workers x batch 100) get the same
+   payloads enqueued by SQL and a handler that XADDs the payload; only their drain is timed. Slow contenders
+   are time-boxed and their rate is what they drained in the box.
+3. **Latency**: a paced producer runs the trade transaction (buy statement + the library writer's two events)
+   at a fixed offered rate; it notes when each COMMIT is acknowledged, and a consumer blocked in XREAD notes
+   when each event arrives, on the same clock. Modes: LISTEN/NOTIFY (the defaults), polling only
+   (\`listen: false\`, \`pollIntervalMs: ${report.latency?.pollIntervalMs ?? 100}\`, writer \`notify: false\`), and
+   graphile-worker (concurrency 8, its defaults otherwise) with the two events as jobs in the same transaction.
+4. **Keeping up**: writer level (the trade transaction above, no HTTP), one relay process, rate stepped up;
+   a step is flat when the producer offered at least 95% of the rate, the PENDING count (sampled every
+   second) grew by less than 2% of the event rate, and ended below max(1,000, one second of events).
+5. **Cost**: RSS from /proc/<pid>/status (VmRSS), sampled every 200 ms. The outage run uses the service with
+   RELAY_ENABLED=false and the standalone relay (\`relay-main.ts\`) under wrk load; Redis is killed and
+   started again on the same port. Table sizes are \`pg_total_relation_size\`, \`pg_relation_size\` and
+   \`pg_indexes_size\` after the 1-relay drain, then after the relay's own retention (\`retentionSeconds: 1\`)
+   and a plain VACUUM (which frees space for reuse but does not shrink files).
+
+## What bounds us
+
+${boundsSection(report)}
+${errors}`;
+}

@@ -1,0 +1,246 @@
+/**
+ * `npm run bench` (full) or `npm run bench -- --quick` (small sizes, a few minutes). Runs the
+ * scenarios of issue 6 in one go, prints a table, writes bench/results/<date>.json and BENCHMARKS.md.
+ * `--only write,drain,latency,keepup,outage` runs a subset (and leaves BENCHMARKS.md alone);
+ * `--render bench/results/<file>.json` rewrites BENCHMARKS.md from earlier results.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { benchConfig } from './lib/config.ts';
+import {
+  cleanup,
+  dropStaleDatabases,
+  installCleanupHandlers,
+  stopAllChildren,
+  TimeoutError,
+  withAdmin,
+  withTimeout,
+} from './lib/infra.ts';
+import {
+  type BenchReport,
+  buildRows,
+  buildTargets,
+  type Machine,
+  renderMarkdown,
+  renderTable,
+} from './report.ts';
+import { drainScenario } from './scenarios/drain.ts';
+import { keepUpScenario } from './scenarios/keepUp.ts';
+import { latencyScenario } from './scenarios/latency.ts';
+import { outageScenario } from './scenarios/outage.ts';
+import { writePathScenario } from './scenarios/writePath.ts';
+
+const SCENARIOS = ['write', 'drain', 'latency', 'keepup', 'outage'] as const;
+type ScenarioName = (typeof SCENARIOS)[number];
+
+const repo = (path: string) => fileURLToPath(new URL(`../${path}`, import.meta.url));
+
+function version(command: string, args: string[]): string | null {
+  try {
+    return (
+      execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+        .split('\n')[0]
+        ?.trim() ?? null
+    );
+  } catch (error) {
+    // wrk prints its version with a usage message and exits 1.
+    const output = (error as { stdout?: string }).stdout;
+    return output ? (output.split('\n')[0]?.trim() ?? null) : null;
+  }
+}
+
+/** The tools the benchmark drives; tells how to get a missing one. */
+function checkTools(): { missing: string[]; versions: Record<string, string> } {
+  const versions: Record<string, string> = {};
+  const missing: string[] = [];
+  const tools: [string, string[], string][] = [
+    ['wrk', ['--version'], 'apt-get install -y wrk (or: bash scripts/setup-machine.sh)'],
+    ['pgbench', ['--version'], 'apt-get install -y postgresql (pgbench comes with it)'],
+    ['redis-server', ['--version'], 'apt-get install -y redis-server'],
+  ];
+  for (const [tool, args, hint] of tools) {
+    const found = version(tool, args);
+    if (found === null) missing.push(`${tool} is missing: ${hint}`);
+    else versions[tool] = found;
+  }
+  return { missing, versions };
+}
+
+async function machineFacts(versions: Record<string, string>): Promise<Machine> {
+  const postgres = await withAdmin(async (client) => {
+    const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+    return `PostgreSQL ${rows[0]?.v ?? '?'}`;
+  });
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  } catch {
+    // Not a git checkout.
+  }
+  return {
+    cores: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    memoryGiB: os.totalmem() / 1024 ** 3,
+    node: process.version,
+    postgres,
+    redis: /v=(\S+)/.exec(versions['redis-server'] ?? '')?.[1] ?? versions['redis-server'] ?? 'missing',
+    wrk: /wrk (\S+)/.exec(versions.wrk ?? '')?.[1] ?? versions.wrk ?? 'missing',
+    pgbench: versions.pgbench ?? 'missing',
+    os: `${os.type()} ${os.release()}`,
+    loadBefore: os.loadavg(),
+    loadAfter: [],
+    commit,
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      render: { type: 'string' },
+    },
+  });
+  if (values.render !== undefined) {
+    // Rewrites BENCHMARKS.md from a results file, without measuring (after editing report.ts).
+    const report = JSON.parse(readFileSync(values.render, 'utf8')) as BenchReport;
+    writeFileSync(repo('BENCHMARKS.md'), renderMarkdown(report, buildRows(report), buildTargets(report)));
+    process.stdout.write(`wrote BENCHMARKS.md from ${values.render}\n`);
+    return;
+  }
+  const quick = values.quick;
+  const only = values.only?.split(',').map((name) => name.trim()) ?? [...SCENARIOS];
+  for (const name of only) {
+    if (!(SCENARIOS as readonly string[]).includes(name))
+      throw new Error(`unknown scenario ${name}: ${SCENARIOS.join(', ')}`);
+  }
+  const selected = new Set(only as ScenarioName[]);
+  const started = Date.now();
+  const log = (line: string) => process.stdout.write(`${line}\n`);
+  const config = benchConfig(quick, log);
+  installCleanupHandlers();
+
+  // A hard stop, so a wedged run can never hold the machine.
+  const deadline = setTimeout(
+    () => {
+      process.stderr.write('bench: overall time limit reached, cleaning up\n');
+      void cleanup().finally(() => process.exit(1));
+    },
+    (quick ? 20 : 120) * 60_000,
+  );
+  deadline.unref();
+
+  const stale = await dropStaleDatabases();
+  if (stale.length > 0) log(`dropped ${stale.length} databases left by earlier runs`);
+  const tools = checkTools();
+  for (const line of tools.missing) log(`bench: ${line}`);
+  const machine = await machineFacts(tools.versions);
+  log(
+    `bench (${quick ? 'quick' : 'full'}): ${machine.cores} cores, node ${machine.node}, ${machine.postgres}, ` +
+      `redis ${machine.redis}; load average ${machine.loadBefore.map((v) => v.toFixed(2)).join(' ')}`,
+  );
+  if (machine.loadBefore[0] !== undefined && machine.loadBefore[0] > machine.cores) {
+    log('bench: the machine is busy (load average above the core count): absolute numbers will be low');
+  }
+
+  const command = `npm run bench${quick ? ' -- --quick' : ''}${values.only ? ` --only ${values.only}` : ''}`;
+  const report: BenchReport = {
+    date: new Date().toISOString(),
+    mode: quick ? 'quick' : 'full',
+    command,
+    durationSeconds: 0,
+    machine,
+    errors: [...tools.missing],
+  };
+  const needs: Record<ScenarioName, string[]> = {
+    write: ['wrk', 'pgbench', 'redis-server'],
+    drain: ['pgbench', 'redis-server'],
+    latency: ['redis-server'],
+    keepup: ['redis-server'],
+    outage: ['wrk', 'redis-server'],
+  };
+  const limits: Record<ScenarioName, number> = quick
+    ? { write: 4, drain: 6, latency: 4, keepup: 5, outage: 3 }
+    : { write: 10, drain: 45, latency: 10, keepup: 15, outage: 6 };
+
+  const run = async <T>(
+    name: ScenarioName,
+    title: string,
+    work: () => Promise<T>,
+  ): Promise<T | undefined> => {
+    if (!selected.has(name)) return undefined;
+    const absent = needs[name].filter((tool) => tools.versions[tool] === undefined);
+    if (absent.length > 0) {
+      report.errors.push(`${title}: skipped, ${absent.join(', ')} missing`);
+      return undefined;
+    }
+    log(`\n== ${title}`);
+    const at = Date.now();
+    try {
+      return await withTimeout(work(), limits[name] * 60_000, title);
+    } catch (error) {
+      report.errors.push(`${title}: ${error instanceof Error ? error.message : String(error)}`);
+      log(`== ${title} FAILED: ${error instanceof Error ? error.message : String(error)}`);
+      // A timed-out scenario may have left processes running: stop them before the next one.
+      if (error instanceof TimeoutError) await stopAllChildren();
+      return undefined;
+    } finally {
+      log(`== ${title}: ${((Date.now() - at) / 1000).toFixed(0)} s`);
+    }
+  };
+
+  try {
+    report.writePath = await run('write', '1. write path', () => writePathScenario(config));
+    report.drain = await run(
+      'drain',
+      `2. relay drain (${config.drainEvents.toLocaleString('en-US')} events)`,
+      () => drainScenario(config),
+    );
+    report.latency = await run('latency', '3. latency', () => latencyScenario(config));
+    report.keepUp = await run('keepup', '4. keeping up', () => keepUpScenario(config));
+    report.outage = await run('outage', '5. cost: Redis outage under load', () => outageScenario(config));
+  } finally {
+    await cleanup();
+  }
+  for (const [name, errors] of [
+    ['write path', report.writePath?.errors],
+    ['drain', report.drain?.errors],
+    ['latency', report.latency?.errors],
+    ['keeping up', report.keepUp?.errors],
+  ] as const) {
+    for (const error of errors ?? []) report.errors.push(`${name}: ${error}`);
+  }
+  if (report.outage?.error !== undefined) report.errors.push(`outage: ${report.outage.error}`);
+
+  machine.loadAfter = os.loadavg();
+  report.durationSeconds = (Date.now() - started) / 1000;
+  const rows = buildRows(report);
+  const targets = buildTargets(report);
+  log(`\n${renderTable(rows, targets)}`);
+  if (report.errors.length > 0) log(`\nerrors:\n${report.errors.map((e) => `  ${e}`).join('\n')}`);
+
+  mkdirSync(repo('bench/results'), { recursive: true });
+  const day = report.date.slice(0, 10);
+  const file = `bench/results/${day}${quick ? '-quick' : ''}${values.only ? '-partial' : ''}.json`;
+  writeFileSync(repo(file), `${JSON.stringify({ ...report, table: rows, targets }, null, 2)}\n`);
+  log(`\nwrote ${file}`);
+  if (values.only === undefined) {
+    writeFileSync(repo('BENCHMARKS.md'), renderMarkdown(report, rows, targets));
+    log('wrote BENCHMARKS.md');
+  }
+  log(`done in ${(report.durationSeconds / 60).toFixed(1)} minutes`);
+}
+
+main().then(
+  () => process.exit(0),
+  async (error: unknown) => {
+    process.stderr.write(
+      `bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    await cleanup();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,500 @@
+/**
+ * Scenario 2 (and the drain half of 5): a backlog of PENDING events drained to Redis by 1 and 2 relay
+ * processes, against pgbench running the relay's claim-and-mark work as one statement (the limit),
+ * a naive one-event-per-transaction relay, graphile-worker and pg-boss. Also: peak relay memory and
+ * CPU during the drain, OutboxAdmin.status() time with the whole backlog pending, and the outbox's
+ * size after the drain and after a retention run.
+ */
+import { OutboxAdmin, OutboxRelay, RedisStreamsPublisher } from '@astra/outbox';
+import { Logger, runMigrations } from 'graphile-worker';
+import PgBoss from 'pg-boss';
+import { BACKLOG_EVENT_TYPE, type Backlog, buildBacklogTemplate, payloadSql } from '../lib/backlog.ts';
+import type { BenchConfig } from '../lib/config.ts';
+import { Drainer } from '../lib/drainer.ts';
+import {
+  backendPids,
+  CpuWindow,
+  databaseUrl,
+  dropDatabase,
+  now,
+  RssSampler,
+  sleep,
+  streamLength,
+  type ThrowawayRedis,
+  withClient,
+  withDatabase,
+  withRedis,
+} from '../lib/infra.ts';
+import { runPgbench } from '../lib/pgbench.ts';
+import { summarize } from '../lib/stats.ts';
+import type { Phases } from '../workers/drainer.ts';
+
+export interface DrainRun {
+  eventsPerSecond: number | null;
+  drained: number;
+  seconds: number;
+  /** False when the run was time-boxed (or failed) before the backlog was empty. */
+  complete: boolean;
+  note?: string;
+  error?: string;
+}
+
+export interface RelayDrainRun extends DrainRun {
+  relays: number;
+  /** CPU as a share of one core during the drain. */
+  cpu?: { relays: number | null; postgresBackends: number | null; redis: number | null; machine: number };
+  phases?: { batches: number; claimPct: number; publishPct: number; markPct: number; msPerBatch: number };
+  relayPeakRssMiB?: number | null;
+}
+
+export interface TableSizes {
+  rows: number;
+  totalMiB: number;
+  heapMiB: number;
+  indexesMiB: number;
+}
+
+export interface DrainResult {
+  events: number;
+  payloadBytes: number;
+  backlogBuildSeconds: number;
+  relay1?: RelayDrainRun;
+  relay2?: RelayDrainRun;
+  pgbenchLimit?: DrainRun;
+  naive?: DrainRun;
+  graphile?: DrainRun;
+  pgboss?: DrainRun;
+  statusQueryMs?: { median: number; max: number; pending: number };
+  sizes?: { afterDrain: TableSizes; afterRetention: TableSizes; retentionSeconds: number };
+  errors: string[];
+}
+
+const STREAM_GRAPHILE = 'bench.graphile';
+const STREAM_PGBOSS = 'bench.pgboss';
+const PGBOSS_QUEUE = 'xadd';
+
+/** Waits until `target` entries are in the streams, the time box ends, or a drainer fails. */
+async function waitDrained(
+  redis: ThrowawayRedis,
+  streams: string[],
+  target: number,
+  limitSeconds: number,
+  drainers: Drainer[],
+  started: number,
+): Promise<{ drained: number; seconds: number; complete: boolean }> {
+  for (;;) {
+    const drained = await streamLength(redis.client, streams);
+    const seconds = (now() - started) / 1000;
+    if (drained >= target) return { drained, seconds, complete: true };
+    if (seconds >= limitSeconds) return { drained, seconds, complete: false };
+    for (const drainer of drainers) drainer.check();
+    await sleep(20);
+  }
+}
+
+function phaseShares(phases: Phases[]): RelayDrainRun['phases'] {
+  const sum = phases.reduce(
+    (total, p) => ({
+      batches: total.batches + p.batches,
+      claimMs: total.claimMs + p.claimMs,
+      publishMs: total.publishMs + p.publishMs,
+      markMs: total.markMs + p.markMs,
+    }),
+    { batches: 0, claimMs: 0, publishMs: 0, markMs: 0 },
+  );
+  const all = sum.claimMs + sum.publishMs + sum.markMs;
+  if (all === 0 || sum.batches === 0) return undefined;
+  return {
+    batches: sum.batches,
+    claimPct: (100 * sum.claimMs) / all,
+    publishPct: (100 * sum.publishMs) / all,
+    markPct: (100 * sum.markMs) / all,
+    msPerBatch: all / sum.batches,
+  };
+}
+
+async function tableSizes(url: string): Promise<TableSizes> {
+  return withClient(url, async (client) => {
+    const { rows } = await client.query<{ rows: string; total: string; heap: string; indexes: string }>(`
+SELECT (SELECT count(*) FROM event_outbox)::text AS rows,
+       pg_total_relation_size('event_outbox')::text AS total,
+       pg_relation_size('event_outbox')::text AS heap,
+       pg_indexes_size('event_outbox')::text AS indexes`);
+    const row = rows[0];
+    const mib = (value: string | undefined) => Number(value ?? 0) / 1024 / 1024;
+    return {
+      rows: Number(row?.rows ?? 0),
+      totalMiB: mib(row?.total),
+      heapMiB: mib(row?.heap),
+      indexesMiB: mib(row?.indexes),
+    };
+  });
+}
+
+async function statusQueryTime(url: string): Promise<DrainResult['statusQueryMs']> {
+  return withClient(url, async (client) => {
+    const admin = new OutboxAdmin(client);
+    const times: number[] = [];
+    let pending = 0;
+    for (let i = 0; i < 7; i++) {
+      const start = now();
+      pending = (await admin.status()).pending;
+      times.push(now() - start);
+    }
+    const summary = summarize(times);
+    return { median: summary.p50, max: summary.max, pending };
+  });
+}
+
+/** Our relay, `relays` processes at once, on a copy of the backlog. */
+async function relayDrain(
+  config: BenchConfig,
+  backlog: Backlog,
+  relays: number,
+  measureCost: boolean,
+  result: DrainResult,
+): Promise<RelayDrainRun> {
+  return withRedis((redis) =>
+    withDatabase(
+      `drain_relay${relays}`,
+      async (database) => {
+        const url = databaseUrl(database);
+        if (measureCost) result.statusQueryMs = await statusQueryTime(url);
+        const drainers: Drainer[] = [];
+        try {
+          for (let i = 0; i < relays; i++) {
+            drainers.push(
+              await Drainer.start(`relay-${i + 1}`, {
+                mode: 'relay',
+                databaseUrl: url,
+                redisUrl: redis.url,
+                listen: true,
+                pollIntervalMs: 1000,
+                // Two relays split the partitions within a fraction of a second instead of 2 s.
+                rebalanceIntervalMs: 200,
+                batchSize: 500,
+              }),
+            );
+          }
+          const rss = new RssSampler(Object.fromEntries(drainers.map((d, i) => [`relay${i}`, d.pid])));
+          const started = now();
+          for (const drainer of drainers) drainer.go();
+          await sleep(100);
+          const postgres = await backendPids(database, 'outbox-relay');
+          const cpu = new CpuWindow({
+            relays: drainers.map((d) => d.pid),
+            postgresBackends: postgres,
+            redis: [redis.child.pid],
+          });
+          const waited = await waitDrained(
+            redis,
+            [BACKLOG_EVENT_TYPE],
+            backlog.events,
+            config.drainLimitSeconds,
+            drainers,
+            started,
+          );
+          const usage = cpu.finish();
+          rss.stop();
+          await sleep(150); // one more progress report with the last phases
+          const run: RelayDrainRun = {
+            relays,
+            eventsPerSecond: waited.drained / waited.seconds,
+            ...waited,
+            cpu: {
+              relays: usage.cores.relays ?? null,
+              postgresBackends: usage.cores.postgresBackends ?? null,
+              redis: usage.cores.redis ?? null,
+              machine: usage.machineCores,
+            },
+            phases: phaseShares(drainers.flatMap((d) => (d.phases === null ? [] : [d.phases]))),
+            relayPeakRssMiB: Math.max(...drainers.map((_, i) => rss.peak(`relay${i}`) ?? 0)),
+          };
+          for (const drainer of drainers) await drainer.stop();
+          if (measureCost && waited.complete) result.sizes = await retention(url, redis.url, config);
+          return run;
+        } finally {
+          for (const drainer of drainers) await drainer.stop().catch(() => {});
+        }
+      },
+      backlog.template,
+    ),
+  );
+}
+
+/** Sizes after the drain, then the relay's own retention (retentionSeconds 1) and a VACUUM. */
+async function retention(
+  url: string,
+  redisUrl: string,
+  config: BenchConfig,
+): Promise<NonNullable<DrainResult['sizes']>> {
+  const afterDrain = await tableSizes(url);
+  await sleep(1100);
+  const publisher = new RedisStreamsPublisher({ url: redisUrl });
+  const relay = new OutboxRelay({
+    connectionString: url,
+    publisher,
+    retentionSeconds: 1,
+    retentionBatchSize: 5000,
+    pollIntervalMs: 10,
+  });
+  const started = now();
+  relay.start();
+  try {
+    await withClient(url, async (client) => {
+      for (;;) {
+        const { rows } = await client.query<{ left: boolean }>(
+          "SELECT EXISTS (SELECT 1 FROM event_outbox WHERE status = 'PUBLISHED') AS left",
+        );
+        if (rows[0]?.left !== true) return;
+        if ((now() - started) / 1000 > config.drainLimitSeconds) throw new Error('retention did not finish');
+        await sleep(200);
+      }
+    });
+  } finally {
+    await relay.stop();
+    await publisher.close();
+  }
+  const retentionSeconds = (now() - started) / 1000;
+  await withClient(url, (client) => client.query('VACUUM event_outbox'));
+  return { afterDrain, afterRetention: await tableSizes(url), retentionSeconds };
+}
+
+/** The limit: pgbench runs the claim-and-mark work as one statement, 500 rows a transaction. */
+async function pgbenchLimit(backlog: Backlog): Promise<DrainRun> {
+  return withDatabase(
+    'drain_pgbench',
+    async (database) => {
+      const clients = 2;
+      const script = `UPDATE event_outbox SET status = 'PUBLISHED', published_at = now(), updated_at = now()
+WHERE id IN (SELECT id FROM event_outbox WHERE status = 'PENDING' ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED);
+`;
+      const run = await runPgbench(database, script, {
+        clients,
+        threads: clients,
+        transactionsPerClient: Math.ceil(backlog.events / 500 / clients),
+      });
+      const left = await withClient(databaseUrl(database), async (client) => {
+        const { rows } = await client.query<{ n: string }>(
+          "SELECT count(*)::text AS n FROM event_outbox WHERE status = 'PENDING'",
+        );
+        return Number(rows[0]?.n ?? 0);
+      });
+      const drained = backlog.events - left;
+      return {
+        eventsPerSecond: drained / run.seconds,
+        drained,
+        seconds: run.seconds,
+        complete: left === 0,
+        note: `pgbench -c ${clients} -j ${clients} -M prepared, ${run.transactions} transactions of up to 500 rows`,
+      };
+    },
+    backlog.template,
+  );
+}
+
+async function naiveDrain(config: BenchConfig, backlog: Backlog): Promise<DrainRun> {
+  return withRedis((redis) =>
+    withDatabase(
+      'drain_naive',
+      async (database) => {
+        const drainer = await Drainer.start('naive', {
+          mode: 'naive',
+          databaseUrl: databaseUrl(database),
+          redisUrl: redis.url,
+        });
+        try {
+          const started = now();
+          drainer.go();
+          const waited = await waitDrained(
+            redis,
+            [BACKLOG_EVENT_TYPE],
+            backlog.events,
+            config.timeBoxSeconds,
+            [drainer],
+            started,
+          );
+          return {
+            eventsPerSecond: waited.drained / waited.seconds,
+            ...waited,
+            note: waited.complete ? undefined : `time-boxed at ${config.timeBoxSeconds} s`,
+          };
+        } finally {
+          await drainer.stop();
+        }
+      },
+      backlog.template,
+    ),
+  );
+}
+
+/** graphile-worker 0.17.3: jobs enqueued with add_jobs (one statement per 50,000), then drained. */
+async function graphileDrain(config: BenchConfig, events: number): Promise<DrainRun> {
+  return withRedis((redis) =>
+    withDatabase('drain_graphile', async (database) => {
+      const url = databaseUrl(database);
+      await runMigrations({ connectionString: url, logger: new Logger(() => () => {}) });
+      await enqueueGraphile(url, events);
+      const concurrency = 16;
+      const localQueueSize = 500;
+      const drainer = await Drainer.start('graphile-worker', {
+        mode: 'graphile',
+        databaseUrl: url,
+        redisUrl: redis.url,
+        stream: STREAM_GRAPHILE,
+        concurrency,
+        localQueueSize,
+      });
+      try {
+        const started = now();
+        drainer.go();
+        const waited = await waitDrained(
+          redis,
+          [STREAM_GRAPHILE],
+          events,
+          config.drainLimitSeconds,
+          [drainer],
+          started,
+        );
+        return {
+          eventsPerSecond: waited.drained / waited.seconds,
+          ...waited,
+          note: `concurrency ${concurrency}, localQueue.size ${localQueueSize}, completeJobBatchDelay 0`,
+        };
+      } finally {
+        await drainer.stop();
+      }
+    }),
+  );
+}
+
+export async function enqueueGraphile(url: string, events: number, first = 1): Promise<void> {
+  await withClient(url, async (client) => {
+    const chunk = 50_000;
+    for (let from = first; from < first + events; from += chunk) {
+      const to = Math.min(first + events - 1, from + chunk - 1);
+      await client.query(
+        `SELECT count(*) FROM graphile_worker.add_jobs(ARRAY(
+           SELECT ROW('xadd', ${payloadSql('g')}::json, NULL, NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec
+           FROM generate_series($1::bigint, $2::bigint) AS g))`,
+        [from, to],
+      );
+    }
+    await client.query('VACUUM ANALYZE');
+  });
+}
+
+/** pg-boss 10.4.2: its schema and queue made by pg-boss itself, the jobs inserted by SQL, then drained. */
+async function pgbossDrain(config: BenchConfig, events: number): Promise<DrainRun> {
+  return withRedis((redis) =>
+    withDatabase('drain_pgboss', async (database) => {
+      const url = databaseUrl(database);
+      const boss = new PgBoss({
+        connectionString: url,
+        supervise: false,
+        schedule: false,
+        migrate: true,
+        max: 2,
+      });
+      boss.on('error', () => {});
+      await boss.start();
+      await boss.createQueue(PGBOSS_QUEUE);
+      await boss.stop({ graceful: false, wait: true, close: true });
+      await withClient(url, async (client) => {
+        await client.query(
+          `INSERT INTO pgboss.job (name, data, policy)
+           SELECT $1, ${payloadSql('g')}, (SELECT policy FROM pgboss.queue WHERE name = $1)
+           FROM generate_series(1, $2::bigint) AS g`,
+          [PGBOSS_QUEUE, events],
+        );
+        await client.query('VACUUM ANALYZE');
+      });
+      const workers = 4;
+      const batchSize = 100;
+      const drainer = await Drainer.start('pg-boss', {
+        mode: 'pgboss',
+        databaseUrl: url,
+        redisUrl: redis.url,
+        stream: STREAM_PGBOSS,
+        queue: PGBOSS_QUEUE,
+        workers,
+        batchSize,
+      });
+      try {
+        const started = now();
+        drainer.go();
+        const waited = await waitDrained(
+          redis,
+          [STREAM_PGBOSS],
+          events,
+          config.timeBoxSeconds,
+          [drainer],
+          started,
+        );
+        return {
+          eventsPerSecond: waited.drained / waited.seconds,
+          ...waited,
+          note: `${workers} workers x batchSize ${batchSize}, polling 0.5 s${
+            waited.complete ? '' : `; time-boxed at ${config.timeBoxSeconds} s`
+          }`,
+        };
+      } finally {
+        await drainer.stop();
+      }
+    }),
+  );
+}
+
+async function attempt<T>(
+  result: DrainResult,
+  what: string,
+  config: BenchConfig,
+  work: () => Promise<T>,
+): Promise<T | undefined> {
+  config.log(`  drain: ${what}`);
+  try {
+    return await work();
+  } catch (error) {
+    const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
+    config.log(`  drain: FAILED ${message}`);
+    result.errors.push(message);
+    return undefined;
+  }
+}
+
+export async function drainScenario(config: BenchConfig): Promise<DrainResult> {
+  const backlog = await buildBacklogTemplate(config.drainEvents, config.log);
+  const result: DrainResult = {
+    events: backlog.events,
+    payloadBytes: backlog.payloadBytes,
+    backlogBuildSeconds: backlog.buildSeconds,
+    errors: [],
+  };
+  const fmt = (run: DrainRun | undefined) =>
+    run === undefined ? 'failed' : `${Math.round(run.eventsPerSecond ?? 0).toLocaleString('en-US')} events/s`;
+  try {
+    result.relay1 = await attempt(result, '1 relay', config, () =>
+      relayDrain(config, backlog, 1, true, result),
+    );
+    config.log(`    ${fmt(result.relay1)}`);
+    result.relay2 = await attempt(result, '2 relays', config, () =>
+      relayDrain(config, backlog, 2, false, result),
+    );
+    config.log(`    ${fmt(result.relay2)}`);
+    result.pgbenchLimit = await attempt(result, 'pgbench claim-and-mark', config, () =>
+      pgbenchLimit(backlog),
+    );
+    config.log(`    ${fmt(result.pgbenchLimit)}`);
+    result.naive = await attempt(result, 'naive relay', config, () => naiveDrain(config, backlog));
+    config.log(`    ${fmt(result.naive)}`);
+  } finally {
+    await dropDatabase(backlog.template).catch(() => {});
+  }
+  result.graphile = await attempt(result, 'graphile-worker', config, () =>
+    graphileDrain(config, backlog.events),
+  );
+  config.log(`    ${fmt(result.graphile)}`);
+  result.pgboss = await attempt(result, 'pg-boss', config, () => pgbossDrain(config, backlog.events));
+  config.log(`    ${fmt(result.pgboss)}`);
+  return result;
+}

@@ -1,0 +1,192 @@
+/**
+ * Scenario 3: commit-to-stream latency at fixed offered trade rates. A paced producer runs the
+ * service's trade transaction (buy statement + the library writer's insert of two events) and notes
+ * when each COMMIT is acknowledged; a consumer blocked in XREAD notes when each event arrives; both on
+ * one clock in this process. The relay is its own process. Modes: LISTEN/NOTIFY (the default), polling
+ * only (listen: false, pollIntervalMs 100, writer notify: false), and graphile-worker at 500/s.
+ */
+import { Logger, runMigrations } from 'graphile-worker';
+import type { BenchConfig } from '../lib/config.ts';
+import { Drainer } from '../lib/drainer.ts';
+import { databaseUrl, sleep, streamLength, waitFor, withDatabase, withRedis } from '../lib/infra.ts';
+import {
+  graphileTradeWriter,
+  outboxTradeWriter,
+  producePaced,
+  StreamConsumer,
+  type TradeWriter,
+} from '../lib/producer.ts';
+import { ACCOUNTS, prepareTradingDatabase } from '../lib/service.ts';
+import { summarize } from '../lib/stats.ts';
+import type { DrainerConfig } from '../workers/drainer.ts';
+
+export type LatencyMode = 'listen' | 'polling' | 'graphile';
+
+export interface LatencyRun {
+  mode: LatencyMode;
+  rate: number;
+  achievedRate: number;
+  events: number;
+  missing: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+}
+
+export interface LatencyResult {
+  runs: LatencyRun[];
+  pollIntervalMs: number;
+  errors: string[];
+}
+
+const OUTBOX_STREAMS = ['astra.trading.trade_executed.v1', 'astra.trading.position_updated.v1'];
+const POLL_INTERVAL_MS = 100;
+let nextSeq = 1;
+
+async function measureRates(
+  config: BenchConfig,
+  mode: LatencyMode,
+  rates: number[],
+  drainerConfig: (database: string, redisUrl: string) => DrainerConfig,
+  write: TradeWriter,
+  streams: string[],
+  prepare: (database: string) => Promise<void>,
+): Promise<LatencyRun[]> {
+  return withRedis((redis) =>
+    withDatabase(`latency_${mode}`, async (database) => {
+      await prepareTradingDatabase(database);
+      await prepare(database);
+      const url = databaseUrl(database);
+      const drainer = await Drainer.start(`latency-${mode}`, drainerConfig(url, redis.url));
+      const runs: LatencyRun[] = [];
+      try {
+        drainer.go();
+        for (const rate of rates) {
+          // One second to warm up (JIT, prepared statements, connections), not measured; then wait
+          // until all of it has arrived, so a slow start does not leave a queue behind.
+          const base = await streamLength(redis.client, streams);
+          const warm = await producePaced(url, rate, 1, write, { firstSeq: nextSeq });
+          nextSeq += warm.offered + 1;
+          await waitFor(
+            `${mode}: warm-up events in the stream`,
+            async () => (await streamLength(redis.client, streams)) >= base + 2 * warm.committed,
+            60_000,
+          );
+          const consumer = new StreamConsumer(redis.url, streams);
+          await consumer.start();
+          try {
+            const produced = await producePaced(url, rate, config.latencySeconds, write, {
+              firstSeq: nextSeq,
+            });
+            nextSeq += produced.offered + 1;
+            // Stragglers: wait until everything committed has arrived, at most 5 s.
+            for (let waited = 0; waited < 5000; waited += 50) {
+              if (consumer.latencies(produced.commits, 2).missing === 0) break;
+              await sleep(50);
+            }
+            drainer.check();
+            if (consumer.error !== undefined) throw consumer.error;
+            const { values, missing } = consumer.latencies(produced.commits, 2);
+            const summary = summarize(values);
+            runs.push({
+              mode,
+              rate,
+              achievedRate: produced.achievedRate,
+              events: values.length,
+              missing,
+              p50: summary.p50,
+              p95: summary.p95,
+              p99: summary.p99,
+              max: summary.max,
+            });
+            config.log(
+              `    ${mode} ${rate}/s: p50 ${summary.p50.toFixed(2)} ms, p99 ${summary.p99.toFixed(2)} ms` +
+                ` (achieved ${Math.round(produced.achievedRate)}/s, missing ${missing})`,
+            );
+          } finally {
+            await consumer.stop();
+          }
+        }
+      } finally {
+        await drainer.stop();
+      }
+      return runs;
+    }),
+  );
+}
+
+export async function latencyScenario(config: BenchConfig): Promise<LatencyResult> {
+  const result: LatencyResult = { runs: [], pollIntervalMs: POLL_INTERVAL_MS, errors: [] };
+  const relay =
+    (listen: boolean) =>
+    (databaseUrl: string, redisUrl: string): DrainerConfig => ({
+      mode: 'relay',
+      databaseUrl,
+      redisUrl,
+      listen,
+      pollIntervalMs: listen ? 1000 : POLL_INTERVAL_MS,
+      rebalanceIntervalMs: 2000,
+      batchSize: 500,
+    });
+  const modes: [LatencyMode, () => Promise<LatencyRun[]>][] = [
+    [
+      'listen',
+      () =>
+        measureRates(
+          config,
+          'listen',
+          config.latencyRates,
+          relay(true),
+          outboxTradeWriter(ACCOUNTS, true),
+          OUTBOX_STREAMS,
+          async () => {},
+        ),
+    ],
+    [
+      'polling',
+      () =>
+        measureRates(
+          config,
+          'polling',
+          config.pollingRates,
+          relay(false),
+          outboxTradeWriter(ACCOUNTS, false),
+          OUTBOX_STREAMS,
+          async () => {},
+        ),
+    ],
+    [
+      'graphile',
+      () =>
+        measureRates(
+          config,
+          'graphile',
+          [500],
+          (databaseUrl, redisUrl) => ({
+            mode: 'graphile',
+            databaseUrl,
+            redisUrl,
+            stream: 'bench.graphile',
+            concurrency: 8,
+            localQueueSize: 0,
+          }),
+          graphileTradeWriter(ACCOUNTS),
+          ['bench.graphile'],
+          (database) =>
+            runMigrations({ connectionString: databaseUrl(database), logger: new Logger(() => () => {}) }),
+        ),
+    ],
+  ];
+  for (const [mode, run] of modes) {
+    config.log(`  latency: ${mode}`);
+    try {
+      result.runs.push(...(await run()));
+    } catch (error) {
+      const message = `${mode}: ${error instanceof Error ? error.message : String(error)}`;
+      config.log(`  latency: FAILED ${message}`);
+      result.errors.push(message);
+    }
+  }
+  return result;
+}

@@ -1,0 +1,225 @@
+/**
+ * Scenario 1: POST /v1/trades under wrk, the real service process with its relay running, against
+ * (a) pgbench running the same SQL transaction (the database's limit) and (b) the old design, a
+ * bench-only server that commits and then XADDs both events directly.
+ */
+import { buyQuery } from '../../services/trading/src/trades/sql.ts';
+import type { BenchConfig } from '../lib/config.ts';
+import {
+  backendPids,
+  CpuWindow,
+  databaseUrl,
+  RssSampler,
+  sleep,
+  streamLength,
+  withClient,
+  withDatabase,
+  withRedis,
+} from '../lib/infra.ts';
+import { runPgbench } from '../lib/pgbench.ts';
+import {
+  ACCOUNTS,
+  prepareTradingDatabase,
+  type RunningServer,
+  startDirectServer,
+  startService,
+} from '../lib/service.ts';
+import { runWrk, SYMBOLS, type WrkRun } from '../lib/wrk.ts';
+
+const CONNECTIONS = 32;
+const WRK_THREADS = 2;
+
+export interface HttpRun extends WrkRun {
+  peakRssMiB: number | null;
+  /** CPU as a share of one core during the measured run. */
+  cpu: {
+    server: number | null;
+    /** The server's pool connections. */
+    postgresServer: number | null;
+    /** The in-process relay's connection (service only). */
+    postgresRelay: number | null;
+    redis: number | null;
+    machine: number;
+  };
+  /** Events still PENDING right after the load stopped (service only). */
+  pendingAfter?: number;
+}
+
+export interface WritePathResult {
+  service?: HttpRun;
+  direct?: HttpRun;
+  pgbench?: { clients: number; tps: number; latencyMs: number }[];
+  /** Diagnostic: the same transaction without pg_notify, -c 16 (what NOTIFY costs the database). */
+  pgbenchWithoutNotify?: { clients: number; tps: number; latencyMs: number };
+  pgbenchBestTps?: number;
+  errors: string[];
+}
+
+/**
+ * The service's transaction for pgbench: its own buy statement (trade insert + position upsert, from
+ * trades/sql.ts with pgbench variables in place of the parameters) and the writer's multi-row outbox
+ * insert with pg_notify, inside BEGIN/COMMIT, over random accounts and symbols.
+ */
+export function tradeTransactionScript(): string {
+  const symbol = `(ARRAY[${SYMBOLS.map((s) => `'${s}'`).join(',')}])[:sym]`;
+  const account = `('acct-' || :aid)`;
+  const substitutes: Record<string, string> = {
+    $1: 'gen_random_uuid()',
+    $2: account,
+    $3: symbol,
+    $4: '(:qty)::numeric',
+    $5: '(:cents / 100.0)::numeric',
+  };
+  const buy = buyQuery(['', '', '', '', ''])
+    .text.replace(/\$([1-5])(?!\d)/g, (match) => substitutes[match] ?? match)
+    // pgbench reads `:name` as a variable, even in comments.
+    .replace(/--.*$/gm, '')
+    .trim();
+  const tradeData = `jsonb_build_object('id', gen_random_uuid(), 'accountId', ${account}, 'symbol', ${symbol},
+      'side', 'BUY', 'quantity', (:qty)::text, 'price', (:cents / 100.0)::text, 'positionVersion', 1, 'executedAt', now())`;
+  const positionData = `jsonb_build_object('accountId', ${account}, 'symbol', ${symbol}, 'quantity', (:qty)::text,
+      'averagePrice', (:cents / 100.0)::text, 'version', 1, 'updatedAt', now(), 'tradeId', gen_random_uuid())`;
+  return `\\set aid random(1, ${ACCOUNTS})
+\\set sym random(1, ${SYMBOLS.length})
+\\set qty random(1, 100)
+\\set cents random(1000, 50000)
+BEGIN;
+${buy};
+WITH inserted AS (
+  INSERT INTO event_outbox (event_id, event_type, source, aggregate_type, aggregate_id, payload, headers)
+  VALUES (gen_random_uuid(), 'astra.trading.trade_executed.v1', '/astra/trading-service', 'trade',
+          gen_random_uuid()::text, ${tradeData}, '{}'),
+         (gen_random_uuid(), 'astra.trading.position_updated.v1', '/astra/trading-service', 'position',
+          ${account} || '|' || ${symbol}, ${positionData}, '{}')
+  RETURNING created_at
+)
+SELECT max(created_at), pg_notify('event_outbox', '') FROM inserted;
+COMMIT;
+`;
+}
+
+async function loadServer(
+  config: BenchConfig,
+  database: string,
+  redis: { child: { pid: number } },
+  server: RunningServer,
+  apiKey: string,
+): Promise<HttpRun> {
+  const wrk = { url: server.url, apiKey, accounts: ACCOUNTS, connections: CONNECTIONS, threads: WRK_THREADS };
+  await runWrk({ ...wrk, seconds: config.warmupSeconds });
+  const rss = new RssSampler({ server: server.child.pid });
+  const cpu = new CpuWindow({
+    server: [server.child.pid],
+    postgresServer: await backendPids(database, 'astra-trading'),
+    postgresRelay: await backendPids(database, 'outbox-relay'),
+    redis: [redis.child.pid],
+  });
+  const run = await runWrk({ ...wrk, seconds: config.writeSeconds });
+  const usage = cpu.finish();
+  rss.stop();
+  return {
+    ...run,
+    peakRssMiB: rss.peak('server'),
+    cpu: {
+      server: usage.cores.server ?? null,
+      postgresServer: usage.cores.postgresServer ?? null,
+      postgresRelay: usage.cores.postgresRelay ?? null,
+      redis: usage.cores.redis ?? null,
+      machine: usage.machineCores,
+    },
+  };
+}
+
+async function serviceRun(config: BenchConfig): Promise<HttpRun> {
+  return withRedis((redis) =>
+    withDatabase('write_service', async (database) => {
+      const apiKey = await prepareTradingDatabase(database);
+      const service = await startService(database, redis.url, true);
+      try {
+        const run = await loadServer(config, database, redis, service, apiKey);
+        run.pendingAfter = await withClient(databaseUrl(database), async (client) => {
+          const { rows } = await client.query<{ n: string }>(
+            "SELECT count(*)::text AS n FROM event_outbox WHERE status = 'PENDING'",
+          );
+          return Number(rows[0]?.n ?? 0);
+        });
+        return run;
+      } finally {
+        await service.child.stop();
+      }
+    }),
+  );
+}
+
+async function directRun(config: BenchConfig): Promise<HttpRun> {
+  return withRedis((redis) =>
+    withDatabase('write_direct', async (database) => {
+      const apiKey = await prepareTradingDatabase(database);
+      const server = await startDirectServer(database, redis.url);
+      try {
+        const run = await loadServer(config, database, redis, server, apiKey);
+        const published = await streamLength(redis.client, [
+          'astra.trading.trade_executed.v1',
+          'astra.trading.position_updated.v1',
+        ]);
+        if (published === 0) throw new Error('the direct-publish server published nothing');
+        return run;
+      } finally {
+        await server.child.stop();
+      }
+    }),
+  );
+}
+
+async function pgbenchRun(config: BenchConfig, clients: number, notify = true) {
+  return withDatabase(`write_pgbench${clients}`, async (database) => {
+    await prepareTradingDatabase(database);
+    const script = tradeTransactionScript();
+    const run = await runPgbench(
+      database,
+      notify ? script : script.replace(", pg_notify('event_outbox', '')", ''),
+      {
+        clients,
+        threads: 2,
+        seconds: config.pgbenchSeconds,
+      },
+    );
+    return { clients, tps: run.tps, latencyMs: run.latencyMs };
+  });
+}
+
+export async function writePathScenario(config: BenchConfig): Promise<WritePathResult> {
+  const result: WritePathResult = { errors: [] };
+  const attempt = async <T>(what: string, work: () => Promise<T>): Promise<T | undefined> => {
+    config.log(`  write path: ${what}`);
+    try {
+      return await work();
+    } catch (error) {
+      const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
+      config.log(`  write path: FAILED ${message}`);
+      result.errors.push(message);
+      return undefined;
+    }
+  };
+  result.service = await attempt('service (POST /v1/trades, relay running)', () => serviceRun(config));
+  if (result.service !== undefined) config.log(`    ${Math.round(result.service.requestsPerSecond)} req/s`);
+  await sleep(500);
+  const pgbench: NonNullable<WritePathResult['pgbench']> = [];
+  for (const clients of [8, 16]) {
+    const run = await attempt(`pgbench, same transaction, -c ${clients}`, () => pgbenchRun(config, clients));
+    if (run !== undefined) {
+      pgbench.push(run);
+      config.log(`    ${Math.round(run.tps)} tx/s`);
+    }
+  }
+  result.pgbench = pgbench;
+  result.pgbenchWithoutNotify = await attempt('pgbench, same transaction without pg_notify, -c 16', () =>
+    pgbenchRun(config, 16, false),
+  );
+  if (result.pgbenchWithoutNotify !== undefined)
+    config.log(`    ${Math.round(result.pgbenchWithoutNotify.tps)} tx/s`);
+  if (pgbench.length > 0) result.pgbenchBestTps = Math.max(...pgbench.map((run) => run.tps));
+  result.direct = await attempt('direct-publish server (old design)', () => directRun(config));
+  if (result.direct !== undefined) config.log(`    ${Math.round(result.direct.requestsPerSecond)} req/s`);
+  return result;
+}
