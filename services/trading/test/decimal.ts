@@ -1,6 +1,6 @@
 /**
  * Exact decimal arithmetic for test expectations: values are BigInts scaled by 10^scale, never floats.
- * `averagePriceAfterBuy` mirrors PostgreSQL's numeric rules for the BUY query in src/trades/sql.ts.
+ * `averagePriceAfterBuy` is the exact value the BUY query in src/trades/sql.ts must produce.
  */
 
 const SCALE = 8;
@@ -28,42 +28,9 @@ function divideRounded(numerator: bigint, denominator: bigint): bigint {
   return 2n * (numerator % denominator) >= denominator ? quotient + 1n : quotient;
 }
 
-/** Weight and first digit of units / 10^scale in base 10000, as PostgreSQL's NumericVar holds it. */
-function base10000(units: bigint, scale: number): { weight: number; first: bigint } {
-  const digitAt = (weight: number) =>
-    weight >= 0
-      ? units / (TEN ** BigInt(scale) * 10000n ** BigInt(weight))
-      : (units * 10000n ** BigInt(-weight)) / TEN ** BigInt(scale);
-  let weight = 0;
-  while (digitAt(weight) >= 10000n) weight++;
-  while (digitAt(weight) === 0n) weight--;
-  return { weight, first: digitAt(weight) };
-}
-
-/** PostgreSQL's select_div_scale (numeric.c): the scale numeric division rounds its quotient to. */
-function divisionScale(
-  dividend: bigint,
-  dividendScale: number,
-  divisor: bigint,
-  divisorScale: number,
-): number {
-  const a = base10000(dividend, dividendScale);
-  const b = base10000(divisor, divisorScale);
-  let quotientWeight = a.weight - b.weight;
-  if (a.first <= b.first) quotientWeight--;
-  const NUMERIC_MIN_SIG_DIGITS = 16;
-  const DEC_DIGITS = 4;
-  return Math.min(
-    Math.max(NUMERIC_MIN_SIG_DIGITS - quotientWeight * DEC_DIGITS, dividendScale, divisorScale, 0),
-    1000,
-  );
-}
-
 /**
- * The position's average price after a BUY, exactly as
- * `round((q * avg + dq * price) / (q + dq), 8)` computes it on numeric(24,8) columns: the products are
- * exact (scale 16), the division is rounded half away from zero to select_div_scale's scale, then
- * round(..., 8) rounds half away from zero again. All arguments and the result are units of 10^-8.
+ * The position's average price after a BUY: (q * avg + dq * price) / (q + dq), rounded once, half up,
+ * to 8 decimals, as the BUY query in src/trades/sql.ts computes it. Arguments and result are units of 10^-8.
  */
 export function averagePriceAfterBuy(
   quantity: bigint,
@@ -71,10 +38,6 @@ export function averagePriceAfterBuy(
   bought: bigint,
   price: bigint,
 ): bigint {
-  const dividend = quantity * average + bought * price; // scale 16
-  const divisor = quantity + bought; // scale 8
-  const scale = divisionScale(dividend, 2 * SCALE, divisor, SCALE);
-  // dividend / 10^16 / (divisor / 10^8), rounded to `scale` decimals
-  const quotient = divideRounded(dividend * TEN ** BigInt(scale), divisor * TEN ** BigInt(SCALE));
-  return divideRounded(quotient, TEN ** BigInt(scale - SCALE));
+  const cost = quantity * average + bought * price; // units of 10^-16
+  return divideRounded(cost, quantity + bought); // units of 10^-16 / 10^-8 = 10^-8
 }

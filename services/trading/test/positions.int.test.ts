@@ -101,6 +101,35 @@ describe('positions: no short selling, closing, limits', () => {
     );
   });
 
+  test('the average price is rounded once, half up, to 8 decimals', async () => {
+    // cost 5.000000055 over quantity 1.00000001 is 5.0000000049999999505...: 5.00000000 exactly
+    // rounded. Rounding the quotient to 16 decimals first (plain numeric division) gives 5.000000005
+    // and then 5.00000001.
+    assert.equal(
+      (await postTrade(t.app, auth, tradeBody({ symbol: 'RND', quantity: '1', price: '5.00000005' })))
+        .statusCode,
+      201,
+    );
+    const response = await postTrade(
+      t.app,
+      auth,
+      tradeBody({ symbol: 'RND', quantity: '0.00000001', price: '0.5' }),
+    );
+    assert.equal(response.statusCode, 201, response.body);
+    assert.equal(response.json().position.averagePrice, '5');
+    // Half up: 1 @ 1 plus 1 @ 1.00000001 averages to 1.000000005, which rounds to 1.00000001.
+    assert.equal(
+      (await postTrade(t.app, auth, tradeBody({ symbol: 'HALF', quantity: '1', price: '1' }))).statusCode,
+      201,
+    );
+    const half = await postTrade(
+      t.app,
+      auth,
+      tradeBody({ symbol: 'HALF', quantity: '1', price: '1.00000001' }),
+    );
+    assert.equal(half.json().position.averagePrice, '1.00000001');
+  });
+
   test('the trade can be read back by its id', async () => {
     const created = await postTrade(t.app, auth, tradeBody({ symbol: 'BRK.B', quantity: '0.5', price: '1' }));
     assert.equal(created.statusCode, 201, created.body);

@@ -31,9 +31,12 @@ WITH pos AS (
   INSERT INTO positions AS p (account_id, symbol, quantity, average_price, version)
   VALUES ($2, $3, $4::numeric, $5::numeric, 1)
   ON CONFLICT (account_id, symbol) DO UPDATE SET
-    -- Weighted average of the held lot and the new one, rounded to the column's 8 decimals.
-    average_price = round((p.quantity * p.average_price + EXCLUDED.quantity * EXCLUDED.average_price)
-                          / (p.quantity + EXCLUDED.quantity), 8),
+    -- Weighted average of the held lot and the new one, rounded once, half up, to 8 decimals:
+    -- div() is exact integer division, so round(cost / qty, 8) = div(2 * 10^8 * cost + qty, 2 * qty) / 10^8.
+    -- (round(cost / qty, 8) would round twice: numeric division first rounds to its own scale.)
+    average_price = div((p.quantity * p.average_price + EXCLUDED.quantity * EXCLUDED.average_price) * 200000000
+                        + (p.quantity + EXCLUDED.quantity),
+                        2 * (p.quantity + EXCLUDED.quantity)) / 100000000,
     quantity = p.quantity + EXCLUDED.quantity,
     version = p.version + 1,
     updated_at = now()
