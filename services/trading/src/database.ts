@@ -39,6 +39,7 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
       // duplicate_database (42P04), or as unique_violation (23505) when both CREATEs overlap.
       const code = (error as { code?: string }).code;
       if (code !== '42P04' && code !== '23505') throw error;
+      return false;
     }
     return true;
   } finally {

@@ -46,6 +46,14 @@ describe('auth: bearer API keys bound to one account, or admin', () => {
     });
   }
 
+  test('the scheme is case-insensitive, the key is not', async () => {
+    const key = alice.slice('Bearer '.length);
+    const lower = await postTrade(t.app, `bearer ${key}`, tradeBody({ quantity: '1' }));
+    assert.equal(lower.statusCode, 201, lower.body);
+    const wrongCase = await postTrade(t.app, `Bearer ${key.toUpperCase()}`, tradeBody({ quantity: '1' }));
+    assertError(wrongCase, { status: 401, code: 'UNAUTHENTICATED', field: 'authorization' });
+  });
+
   test("403 when an account's key trades for another account; nothing is written", async () => {
     const counts = await writeCounts(t.db.pool);
     const response = await postTrade(t.app, alice, tradeBody({ accountId: 'bob' }));

@@ -48,7 +48,8 @@ export class ApiKeyVerifier {
 
   async authenticate(request: FastifyRequest): Promise<Principal> {
     const header = request.headers.authorization;
-    const match = header === undefined ? null : /^Bearer ([A-Za-z0-9_-]{1,200})$/.exec(header);
+    // The scheme is case-insensitive (RFC 9110); the key itself is not.
+    const match = header === undefined ? null : /^Bearer ([A-Za-z0-9_-]{1,200})$/i.exec(header);
     if (match?.[1] === undefined) {
       throw new ApiError(401, 'UNAUTHENTICATED', 'send Authorization: Bearer <api key>', 'authorization');
     }
