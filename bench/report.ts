@@ -104,11 +104,11 @@ export function buildRows(report: BenchReport): Row[] {
         `${int(run.tps)} tx/s (avg ${fixed(run.latencyMs)} ms)`,
       );
     }
-    if (w.pgbenchWithoutNotify) {
+    if (w.pgbenchNotifyInside) {
       add(
         '1 write path',
-        'diagnostic: pgbench same transaction WITHOUT pg_notify -c 16',
-        `${int(w.pgbenchWithoutNotify.tps)} tx/s (avg ${fixed(w.pgbenchWithoutNotify.latencyMs)} ms)`,
+        'diagnostic: pgbench with pg_notify INSIDE the transaction -c 16',
+        `${int(w.pgbenchNotifyInside.tps)} tx/s (avg ${fixed(w.pgbenchNotifyInside.latencyMs)} ms)`,
       );
     }
     add(
@@ -350,24 +350,21 @@ function boundsSection(report: BenchReport): string {
   const dr = report.drain;
   const r1 = dr?.relay1;
   const r2 = dr?.relay2;
-  const notify = w?.pgbench?.find((run) => run.clients === 16)?.tps;
-  const quiet = w?.pgbenchWithoutNotify?.tps;
+  const after = w?.pgbench?.find((run) => run.clients === 16)?.tps;
+  const inside = w?.pgbenchNotifyInside?.tps;
   const lines: string[] = ['### The write path', ''];
   lines.push(
     `- Measured: service ${int(w?.service?.requestsPerSecond)} req/s, direct-publish ${int(w?.direct?.requestsPerSecond)} req/s; ` +
-      `pgbench of the service's transaction ${int(notify)} tx/s with its pg_notify and ${int(quiet)} tx/s without it ` +
-      `(${times(ratio(quiet, notify))}).`,
-    "- What bounds it: the writer's `pg_notify` inside the trade's transaction. At commit PostgreSQL takes one",
-    '  database-wide lock for the notification queue and holds it until the commit record is flushed, so',
-    '  transactions that notify commit one at a time and cannot share a WAL flush (no group commit). The direct',
-    '  design sends no NOTIFY and its commits share flushes. The outbox also costs the database real work per',
-    '  trade (two more rows and their index entries, updated by the relay and deleted by retention): see',
-    '  "PostgreSQL CPU per request".',
-    '- Fix proposed (not applied here; the library is being edited by others): send the wake-up after COMMIT,',
-    "  outside the trade's transaction, coalesced per process (at most one in flight). A NOTIFY-only",
-    '  transaction writes no WAL, so the lock is held for microseconds; a lost wake-up costs at most one',
-    '  `pollIntervalMs`, which the relay already polls. Or `notify: false` with a short poll, at the latency',
-    '  cost shown by the polling rows of scenario 3.',
+      `pgbench of the service's transaction ${int(after)} tx/s with the NOTIFY after COMMIT (as the service does) and ` +
+      `${int(inside)} tx/s with it inside the transaction (${times(ratio(after, inside))}).`,
+    '- Why the NOTIFY comes after COMMIT: a NOTIFY inside a transaction holds one database-wide lock from its',
+    '  commit until the commit record is flushed, so notifying transactions commit one at a time and cannot',
+    '  share a WAL flush. The service writes with `notify: false` and wakes the relays with a NOTIFY of its',
+    '  own after each commit, coalesced per process (`createRelayWaker`); a lost wake-up costs at most one',
+    '  `pollIntervalMs`.',
+    '- What is left: the outbox costs the database real work per trade (two more rows and their index',
+    '  entries, updated by the relay and deleted by retention): see "PostgreSQL CPU per request"; and the',
+    '  service process itself (Fastify, JSON, pg) shares the two cores with PostgreSQL, Redis and the relay.',
     '',
     '### The drain',
     '',
@@ -481,7 +478,7 @@ ${targetRows}
    LOG_LEVEL=warn) on a fresh database with 1,000 accounts and an admin key; wrk (-t 2 -c 32, after a
    warm-up) posts BUY trades over 1,000 accounts x 50 symbols, so nothing is refused. pgbench runs the same
    transaction: the service's own buy statement (from \`trades/sql.ts\`) and the writer's multi-row outbox
-   insert with pg_notify inside BEGIN/COMMIT, random accounts and symbols, \`-M prepared -j 2\`, with no
+   insert inside BEGIN/COMMIT and then a NOTIFY (as the service's waker), random accounts and symbols, \`-M prepared -j 2\`, with no
    relay running: the database's limit. The direct design is \`bench/direct-publish-server.ts\`: the same
    endpoint, schema, authentication, SQL and pool minus the outbox insert, committing and then XADDing both
    events.

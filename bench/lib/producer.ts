@@ -3,22 +3,24 @@
  * records when each event arrives: together they give commit-to-stream latency on one clock.
  */
 import { randomUUID } from 'node:crypto';
-import { createOutboxWriter } from '@astra/outbox';
+import { createOutboxWriter, createRelayWaker } from '@astra/outbox';
 import { createClient } from '@redis/client';
 import pg from 'pg';
 import { buyQuery } from '../../services/trading/src/trades/sql.ts';
 import { now, sleep } from './infra.ts';
 import { SYMBOLS } from './wrk.ts';
 
-export type TradeWriter = (client: pg.PoolClient, seq: number) => Promise<void>;
+/** Writes one trade in the given transaction; `wakeRelays` asks the producer to wake them after COMMIT. */
+export type TradeWriter = ((client: pg.PoolClient, seq: number) => Promise<void>) & { wakeRelays?: boolean };
 
 /**
  * The service's trade transaction without HTTP: the buy statement (trade + position upsert) and the
- * library writer's insert of both events, with `seq` in their data for the consumer to match.
+ * library writer's insert of both events, with `seq` in their data for the consumer to match. As in the
+ * service, the writer sends no NOTIFY; with `wakeRelays` the producer wakes the relays after COMMIT.
  */
-export function outboxTradeWriter(accounts: number, notify: boolean): TradeWriter {
-  const writer = createOutboxWriter({ source: '/astra/trading-service', notify });
-  return async (client, seq) => {
+export function outboxTradeWriter(accounts: number, wakeRelays: boolean): TradeWriter {
+  const writer = createOutboxWriter({ source: '/astra/trading-service', notify: false });
+  const write: TradeWriter = async (client, seq) => {
     const tradeId = randomUUID();
     const accountId = `acct-${1 + (seq % accounts)}`;
     const symbol = SYMBOLS[seq % SYMBOLS.length] as string;
@@ -39,6 +41,8 @@ export function outboxTradeWriter(accounts: number, notify: boolean): TradeWrite
       },
     ]);
   };
+  write.wakeRelays = wakeRelays;
+  return write;
 }
 
 /** The same two events as graphile-worker jobs (one add_jobs call), plus the same trade statement. */
@@ -85,6 +89,7 @@ export async function producePaced(
   const poolSize = options.poolSize ?? 16;
   const pool = new pg.Pool({ connectionString: url, max: poolSize, application_name: 'bench-producer' });
   pool.on('error', () => {});
+  const relays = write.wakeRelays === true ? createRelayWaker(pool) : undefined;
   const commits = new Map<number, number>();
   const maxInFlight = poolSize * 4;
   let inFlight = 0;
@@ -102,6 +107,7 @@ export async function producePaced(
       await write(client, seq);
       await client.query('COMMIT');
       commits.set(seq, now());
+      relays?.wake();
     } catch (error) {
       failed++;
       firstError ??= error;

@@ -2,8 +2,9 @@
  * Scenario 3: commit-to-stream latency at fixed offered trade rates. A paced producer runs the
  * service's trade transaction (buy statement + the library writer's insert of two events) and notes
  * when each COMMIT is acknowledged; a consumer blocked in XREAD notes when each event arrives; both on
- * one clock in this process. The relay is its own process. Modes: LISTEN/NOTIFY (the default), polling
- * only (listen: false, pollIntervalMs 100, writer notify: false), and graphile-worker at 500/s.
+ * one clock in this process. The relay is its own process. Modes: LISTEN/NOTIFY (the default: the
+ * producer wakes the relays after each COMMIT, as the service does), polling
+ * only (listen: false, pollIntervalMs 100, no wake-up), and graphile-worker at 500/s.
  */
 import { Logger, runMigrations } from 'graphile-worker';
 import type { BenchConfig } from '../lib/config.ts';

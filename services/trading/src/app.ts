@@ -1,4 +1,4 @@
-import { createOutboxWriter } from '@astra/outbox';
+import { createOutboxWriter, createRelayWaker } from '@astra/outbox';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -63,10 +63,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
   });
 
-  const outbox = createOutboxWriter({ source: options.eventSource });
+  // Relays are woken after each commit rather than by a NOTIFY inside the trade transaction, which
+  // would make trades commit one at a time (see the library's waker.ts).
+  const outbox = createOutboxWriter({ source: options.eventSource, notify: false });
+  const relays = createRelayWaker(pool);
   await app.register(tradeRoutes, {
     pool,
-    trades: new TradeService(pool, outbox),
+    trades: new TradeService(pool, outbox, relays),
     keys: new ApiKeyVerifier(pool),
     ...(options.onTradeExecuted ? { onTradeExecuted: options.onTradeExecuted } : {}),
   });

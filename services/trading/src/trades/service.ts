@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { OutboxWriter } from '@astra/outbox';
+import type { OutboxWriter, RelayWaker } from '@astra/outbox';
 import type pg from 'pg';
 import { ApiError } from '../http/errors.ts';
 import type { TradeRequest, TradeResult } from './schema.ts';
@@ -73,6 +73,7 @@ export class TradeService {
   constructor(
     private readonly pool: pg.Pool,
     private readonly outbox: OutboxWriter,
+    private readonly relays: RelayWaker,
   ) {}
 
   /**
@@ -87,6 +88,7 @@ export class TradeService {
       try {
         const outcome = await this.executeInTransaction(client, request, context);
         await client.query(outcome.replayed ? 'ROLLBACK' : 'COMMIT');
+        if (!outcome.replayed) this.relays.wake();
         return outcome;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => {});

@@ -1,0 +1,39 @@
+import { type OutboxOptions, resolveOutboxOptions } from './options.ts';
+import type { SqlClient } from './sql/client.ts';
+
+export interface RelayWaker {
+  /**
+   * Asks the relays to look at the outbox now. Call it after your transaction committed. Never
+   * throws and never waits: a lost wake-up costs at most one relay poll interval.
+   */
+  wake(): void;
+}
+
+/**
+ * Wakes the relays after commit instead of inside the writing transaction (writer option
+ * `notify: false`). A NOTIFY inside a transaction holds PostgreSQL's notification lock from its commit
+ * until that commit is flushed to disk, so notifying writers commit one at a time and cannot share a
+ * WAL flush; a NOTIFY sent alone writes nothing and holds the lock for microseconds. Calls coalesce:
+ * at most one NOTIFY is in flight, followed by at most one more for every wake() made meanwhile.
+ */
+export function createRelayWaker(db: SqlClient, options: OutboxOptions = {}): RelayWaker {
+  const { channel } = resolveOutboxOptions(options);
+  let inFlight = false;
+  let again = false;
+  const send = () => {
+    inFlight = true;
+    again = false;
+    db.query({ name: `outbox_wake_${channel}`, text: 'SELECT pg_notify($1, NULL)', values: [channel] })
+      .catch(() => {})
+      .finally(() => {
+        inFlight = false;
+        if (again) send();
+      });
+  };
+  return {
+    wake() {
+      if (inFlight) again = true;
+      else send();
+    },
+  };
+}
