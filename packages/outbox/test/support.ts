@@ -133,7 +133,8 @@ export async function runCommand(command: string, args: string[]): Promise<strin
   child.stdout?.on('data', (chunk) => {
     output += String(chunk);
   });
-  const [code] = await once(child, 'exit');
+  // 'close', not 'exit': the process can exit before its output has been read.
+  const [code] = await once(child, 'close');
   if (code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${code}`);
   return output.trim();
 }

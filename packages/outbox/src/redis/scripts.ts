@@ -18,45 +18,69 @@ export const PUBLISH_SCRIPT = `
 local maxlen = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local bucket = math.floor(tonumber(redis.call('TIME')[1]) / window)
-local results = {}
-local failed = {}
-local touched = {}
+local CHUNK = 1000 -- Lua's unpack() stops at a few thousand values
+
+-- Read the events, and per journal the ids to look up.
+local events = {}
+local idsByJournal = {}
 local i = 3
 while i <= #ARGV do
-  local k = tonumber(ARGV[i])
-  local id = ARGV[i + 1]
-  local aggregate = ARGV[i + 2]
   local n = tonumber(ARGV[i + 3])
-  local stream = KEYS[k]
-  local current = KEYS[k + 1] .. ':' .. bucket
-  local previous = KEYS[k + 1] .. ':' .. (bucket - 1)
-  if failed[aggregate] then
-    results[#results + 1] = '!held'
-  else
-    local existing = redis.call('HGET', current, id) or redis.call('HGET', previous, id)
-    if existing then
-      results[#results + 1] = existing
-    else
-      local reply
-      if maxlen > 0 then
-        reply = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 4, i + 3 + n))
-      else
-        reply = redis.pcall('XADD', stream, '*', unpack(ARGV, i + 4, i + 3 + n))
-      end
-      if type(reply) == 'table' and reply.err then
-        failed[aggregate] = true
-        results[#results + 1] = '!err:' .. reply.err
-      else
-        redis.call('HSET', current, id, reply)
-        if not touched[current] then
-          redis.call('EXPIRE', current, window * 2)
-          touched[current] = true
-        end
-        results[#results + 1] = reply
+  local event = { k = tonumber(ARGV[i]), id = ARGV[i + 1], aggregate = ARGV[i + 2], first = i + 4, last = i + 3 + n }
+  events[#events + 1] = event
+  idsByJournal[event.k] = idsByJournal[event.k] or {}
+  table.insert(idsByJournal[event.k], event.id)
+  i = i + 4 + n
+end
+
+-- One HMGET per journal bucket and chunk, instead of two HGETs per event.
+local known = {}
+for k, ids in pairs(idsByJournal) do
+  for _, suffix in ipairs({ bucket - 1, bucket }) do
+    for start = 1, #ids, CHUNK do
+      local stop = math.min(start + CHUNK - 1, #ids)
+      local found = redis.call('HMGET', KEYS[k + 1] .. ':' .. suffix, unpack(ids, start, stop))
+      for j = 1, stop - start + 1 do
+        if found[j] then known[ids[start + j - 1]] = found[j] end
       end
     end
   end
-  i = i + 4 + n
+end
+
+local results = {}
+local failed = {}
+local added = {}
+for _, event in ipairs(events) do
+  if failed[event.aggregate] then
+    results[#results + 1] = '!held'
+  elseif known[event.id] then
+    results[#results + 1] = known[event.id]
+  else
+    local reply
+    if maxlen > 0 then
+      reply = redis.pcall('XADD', KEYS[event.k], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, event.first, event.last))
+    else
+      reply = redis.pcall('XADD', KEYS[event.k], '*', unpack(ARGV, event.first, event.last))
+    end
+    if type(reply) == 'table' and reply.err then
+      failed[event.aggregate] = true
+      results[#results + 1] = '!err:' .. reply.err
+    else
+      added[event.k] = added[event.k] or {}
+      table.insert(added[event.k], event.id)
+      table.insert(added[event.k], reply)
+      results[#results + 1] = reply
+    end
+  end
+end
+
+-- Record what was added, per journal, in the current bucket.
+for k, entries in pairs(added) do
+  local journal = KEYS[k + 1] .. ':' .. bucket
+  for start = 1, #entries, CHUNK do
+    redis.call('HSET', journal, unpack(entries, start, math.min(start + CHUNK - 1, #entries)))
+  end
+  redis.call('EXPIRE', journal, window * 2)
 end
 return results
 `;
