@@ -160,6 +160,15 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
   };
 }
 
+/** An event the broker acknowledged, with what its mark needs. */
+interface Acknowledged {
+  rowId: string;
+  entryId: string;
+  eventId: string;
+  stream: string;
+  row: ClaimedRow;
+}
+
 function toPublishable(row: ClaimedRow): PublishableEvent {
   return {
     rowId: row.id,
@@ -197,6 +206,11 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
   private databaseFailures = 0;
   private nextRebalance = 0;
   private nextRetention = 0;
+  /**
+   * The last batch's acknowledged events, not yet marked PUBLISHED: their mark runs on the database
+   * while the next batch is with the broker.
+   */
+  private unmarked: { acks: Acknowledged[]; ackedAt: Date } | undefined;
   /** Published ids waiting for `confirmDelayMs` before the publisher may forget them, oldest first. */
   private readonly unconfirmed: { due: number; events: { eventId: string; stream: string }[] }[] = [];
   private confirming: Promise<void> = Promise.resolve();
@@ -311,6 +325,8 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
         const ownership = this.ownership ?? (await this.connect());
         const now = Date.now();
         if (now >= this.nextRebalance) {
+          // Partitions may change hands: their events must be marked first.
+          await this.markUnmarked();
           await ownership.rebalance();
           this.nextRebalance = now + options.rebalanceIntervalMs;
           this.emit('partitions', { partitions: ownership.partitions, leader: ownership.isLeader });
@@ -323,14 +339,22 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
         if (!this.brokerUp && !(await this.brokerAnswers())) continue;
         const more = ownership.partitions.length > 0 && (await this.publishBatch(ownership.partitions));
         if (more && this.brokerUp) continue;
+        await this.markUnmarked();
         await this.idle(Math.min(options.pollIntervalMs, Math.max(0, this.nextRebalance - Date.now())));
       } catch (error) {
         this.emit('fault', { kind: 'database', error: asError(error), count: 1 });
+        // Unmarked events stay PENDING and are offered again; the publisher's dedupe drops them.
+        this.unmarked = undefined;
         await this.disconnect();
         if (!this.stopping)
           await this.idle(backoffDelay(options.outageBackoff, this.databaseFailures++), false);
       }
     }
+    // Stopping after a full batch: mark it before the session (and the partitions) go.
+    await this.markUnmarked().catch((error: unknown) => {
+      this.unmarked = undefined;
+      this.emit('fault', { kind: 'database', error: asError(error), count: 1 });
+    });
   }
 
   /** While the broker is down: one ping per backoff step instead of claiming batches. */
@@ -359,16 +383,22 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
   private async publishBatch(partitions: number[]): Promise<boolean> {
     const client = this.client as pg.Client;
     const { options } = this;
+    // The last batch is acknowledged but not marked yet: leave its events out of this claim.
+    const inFlight = this.unmarked?.acks.map((ack) => ack.rowId) ?? [];
     const rows = await queryRows<ClaimedRow>(
       client,
-      claimEventsQuery(options.table, partitions, options.batchSize),
+      claimEventsQuery(options.table, partitions, options.batchSize, inFlight),
     );
     if (rows.length === 0) return false;
     this.emit('batch', { size: rows.length });
-    const outcomes = await options.publisher.publish(rows.map(toPublishable));
+    // The broker publishes this batch while the database marks the last one. Redis runs one
+    // connection's calls in order, so this batch still lands after the last.
+    const publishing = options.publisher.publish(rows.map(toPublishable));
+    const marking = this.markUnmarked();
+    const [outcomes] = await Promise.all([publishing, marking]);
+    const ackedAt = new Date();
 
-    const published: { rowId: string; entryId: string; eventId: string; stream: string; row: ClaimedRow }[] =
-      [];
+    const acks: Acknowledged[] = [];
     const rejected: { rowId: string; error: string; delayMs: number }[] = [];
     let unavailable: string | undefined;
     let unavailableCount = 0;
@@ -376,7 +406,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     outcomes.forEach((outcome, index) => {
       const row = rows[index] as ClaimedRow;
       if (outcome.status === 'published') {
-        published.push({
+        acks.push({
           rowId: row.id,
           entryId: outcome.entryId,
           eventId: row.event_id,
@@ -396,27 +426,9 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
         held++;
       }
     });
+    if (acks.length > 0) this.unmarked = { acks, ackedAt };
 
-    if (published.length > 0) {
-      await client.query(
-        markPublishedQuery(
-          options.table,
-          published.map((p) => p.rowId),
-          published.map((p) => p.entryId),
-        ),
-      );
-      const ackedAt = new Date();
-      this.emit('published', {
-        events: published.map((p) => ({ type: p.row.event_type, createdAt: p.row.created_at })),
-        ackedAt,
-      });
-      // The marks are committed (synchronously: a mark lost in a database crash after the journal forgot
-      // its id would mean a second entry), so the publisher may forget these ids after the delay.
-      this.unconfirmed.push({
-        due: Date.now() + options.confirmDelayMs,
-        events: published.map(({ eventId, stream }) => ({ eventId, stream })),
-      });
-    }
+    // Refusals are recorded before the next claim, which must see their aggregates as held back.
     if (rejected.length > 0) {
       const marked = await queryRows<{ id: string; status: string }>(
         client,
@@ -439,10 +451,36 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     if (unavailable !== undefined) {
       this.emit('fault', { kind: 'broker', error: new Error(unavailable), count: unavailableCount });
       this.setBroker(false);
+      await this.markUnmarked();
       return false;
     }
     this.setBroker(true);
     return rows.length === options.batchSize || held > 0;
+  }
+
+  /** Marks the last batch's acknowledged events PUBLISHED with their entry ids. */
+  private async markUnmarked(): Promise<void> {
+    const batch = this.unmarked;
+    if (batch === undefined) return;
+    this.unmarked = undefined;
+    const { options } = this;
+    await (this.client as pg.Client).query(
+      markPublishedQuery(
+        options.table,
+        batch.acks.map((ack) => ack.rowId),
+        batch.acks.map((ack) => ack.entryId),
+      ),
+    );
+    this.emit('published', {
+      events: batch.acks.map((ack) => ({ type: ack.row.event_type, createdAt: ack.row.created_at })),
+      ackedAt: batch.ackedAt,
+    });
+    // The marks are committed (synchronously: a mark lost in a database crash after the journal forgot
+    // its id would mean a second entry), so the publisher may forget these ids after the delay.
+    this.unconfirmed.push({
+      due: Date.now() + options.confirmDelayMs,
+      events: batch.acks.map(({ eventId, stream }) => ({ eventId, stream })),
+    });
   }
 
   /**

@@ -21,12 +21,18 @@ export interface ClaimedRow {
 
 /**
  * The next events to publish from the partitions this relay owns, oldest first.
- * $1 owned partitions (smallint[]), $2 batch size.
+ * $1 owned partitions (smallint[]), $2 batch size, $3 row ids to leave out (bigint[]: the batch whose
+ * mark is still running).
  * An event is skipped while an earlier event of its aggregate is FAILED or waiting for a retry:
  * an aggregate whose oldest unpublished event waits, waits as a whole.
  * No row lock: partition ownership (an advisory lock) already makes this relay the only one here.
  */
-export function claimEventsQuery(table: string, partitions: number[], limit: number): SqlQuery {
+export function claimEventsQuery(
+  table: string,
+  partitions: number[],
+  limit: number,
+  exclude: string[],
+): SqlQuery {
   return {
     name: `outbox_claim_${table}`,
     text: `
@@ -37,13 +43,14 @@ FROM ${table} o
 WHERE o.status = 'PENDING'
   AND o.partition_no = ANY($1::smallint[])
   AND (o.attempts = 0 OR o.next_attempt_at <= now())
+  AND o.id NOT IN (SELECT unnest($3::bigint[]))
   AND NOT EXISTS (
     SELECT 1 FROM ${table} b
     WHERE b.aggregate_id = o.aggregate_id AND b.id < o.id
       AND (b.status = 'FAILED' OR (b.status = 'PENDING' AND b.attempts > 0)))
 ORDER BY o.id
 LIMIT $2`,
-    values: [partitions, limit],
+    values: [partitions, limit, exclude],
   };
 }
 
