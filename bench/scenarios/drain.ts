@@ -5,7 +5,7 @@
  * CPU during the drain, OutboxAdmin.status() time with the whole backlog pending, and the outbox's
  * size after the drain and after a retention run.
  */
-import { OutboxAdmin, OutboxRelay, RedisStreamsPublisher } from '@astra/outbox';
+import { OutboxAdmin, OutboxRelay, PARTITION_COUNT, RedisStreamsPublisher } from '@astra/outbox';
 import { Logger, runMigrations } from 'graphile-worker';
 import PgBoss from 'pg-boss';
 import { BACKLOG_EVENT_TYPE, type Backlog, buildBacklogTemplate, payloadSql } from '../lib/backlog.ts';
@@ -260,19 +260,25 @@ async function retention(
   return { afterDrain, afterRetention: await tableSizes(url), retentionSeconds };
 }
 
-/** The limit: pgbench runs the claim-and-mark work as one statement, 500 rows a transaction. */
+/**
+ * The limit: pgbench runs the claim-and-mark work as one statement, 500 rows a transaction, the way
+ * the relay reads: one partition's PENDING events in id order (through the same partial index).
+ */
 async function pgbenchLimit(backlog: Backlog): Promise<DrainRun> {
   return withDatabase(
     'drain_pgbench',
     async (database) => {
       const clients = 2;
-      const script = `UPDATE event_outbox SET status = 'PUBLISHED', published_at = now(), updated_at = now()
-WHERE id IN (SELECT id FROM event_outbox WHERE status = 'PENDING' ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED);
+      const script = `\\set p random(0, ${PARTITION_COUNT - 1})
+UPDATE event_outbox SET status = 'PUBLISHED', published_at = now(), updated_at = now()
+WHERE id IN (SELECT id FROM event_outbox WHERE status = 'PENDING' AND partition_no = :p
+             ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED);
 `;
       const run = await runPgbench(database, script, {
         clients,
         threads: clients,
-        transactionsPerClient: Math.ceil(backlog.events / 500 / clients),
+        // Random partitions run dry unevenly near the end: half again as many transactions drain them.
+        transactionsPerClient: Math.ceil((1.5 * backlog.events) / 500 / clients),
       });
       const left = await withClient(databaseUrl(database), async (client) => {
         const { rows } = await client.query<{ n: string }>(

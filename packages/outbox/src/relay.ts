@@ -214,6 +214,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
   /** Published ids waiting for `confirmDelayMs` before the publisher may forget them, oldest first. */
   private readonly unconfirmed: { due: number; events: { eventId: string; stream: string }[] }[] = [];
   private confirming: Promise<void> = Promise.resolve();
+  private rotation = 0;
 
   constructor(options: RelayOptions) {
     super();
@@ -385,9 +386,12 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     const { options } = this;
     // The last batch is acknowledged but not marked yet: leave its events out of this claim.
     const inFlight = this.unmarked?.acks.map((ack) => ack.rowId) ?? [];
+    // Each claim starts at the next partition, so a busy partition cannot starve the others.
+    const start = this.rotation++ % partitions.length;
+    const order = [...partitions.slice(start), ...partitions.slice(0, start)];
     const rows = await queryRows<ClaimedRow>(
       client,
-      claimEventsQuery(options.table, partitions, options.batchSize, inFlight),
+      claimEventsQuery(options.table, order, options.batchSize, inFlight),
     );
     if (rows.length === 0) return false;
     this.emit('batch', { size: rows.length });

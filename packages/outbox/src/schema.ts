@@ -58,8 +58,9 @@ CREATE TABLE ${table} (
   autovacuum_vacuum_cost_delay = 1
 );
 
--- The relay's claim (PENDING in id order), the pending count and the oldest pending event.
-CREATE INDEX ${bare}_pending_idx ON ${table} (id) WHERE status = 'PENDING';
+-- The relay's claim (a partition's PENDING events in id order: each relay reads only the partitions
+-- it owns), the pending count and the oldest pending event (the oldest of each partition's first).
+CREATE INDEX ${bare}_pending_idx ON ${table} (partition_no, id) WHERE status = 'PENDING';
 
 -- Events that hold back their aggregate: FAILED ones and PENDING ones waiting for a retry.
 -- Normally empty, so the claim's "no earlier blocker" probe costs next to nothing.

@@ -1,6 +1,10 @@
+import { PARTITION_COUNT } from '../schema.ts';
 import type { SqlQuery } from './client.ts';
 
-/** Counts per status, the oldest PENDING event's age and the aggregates held back by FAILED events. */
+/**
+ * Counts per status, the oldest PENDING event's age (the oldest of each partition's first PENDING
+ * event: one index probe per partition) and the aggregates held back by FAILED events.
+ */
 export function statusQuery(table: string): SqlQuery {
   return {
     name: `outbox_status_${table}`,
@@ -9,7 +13,11 @@ SELECT (SELECT count(*) FROM ${table} WHERE status = 'PENDING')::bigint::text AS
        (SELECT count(*) FROM ${table} WHERE status = 'FAILED')::bigint::text AS failed,
        (SELECT count(DISTINCT aggregate_id) FROM ${table} WHERE status = 'FAILED')::bigint::text AS blocked_aggregates,
        coalesce(extract(epoch FROM now() - (
-         SELECT created_at FROM ${table} WHERE status = 'PENDING' ORDER BY id LIMIT 1)), 0)::float8 AS oldest_pending_age_seconds`,
+         SELECT min(first.created_at)
+         FROM generate_series(0, ${PARTITION_COUNT - 1}) AS p(no)
+         CROSS JOIN LATERAL (
+           SELECT created_at FROM ${table} WHERE status = 'PENDING' AND partition_no = p.no ORDER BY id LIMIT 1
+         ) first)), 0)::float8 AS oldest_pending_age_seconds`,
   };
 }
 

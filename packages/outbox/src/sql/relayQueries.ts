@@ -20,7 +20,9 @@ export interface ClaimedRow {
 }
 
 /**
- * The next events to publish from the partitions this relay owns, oldest first.
+ * The next events to publish from the partitions this relay owns: partition by partition in the given
+ * order (the relay rotates it, so no partition waits behind a busy one), each partition's oldest first,
+ * up to the batch size. Only an aggregate's order matters, and an aggregate lives in one partition.
  * $1 owned partitions (smallint[]), $2 batch size, $3 row ids to leave out (bigint[]: the batch whose
  * mark is still running).
  * An event is skipped while an earlier event of its aggregate is FAILED or waiting for a retry:
@@ -36,19 +38,23 @@ export function claimEventsQuery(
   return {
     name: `outbox_claim_${table}`,
     text: `
-SELECT o.id::text AS id, o.event_id::text AS event_id, o.event_type, o.source, o.aggregate_type,
-       o.aggregate_id, o.payload::text AS data, o.headers->>'traceparent' AS traceparent,
-       o.headers->>'tracestate' AS tracestate, o.created_at, o.attempts
-FROM ${table} o
-WHERE o.status = 'PENDING'
-  AND o.partition_no = ANY($1::smallint[])
-  AND (o.attempts = 0 OR o.next_attempt_at <= now())
-  AND o.id NOT IN (SELECT unnest($3::bigint[]))
-  AND NOT EXISTS (
-    SELECT 1 FROM ${table} b
-    WHERE b.aggregate_id = o.aggregate_id AND b.id < o.id
-      AND (b.status = 'FAILED' OR (b.status = 'PENDING' AND b.attempts > 0)))
-ORDER BY o.id
+SELECT claimed.* FROM unnest($1::smallint[]) AS p(no)
+CROSS JOIN LATERAL (
+  SELECT o.id::text AS id, o.event_id::text AS event_id, o.event_type, o.source, o.aggregate_type,
+         o.aggregate_id, o.payload::text AS data, o.headers->>'traceparent' AS traceparent,
+         o.headers->>'tracestate' AS tracestate, o.created_at, o.attempts
+  FROM ${table} o
+  WHERE o.status = 'PENDING'
+    AND o.partition_no = p.no
+    AND (o.attempts = 0 OR o.next_attempt_at <= now())
+    AND o.id NOT IN (SELECT unnest($3::bigint[]))
+    AND NOT EXISTS (
+      SELECT 1 FROM ${table} b
+      WHERE b.aggregate_id = o.aggregate_id AND b.id < o.id
+        AND (b.status = 'FAILED' OR (b.status = 'PENDING' AND b.attempts > 0)))
+  ORDER BY o.id
+  LIMIT $2
+) claimed
 LIMIT $2`,
     values: [partitions, limit, exclude],
   };
