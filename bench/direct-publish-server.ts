@@ -21,7 +21,12 @@ import {
   TradeResult,
 } from '../services/trading/src/trades/schema.ts';
 import { POSITION_UPDATED, TRADE_EXECUTED } from '../services/trading/src/trades/service.ts';
-import { buyQuery, sellQuery, type TradeRow } from '../services/trading/src/trades/sql.ts';
+import {
+  buyQuery,
+  sellQuery,
+  type TradeRow,
+  tradeResultFromRow,
+} from '../services/trading/src/trades/sql.ts';
 
 const SOURCE = '/astra/trading-service';
 
@@ -88,24 +93,7 @@ async function main(): Promise<void> {
       }
       if (row === undefined)
         throw new ApiError(422, 'INSUFFICIENT_POSITION', 'cannot sell more than held', 'quantity');
-      const trade = {
-        id: row.id,
-        accountId: row.account_id,
-        symbol: row.symbol,
-        side: row.side,
-        quantity: row.quantity,
-        price: row.price,
-        positionVersion: row.position_version,
-        executedAt: row.executed_at.toISOString(),
-      };
-      const position = {
-        accountId: row.account_id,
-        symbol: row.symbol,
-        quantity: row.position_quantity,
-        averagePrice: row.average_price,
-        version: row.position_version,
-        updatedAt: row.updated_at.toISOString(),
-      };
+      const { trade, position } = tradeResultFromRow(row);
       const time = trade.executedAt;
       // After the commit: the window in which a crash loses the events.
       await Promise.all([

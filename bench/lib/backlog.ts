@@ -6,32 +6,12 @@
  */
 import { prepareDatabase } from '../../services/trading/src/bootstrap.ts';
 import { createDatabase, databaseUrl, withClient } from './infra.ts';
+import { SYMBOLS as ALL_SYMBOLS } from './wrk.ts';
 
 export const BACKLOG_EVENT_TYPE = 'astra.trading.position_updated.v1';
 export const BACKLOG_AGGREGATES = 10_000;
 
-const SYMBOLS = [
-  'AAPL',
-  'MSFT',
-  'NVDA',
-  'AMZN',
-  'GOOG',
-  'META',
-  'TSLA',
-  'BRK.B',
-  'JPM',
-  'V',
-  'UNH',
-  'XOM',
-  'JNJ',
-  'WMT',
-  'MA',
-  'PG',
-  'HD',
-  'CVX',
-  'ABBV',
-  'KO',
-];
+const SYMBOLS = ALL_SYMBOLS.slice(0, 20);
 
 /**
  * The payload of backlog event `g`: what the service writes for a position change. Also used by

@@ -25,23 +25,36 @@ async function onServer<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
   }
 }
 
-/** A fresh database holding just the outbox table, for one test file. */
-export async function createOutboxDatabase(): Promise<OutboxDatabase> {
-  const name = `outbox_test_${randomBytes(6).toString('hex')}`;
+/** An empty database with a random name on the test server; `dropDatabase` removes it. */
+export async function createScratchDatabase(
+  prefix: string,
+): Promise<{ name: string; url: string; dropDatabase(): Promise<void> }> {
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
   await onServer((client) => client.query(`CREATE DATABASE ${name}`));
   const url = new URL(SERVER_URL);
   url.pathname = `/${name}`;
-  const pool = new pg.Pool({ connectionString: url.toString(), max: 10 });
+  return {
+    name,
+    url: url.toString(),
+    dropDatabase: () =>
+      onServer((client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => {}),
+  };
+}
+
+/** A fresh database holding just the outbox table, for one test file. */
+export async function createOutboxDatabase(): Promise<OutboxDatabase> {
+  const { url, dropDatabase } = await createScratchDatabase('outbox_test');
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
   pool.on('error', () => {});
   const statements: string[] = [];
   for (const step of outboxSchema()) step.up({ sql: (statement) => statements.push(statement) });
   for (const statement of statements) await pool.query(statement);
   return {
-    url: url.toString(),
+    url,
     pool,
     async drop() {
       await pool.end();
-      await onServer((client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+      await dropDatabase();
     },
   };
 }

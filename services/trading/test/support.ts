@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import pg from 'pg';
+import type pg from 'pg';
+import { createScratchDatabase } from '../../../packages/outbox/test/support.ts';
 import { buildApp } from '../src/app.ts';
 import { createPool, migrate } from '../src/database.ts';
 import { createApiKey } from '../src/http/auth.ts';
 
-/** The server every test database is created on; override with TEST_DATABASE_URL. */
-export const SERVER_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export { SERVER_URL } from '../../../packages/outbox/test/support.ts';
 
 export interface TestDatabase {
   url: string;
@@ -16,26 +15,12 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-async function admin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: SERVER_URL });
-  await client.connect();
-  try {
-    return await run(client);
-  } finally {
-    await client.end();
-  }
-}
-
 /**
  * A fresh database for one test file, migrated to the latest schema unless `migrated` is false.
  * Isolation by database keeps tests from seeing each other's rows on the shared server.
  */
 export async function createTestDatabase(options: { migrated?: boolean } = {}): Promise<TestDatabase> {
-  const name = `astra_test_${randomBytes(6).toString('hex')}`;
-  await admin((client) => client.query(`CREATE DATABASE ${name}`));
-  const url = new URL(SERVER_URL);
-  url.pathname = `/${name}`;
-  const databaseUrl = url.toString();
+  const { name, url: databaseUrl, dropDatabase } = await createScratchDatabase('astra_test');
   if (options.migrated !== false) await migrate(databaseUrl, 'up');
   const pool = createPool(databaseUrl, 20);
   return {
@@ -44,7 +29,7 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
     pool,
     async drop() {
       await pool.end();
-      await admin((client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+      await dropDatabase();
     },
   };
 }

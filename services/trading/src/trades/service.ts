@@ -6,12 +6,11 @@ import type { TradeRequest, TradeResult } from './schema.ts';
 import {
   buyQuery,
   claimIdempotencyKeyQuery,
-  positionFromRow,
   sellQuery,
   storedResponseQuery,
   storeResponseQuery,
   type TradeRow,
-  tradeFromRow,
+  tradeResultFromRow,
 } from './sql.ts';
 
 export const TRADE_EXECUTED = 'astra.trading.trade_executed.v1';
@@ -34,11 +33,6 @@ export interface TradeOutcome {
 
 export function positionAggregateId(accountId: string, symbol: string): string {
   return `${accountId}:${symbol}`;
-}
-
-function toResult(row: TradeRow): TradeResult {
-  const position = { ...row, quantity: row.position_quantity, version: row.position_version };
-  return { trade: tradeFromRow(row), position: positionFromRow(position) };
 }
 
 /** A stable hash of the request body: the same fields in any order hash alike. */
@@ -135,7 +129,7 @@ export class TradeService {
         'quantity',
       );
     }
-    const body = toResult(row);
+    const body = tradeResultFromRow(row);
     const trace = traceHeaders(context);
     await this.outbox.write(client, [
       {

@@ -1,5 +1,5 @@
 import type { QueryConfig } from 'pg';
-import type { Position, Trade } from './schema.ts';
+import type { Position, Trade, TradeResult } from './schema.ts';
 
 /**
  * The trade's own writes in one statement: the position change under its row lock (the upsert or
@@ -103,6 +103,12 @@ export function positionFromRow(row: PositionRow): Position {
     version: row.version,
     updatedAt: row.updated_at.toISOString(),
   };
+}
+
+/** The API's answer to an executed trade, from the row the BUY or SELL statement returns. */
+export function tradeResultFromRow(row: TradeRow): TradeResult {
+  const position = { ...row, quantity: row.position_quantity, version: row.position_version };
+  return { trade: tradeFromRow(row), position: positionFromRow(position) };
 }
 
 /** $1 trade id. */
