@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
 import { OutboxAdmin } from '../src/admin.ts';
@@ -343,6 +344,39 @@ describe('outbox relay', () => {
     await stopAll();
     await publisher.close();
     assert.equal(await redis.cli(['EXISTS', 'test.big.v1']), '0');
+  });
+
+  test('streams are trimmed to about maxLen entries when asked, and not at all by default', async () => {
+    const batch = (type: string, from: number) =>
+      Array.from({ length: 500 }, (_, i) => ({
+        rowId: String(from + i),
+        eventId: randomUUID(),
+        type,
+        source: '/test',
+        aggregateType: 'thing',
+        aggregateId: `trim-${i % 10}`,
+        time: new Date().toISOString(),
+        data: JSON.stringify({ seq: from + i }),
+        traceparent: null,
+        tracestate: null,
+      }));
+    const trimming = new RedisStreamsPublisher({ url: redis.url, maxLen: 100 });
+    const plain = new RedisStreamsPublisher({ url: redis.url });
+    try {
+      for (const from of [0, 500, 1000]) {
+        const outcomes = [
+          ...(await trimming.publish(batch('test.trimmed.v1', from))),
+          ...(await plain.publish(batch('test.untrimmed.v1', from))),
+        ];
+        assert.ok(outcomes.every((outcome) => outcome.status === 'published'));
+      }
+    } finally {
+      await Promise.all([trimming.close(), plain.close()]);
+    }
+    const trimmed = Number(await redis.cli(['XLEN', 'test.trimmed.v1']));
+    // MAXLEN ~ trims whole macro nodes: about 100 entries, never all 1,500.
+    assert.ok(trimmed >= 100 && trimmed < 1500, `trimmed stream holds ${trimmed}`);
+    assert.equal(await redis.cli(['XLEN', 'test.untrimmed.v1']), '1500');
   });
 
   test('retention deletes PUBLISHED events older than the retention, and nothing else', async () => {
