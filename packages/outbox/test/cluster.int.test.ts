@@ -5,7 +5,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createCluster } from '@redis/client';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
@@ -13,6 +12,7 @@ import {
   createOutboxDatabase,
   freePort,
   type OutboxDatabase,
+  readStream,
   runCommand,
   type StreamEntry,
   waitFor,
@@ -149,20 +149,7 @@ describe('relay against a Redis Cluster', () => {
   });
 
   async function readStreams(): Promise<(stream: string) => Promise<StreamEntry[]>> {
-    return async (stream) => {
-      const client = createCluster({ rootNodes: cluster.nodes.map((node) => ({ url: `redis://${node}` })) });
-      client.on('error', () => {});
-      await client.connect();
-      try {
-        const entries = await client.xRange(stream, '-', '+');
-        return (entries ?? []).map((entry) => ({
-          entryId: entry.id,
-          fields: entry.message as Record<string, string>,
-        }));
-      } finally {
-        client.destroy();
-      }
-    };
+    return (stream) => readStream({ clusterNodes: cluster.nodes }, stream);
   }
 
   test('a 3-master cluster receives every event once, in order per aggregate, across masters', async () => {

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
-import { createClient } from '@redis/client';
+import { createClient, createCluster } from '@redis/client';
 import pg from 'pg';
 import { outboxSchema } from '../src/migrations.ts';
 
@@ -157,9 +157,15 @@ export interface StreamEntry {
   fields: Record<string, string>;
 }
 
-/** Every entry of a stream, in stream order. */
-export async function readStream(url: string, stream: string): Promise<StreamEntry[]> {
-  const client = createClient({ url });
+/** Every entry of a stream, in stream order, from one Redis (`url`) or a cluster (its nodes, host:port). */
+export async function readStream(
+  from: string | { clusterNodes: string[] },
+  stream: string,
+): Promise<StreamEntry[]> {
+  const client =
+    typeof from === 'string'
+      ? createClient({ url: from })
+      : createCluster({ rootNodes: from.clusterNodes.map((node) => ({ url: `redis://${node}` })) });
   client.on('error', () => {});
   await client.connect();
   try {
