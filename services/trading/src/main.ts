@@ -6,6 +6,7 @@ import { createPool } from './database.ts';
 import { onShutdown, runMain } from './lifecycle.ts';
 import { createMetrics } from './metrics.ts';
 import { createRelay, OutboxAdmin } from './outbox.ts';
+import { schedulePurge } from './trades/idempotency-purge.ts';
 
 /** `npm start`: migrations, the HTTP API, and (unless RELAY_ENABLED=false) the relay in-process. */
 async function main(): Promise<void> {
@@ -26,10 +27,15 @@ async function main(): Promise<void> {
   });
   await app.listen({ host: config.host, port: config.port });
   relay?.start();
+  // Every 10 minutes: a key older than its TTL no longer protects a retry; its row can go.
+  const stopPurge = schedulePurge(pool, config.idempotencyKeyTtlHours * 3600, 10 * 60_000, (error) =>
+    logger.warn({ err: error }, 'idempotency key purge failed'),
+  );
   const demoKey = await createDemoKeyIfEmpty(pool);
   if (demoKey !== null) process.stdout.write(`${demoBanner(demoKey, config.port)}\n`);
 
   onShutdown(logger, async () => {
+    stopPurge();
     await app.close();
     await relay?.stop();
     await pool.end();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { purgeIdempotencyKeys } from '../src/trades/idempotency-purge.ts';
 import { assertError, createTestApp, postTrade, type TestApp, tradeBody, writeCounts } from './support.ts';
 
 describe('Idempotency-Key', () => {
@@ -96,5 +97,29 @@ describe('Idempotency-Key', () => {
     assert.deepEqual(await writeCounts(t.db.pool), counts);
     const keys = await t.db.pool.query('SELECT count(*)::int AS n FROM idempotency_keys');
     assert.deepEqual(keys.rows, [{ n: 4 }]);
+  });
+
+  test('keys older than their TTL are purged in batches; newer ones keep protecting retries', async () => {
+    const body = tradeBody({ quantity: '1', price: '7' });
+    for (const key of ['purge-old-1', 'purge-old-2', 'purge-new']) {
+      assert.equal((await postTrade(t.app, auth, body, { 'idempotency-key': key })).statusCode, 201);
+    }
+    await t.db.pool.query(
+      "UPDATE idempotency_keys SET created_at = now() - interval '2 days' WHERE key LIKE 'purge-old-%'",
+    );
+    // A batch of 1 makes the purge loop.
+    assert.equal(await purgeIdempotencyKeys(t.db.pool, 24 * 3600, 1), 2);
+    const left = await t.db.pool.query<{ key: string }>(
+      "SELECT key FROM idempotency_keys WHERE key LIKE 'purge-%'",
+    );
+    assert.deepEqual(left.rows, [{ key: 'purge-new' }]);
+    const newer = await postTrade(t.app, auth, body, { 'idempotency-key': 'purge-new' });
+    assert.equal(newer.headers['idempotent-replayed'], 'true');
+    // A purged key is free again: the same request now executes a new trade.
+    const counts = await writeCounts(t.db.pool);
+    const expired = await postTrade(t.app, auth, body, { 'idempotency-key': 'purge-old-1' });
+    assert.equal(expired.statusCode, 201, expired.body);
+    assert.equal(expired.headers['idempotent-replayed'], undefined);
+    assert.equal((await writeCounts(t.db.pool)).trades, counts.trades + 1);
   });
 });

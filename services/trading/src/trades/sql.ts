@@ -166,3 +166,15 @@ export const storeResponseQuery = (
   text: 'UPDATE idempotency_keys SET status_code = $3, response = $4 WHERE api_key_id = $1 AND key = $2',
   values: [keyId, key, status, JSON.stringify(body)],
 });
+
+/** Deletes up to $2 idempotency keys older than $1 seconds, oldest first. */
+export const purgeIdempotencyKeysQuery = (olderThanSeconds: number, limit: number): QueryConfig => ({
+  name: 'idempotency_purge',
+  text: `DELETE FROM idempotency_keys k USING (
+           SELECT api_key_id, key FROM idempotency_keys
+           WHERE created_at < now() - $1 * interval '1 second'
+           ORDER BY created_at LIMIT $2
+         ) old
+         WHERE k.api_key_id = old.api_key_id AND k.key = old.key`,
+  values: [olderThanSeconds, limit],
+});
