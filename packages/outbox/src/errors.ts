@@ -5,9 +5,7 @@
 export type OutboxErrorCode =
   | 'OUTBOX_INVALID_OPTION'
   | 'OUTBOX_INVALID_EVENT'
-  | 'OUTBOX_EVENT_NOT_FOUND'
-  | 'OUTBOX_EVENT_REJECTED'
-  | 'OUTBOX_BROKER_UNAVAILABLE';
+  | 'OUTBOX_EVENT_NOT_FOUND';
 
 export class OutboxError extends Error {
   override readonly name = 'OutboxError';
