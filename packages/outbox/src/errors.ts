@@ -2,10 +2,7 @@
  * Every error the library throws is an OutboxError with a stable `code`, so callers can branch on
  * the code and log the `cause` without parsing messages.
  */
-export type OutboxErrorCode =
-  | 'OUTBOX_INVALID_OPTION'
-  | 'OUTBOX_INVALID_EVENT'
-  | 'OUTBOX_EVENT_NOT_FOUND';
+export type OutboxErrorCode = 'OUTBOX_INVALID_OPTION' | 'OUTBOX_INVALID_EVENT' | 'OUTBOX_EVENT_NOT_FOUND';
 
 export class OutboxError extends Error {
   override readonly name = 'OutboxError';
