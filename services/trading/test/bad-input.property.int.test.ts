@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
+import { notAString } from './generators.ts';
 import { assertError, createTestApp, postTrade, type TestApp, writeCounts } from './support.ts';
 
 const FIELDS = ['accountId', 'symbol', 'side', 'quantity', 'price'] as const;
@@ -25,14 +26,6 @@ const text = fc.oneof(
   fc.string({ maxLength: 40 }),
   fc.string({ unit: 'binary', maxLength: 20 }),
   fc.constantFrom(...SQL_STRINGS),
-);
-const notAString = fc.oneof(
-  fc.integer(),
-  fc.double(),
-  fc.boolean(),
-  fc.constant(null),
-  fc.array(fc.jsonValue({ maxDepth: 2 }), { maxLength: 3 }),
-  fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }),
 );
 /** Things that look like decimals but break a rule: sign, zero, exponent, digits, decimals. */
 const decimalish = fc.oneof(

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
+import { notAString } from '../generators.ts';
 import { HttpClient, type HttpRequest, NoAnswerError } from './http.ts';
 import { killLeftovers, type ServiceHandle, Stack } from './stack.ts';
 
@@ -60,14 +61,6 @@ function arbitraries(keys: Keys) {
     fc.string({ unit: 'binary', maxLength: 20 }),
     fc.constantFrom(...SQL),
     fc.nat({ max: 5000 }).map((n) => 'A'.repeat(n + 100)),
-  );
-  const notAString = fc.oneof(
-    fc.integer(),
-    fc.double(),
-    fc.boolean(),
-    fc.constant(null),
-    fc.array(fc.jsonValue({ maxDepth: 2 }), { maxLength: 3 }),
-    fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }),
   );
   const decimalish = fc.oneof(
     fc.constantFrom('0', '0.0', '-1', '+1', '1e3', '.5', '1.', 'NaN', 'Infinity', ' 1', '1,5', '0x10', '١٢'),
