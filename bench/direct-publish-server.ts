@@ -1,7 +1,7 @@
 /**
  * Bench-only: the design the outbox replaced, for comparison. The same POST /v1/trades (same schema,
- * authentication, SQL, pool size and request metrics as the service) minus the outbox insert: it
- * commits the trade, then XADDs both events straight to Redis. An event is lost when the process dies
+ * authentication, trade statement, pool size and request metrics as the service) minus the events in
+ * the statement: it commits the trade, then XADDs both events straight to Redis. An event is lost when the process dies
  * or Redis fails between the commit and the XADD, which is why the service does not do this.
  * Env: PORT, DATABASE_URL, REDIS_URL, DB_POOL_SIZE (default 10, as the service).
  */
@@ -20,11 +20,12 @@ import {
   TradeRequest,
   TradeResult,
 } from '../services/trading/src/trades/schema.ts';
-import { POSITION_UPDATED, TRADE_EXECUTED } from '../services/trading/src/trades/service.ts';
 import {
-  buyQuery,
-  sellQuery,
+  POSITION_UPDATED,
+  TRADE_EXECUTED,
   type TradeRow,
+  type TradeValues,
+  tradeQuery,
   tradeResultFromRow,
 } from '../services/trading/src/trades/sql.ts';
 
@@ -78,19 +79,9 @@ async function main(): Promise<void> {
       authorize(principal, request.body.accountId);
       const { accountId, symbol, side, quantity, price } = request.body;
       const tradeId = randomUUID();
-      const values: [string, string, string, string, string] = [tradeId, accountId, symbol, quantity, price];
-      const client = await pool.connect();
-      let row: TradeRow | undefined;
-      try {
-        await client.query('BEGIN');
-        row = (await client.query<TradeRow>(side === 'BUY' ? buyQuery(values) : sellQuery(values))).rows[0];
-        await client.query(row === undefined ? 'ROLLBACK' : 'COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw error;
-      } finally {
-        client.release();
-      }
+      const values: TradeValues = [tradeId, accountId, symbol, quantity, price];
+      // One statement, committed on its own, as the service's (minus the events).
+      const row = (await pool.query<TradeRow>(tradeQuery(side, values))).rows[0];
       if (row === undefined)
         throw new ApiError(422, 'INSUFFICIENT_POSITION', 'cannot sell more than held', 'quantity');
       const { trade, position } = tradeResultFromRow(row);

@@ -475,11 +475,11 @@ ${targetRows}
 1. **Write path**: the real service (\`node --import tsx services/trading/src/main.ts\`, relay in-process,
    LOG_LEVEL=warn) on a fresh database with 1,000 accounts and an admin key; wrk (-t 2 -c 32, after a
    warm-up) posts BUY trades over 1,000 accounts x 50 symbols, so nothing is refused. pgbench runs the same
-   transaction: the service's own buy statement (from \`trades/sql.ts\`) and the writer's multi-row outbox
-   insert inside BEGIN/COMMIT and then a NOTIFY (as the service's waker), random accounts and symbols, \`-M prepared -j 2\`, with no
-   relay running: the database's limit. The direct design is \`bench/direct-publish-server.ts\`: the same
-   endpoint, schema, authentication, SQL and pool minus the outbox insert, committing and then XADDing both
-   events.
+   SQL: the service's own trade statement (position upsert, trade row and both events through the
+   writer's \`insertFrom\`, from \`trades/sql.ts\`, committed on its own) and then a NOTIFY (as the
+   service's waker), random accounts and symbols, \`-M prepared -j 2\`, with no relay running: the
+   database's limit. The direct design is \`bench/direct-publish-server.ts\`: the same endpoint, schema,
+   authentication, trade statement and pool minus the events, committing and then XADDing both events.
 2. **Drain**: the backlog is written by SQL (\`generate_series\`) into a template database; each contender
    gets its own copy. Our relay runs in its own process(es) (\`bench/workers/drainer.ts\`: OutboxRelay +
    RedisStreamsPublisher + the Prometheus adapter, batch 500, rebalance every 200 ms so two relays split the
@@ -490,12 +490,14 @@ ${targetRows}
    (concurrency 16, local queue 500, batched completion) and pg-boss (4 workers x batch 100) get the same
    payloads enqueued by SQL and a handler that XADDs the payload; only their drain is timed. Slow contenders
    are time-boxed and their rate is what they drained in the box.
-3. **Latency**: a paced producer runs the trade transaction (buy statement + the library writer's two events)
-   at a fixed offered rate; it notes when each COMMIT is acknowledged, and a consumer blocked in XREAD notes
-   when each event arrives, on the same clock. Modes: LISTEN/NOTIFY (the defaults), polling only
+3. **Latency**: a paced producer runs the service's trade statement (trade and both events) at a fixed
+   offered rate and wakes the relays after each commit on a connection of its own, as the service does; it
+   notes when each commit is acknowledged, and a consumer blocked in XREAD, in a worker thread of its own
+   so the producer's work cannot delay its clock, notes when each event arrives (both on the epoch clock
+   with sub-millisecond resolution). Modes: LISTEN/NOTIFY (the defaults), polling only
    (\`listen: false\`, \`pollIntervalMs: ${report.latency?.pollIntervalMs ?? 100}\`, writer \`notify: false\`), and
    graphile-worker (concurrency 8, its defaults otherwise) with the two events as jobs in the same transaction.
-4. **Keeping up**: writer level (the trade transaction above, no HTTP), one relay process, rate stepped up;
+4. **Keeping up**: writer level (the trade statement above, no HTTP), one relay process, rate stepped up;
    a step is flat when the producer offered at least 95% of the rate, the PENDING count (sampled every
    second) grew by less than 2% of the event rate, and ended below max(1,000, one second of events).
 5. **Cost**: RSS from /proc/<pid>/status (VmRSS), sampled every 200 ms. The outage run uses the service with

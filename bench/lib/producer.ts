@@ -3,66 +3,75 @@
  * records when each event arrives: together they give commit-to-stream latency on one clock.
  */
 import { randomUUID } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
 import { createOutboxWriter, createRelayWaker } from '@astra/outbox';
-import { createClient } from '@redis/client';
 import pg from 'pg';
-import { buyQuery } from '../../services/trading/src/trades/sql.ts';
+import {
+  type TradeValues,
+  tradeQuery,
+  tradeWithEventsQuery,
+} from '../../services/trading/src/trades/sql.ts';
 import { now, sleep } from './infra.ts';
 import { SYMBOLS } from './wrk.ts';
 
-/** Writes one trade in the given transaction; `wakeRelays` asks the producer to wake them after COMMIT. */
-export type TradeWriter = ((client: pg.PoolClient, seq: number) => Promise<void>) & { wakeRelays?: boolean };
+/** Wall-clock milliseconds with sub-millisecond resolution, the same in every thread of the process. */
+const epochNow = () => performance.timeOrigin + performance.now();
 
 /**
- * The service's trade transaction without HTTP: the buy statement (trade + position upsert) and the
- * library writer's insert of both events, with `seq` in their data for the consumer to match. As in the
- * service, the writer sends no NOTIFY; with `wakeRelays` the producer wakes the relays after COMMIT.
+ * Writes one trade (its own transaction) and returns the trade's id, by which the consumer knows its
+ * events; `wakeRelays` asks the producer to wake the relays after it committed.
+ */
+export type TradeWriter = ((pool: pg.Pool, seq: number) => Promise<string>) & { wakeRelays?: boolean };
+
+function tradeValues(accounts: number, seq: number): TradeValues {
+  const accountId = `acct-${1 + (seq % accounts)}`;
+  const symbol = SYMBOLS[seq % SYMBOLS.length] as string;
+  return [randomUUID(), accountId, symbol, '10', (100 + (seq % 9000) / 100).toFixed(2)];
+}
+
+/**
+ * The service's trade statement without HTTP: trade, position change and both events in one statement
+ * (the same SQL as the service, from trades/sql.ts). As in the service, the writer sends no NOTIFY; with
+ * `wakeRelays` the producer wakes the relays after each commit.
  */
 export function outboxTradeWriter(accounts: number, wakeRelays: boolean): TradeWriter {
   const writer = createOutboxWriter({ source: '/astra/trading-service', notify: false });
-  const write: TradeWriter = async (client, seq) => {
-    const tradeId = randomUUID();
-    const accountId = `acct-${1 + (seq % accounts)}`;
-    const symbol = SYMBOLS[seq % SYMBOLS.length] as string;
-    const price = (100 + (seq % 9000) / 100).toFixed(2);
-    await client.query(buyQuery([tradeId, accountId, symbol, '10', price]));
-    await writer.write(client, [
-      {
-        type: 'astra.trading.trade_executed.v1',
-        aggregateType: 'trade',
-        aggregateId: tradeId,
-        data: { seq, id: tradeId, accountId, symbol, side: 'BUY', quantity: '10', price },
-      },
-      {
-        type: 'astra.trading.position_updated.v1',
-        aggregateType: 'position',
-        aggregateId: `${accountId}:${symbol}`,
-        data: { seq, accountId, symbol, tradeId, quantity: '10', averagePrice: price },
-      },
-    ]);
+  const write: TradeWriter = async (pool, seq) => {
+    const values = tradeValues(accounts, seq);
+    await pool.query(tradeWithEventsQuery('BUY', values, {}, writer));
+    return values[0];
   };
   write.wakeRelays = wakeRelays;
   return write;
 }
 
-/** The same two events as graphile-worker jobs (one add_jobs call), plus the same trade statement. */
+/** The same trade statement without events, plus the same two events as graphile-worker jobs. */
 export function graphileTradeWriter(accounts: number): TradeWriter {
-  return async (client, seq) => {
-    const tradeId = randomUUID();
-    const accountId = `acct-${1 + (seq % accounts)}`;
-    const symbol = SYMBOLS[seq % SYMBOLS.length] as string;
-    const price = (100 + (seq % 9000) / 100).toFixed(2);
-    await client.query(buyQuery([tradeId, accountId, symbol, '10', price]));
-    await client.query({
-      name: 'graphile_add_two',
-      text: `SELECT count(*) FROM graphile_worker.add_jobs(ARRAY[
-               ROW('xadd', $1::json, NULL, NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec,
-               ROW('xadd', $2::json, NULL, NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec])`,
-      values: [
-        JSON.stringify({ seq, id: tradeId, accountId, symbol, side: 'BUY', quantity: '10', price }),
-        JSON.stringify({ seq, accountId, symbol, tradeId, quantity: '10', averagePrice: price }),
-      ],
-    });
+  return async (pool, seq) => {
+    const values = tradeValues(accounts, seq);
+    const [tradeId, accountId, symbol, quantity, price] = values;
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(tradeQuery('BUY', values));
+      await client.query({
+        name: 'graphile_add_two',
+        text: `SELECT count(*) FROM graphile_worker.add_jobs(ARRAY[
+                 ROW('xadd', $1::json, NULL, NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec,
+                 ROW('xadd', $2::json, NULL, NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec])`,
+        values: [
+          JSON.stringify({ id: tradeId, accountId, symbol, side: 'BUY', quantity, price }),
+          JSON.stringify({ accountId, symbol, tradeId, quantity, averagePrice: price }),
+        ],
+      });
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+    return tradeId;
   };
 }
 
@@ -74,8 +83,8 @@ export interface ProducerRun {
   failed: number;
   seconds: number;
   achievedRate: number;
-  /** seq -> commit acknowledged (ms, performance clock). */
-  commits: Map<number, number>;
+  /** trade id -> commit acknowledged (ms, epoch clock with sub-millisecond resolution). */
+  commits: Map<string, number>;
 }
 
 /** Starts trades at `rate` per second for `seconds`; every trade is its own transaction. */
@@ -89,8 +98,14 @@ export async function producePaced(
   const poolSize = options.poolSize ?? 16;
   const pool = new pg.Pool({ connectionString: url, max: poolSize, application_name: 'bench-producer' });
   pool.on('error', () => {});
-  const relays = write.wakeRelays === true ? createRelayWaker(pool) : undefined;
-  const commits = new Map<number, number>();
+  // As the service does: wake-ups on a connection of their own, not queued behind trades.
+  const wakePool =
+    write.wakeRelays === true
+      ? new pg.Pool({ connectionString: url, max: 1, application_name: 'bench-producer-wake' })
+      : undefined;
+  wakePool?.on('error', () => {});
+  const relays = wakePool === undefined ? undefined : createRelayWaker(wakePool);
+  const commits = new Map<string, number>();
   const maxInFlight = poolSize * 4;
   let inFlight = 0;
   let skipped = 0;
@@ -101,19 +116,13 @@ export async function producePaced(
   const pending = new Set<Promise<void>>();
 
   const trade = async (seq: number) => {
-    const client = await pool.connect();
     try {
-      await client.query('BEGIN');
-      await write(client, seq);
-      await client.query('COMMIT');
-      commits.set(seq, now());
+      const tradeId = await write(pool, seq);
+      commits.set(tradeId, epochNow());
       relays?.wake();
     } catch (error) {
       failed++;
       firstError ??= error;
-      await client.query('ROLLBACK').catch(() => {});
-    } finally {
-      client.release();
     }
   };
 
@@ -139,6 +148,7 @@ export async function producePaced(
   await Promise.all(pending);
   const elapsed = (now() - started) / 1000;
   await pool.end();
+  await wakePool?.end();
   if (failed > 0 && commits.size === 0) throw firstError;
   return {
     offered: total,
@@ -151,80 +161,61 @@ export async function producePaced(
   };
 }
 
-type StreamEntries = [string, string[]][];
-type StreamReply = [string, StreamEntries][] | Record<string, StreamEntries> | null;
-
-/** Reads streams with XREAD BLOCK from their current end; records each event's arrival by `seq`. */
+/** Reads the streams from their current ends (in a worker thread) and records when each trade's events arrived. */
 export class StreamConsumer {
-  readonly arrivals = new Map<number, number[]>();
-  private readonly client;
-  private running = true;
-  private loop: Promise<void> | undefined;
+  /** trade id -> when each of its events arrived. */
+  readonly arrivals = new Map<string, number[]>();
+  error: Error | undefined;
+  private readonly worker: Worker;
+  private readonly finished: Promise<void>;
 
-  constructor(
-    url: string,
-    private readonly streams: string[],
-  ) {
-    this.client = createClient({ url });
-    this.client.on('error', () => {});
-  }
-
-  async start(): Promise<void> {
-    await this.client.connect();
-    const ids = await Promise.all(
-      this.streams.map(async (stream) => {
-        const last = (await this.client.sendCommand(['XREVRANGE', stream, '+', '-', 'COUNT', '1'])) as [
-          string,
-        ][];
-        return last[0]?.[0] ?? '0-0';
-      }),
-    );
-    // A failed read ends the loop; latencies() then reports the events as missing.
-    this.loop = this.read(ids).catch((error: unknown) => {
-      this.error = error instanceof Error ? error : new Error(String(error));
+  constructor(url: string, streams: string[]) {
+    // Node 20 workers do not get the parent's tsx loader: register it, then load the TypeScript file.
+    const file = new URL('../workers/stream-consumer.ts', import.meta.url).href;
+    const boot = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(file)}); })`;
+    this.worker = new Worker(boot, { eval: true, workerData: { url, streams } });
+    this.finished = new Promise((resolve) => {
+      this.worker.on('message', (message: ConsumerMessage) => {
+        if (message.type === 'arrivals') {
+          for (const tradeId of message.tradeIds) {
+            const list = this.arrivals.get(tradeId) ?? [];
+            list.push(message.at);
+            this.arrivals.set(tradeId, list);
+          }
+        } else if (message.type === 'error') {
+          // A failed read ends the loop; latencies() then reports the events as missing.
+          this.error = new Error(message.message);
+          resolve();
+        } else if (message.type === 'done') resolve();
+      });
+      this.worker.on('error', (error) => {
+        this.error = error;
+        resolve();
+      });
+      this.worker.on('exit', () => resolve());
     });
   }
 
-  error: Error | undefined;
-
-  private async read(ids: string[]): Promise<void> {
-    while (this.running) {
-      const reply = (await this.client.sendCommand([
-        'XREAD',
-        'COUNT',
-        '1000',
-        'BLOCK',
-        '200',
-        'STREAMS',
-        ...this.streams,
-        ...ids,
-      ])) as StreamReply;
-      const at = now();
-      if (reply === null) continue;
-      // node-redis answers XREAD as { stream: entries }; plain RESP2 is [[stream, entries], ...].
-      const byStream = Array.isArray(reply) ? reply : Object.entries(reply);
-      for (const [stream, entries] of byStream) {
-        const index = this.streams.indexOf(stream);
-        for (const [id, fields] of entries) {
-          ids[index] = id;
-          const data = fields[fields.indexOf('data') + 1];
-          if (data === undefined) continue;
-          const seq = (JSON.parse(data) as { seq?: number }).seq;
-          if (seq === undefined) continue;
-          const list = this.arrivals.get(seq) ?? [];
-          list.push(at);
-          this.arrivals.set(seq, list);
-        }
-      }
-    }
+  /** Resolves once the consumer holds its starting positions, so nothing written after is missed. */
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (message: ConsumerMessage) => {
+        if (message.type !== 'ready' && message.type !== 'error') return;
+        this.worker.off('message', onMessage);
+        if (message.type === 'ready') resolve();
+        else reject(new Error(message.message));
+      };
+      this.worker.on('message', onMessage);
+      void this.finished.then(() => reject(this.error ?? new Error('the stream consumer ended early')));
+    });
   }
 
   /** Latencies (ms) of every event whose commit was seen, and how many never arrived. */
-  latencies(commits: Map<number, number>, eventsPerTrade: number): { values: number[]; missing: number } {
+  latencies(commits: Map<string, number>, eventsPerTrade: number): { values: number[]; missing: number } {
     const values: number[] = [];
     let missing = 0;
-    for (const [seq, committed] of commits) {
-      const arrived = this.arrivals.get(seq) ?? [];
+    for (const [tradeId, committed] of commits) {
+      const arrived = this.arrivals.get(tradeId) ?? [];
       for (const at of arrived) values.push(at - committed);
       missing += Math.max(0, eventsPerTrade - arrived.length);
     }
@@ -232,8 +223,14 @@ export class StreamConsumer {
   }
 
   async stop(): Promise<void> {
-    this.running = false;
-    await this.loop?.catch(() => {});
-    this.client.destroy();
+    this.worker.postMessage('stop');
+    await this.finished;
+    await this.worker.terminate();
   }
 }
+
+type ConsumerMessage =
+  | { type: 'ready' }
+  | { type: 'arrivals'; tradeIds: string[]; at: number }
+  | { type: 'error'; message: string }
+  | { type: 'done' };

@@ -3,7 +3,8 @@
  * (a) pgbench running the same SQL transaction (the database's limit) and (b) the old design, a
  * bench-only server that commits and then XADDs both events directly.
  */
-import { buyQuery } from '../../services/trading/src/trades/sql.ts';
+import { createOutboxWriter } from '@astra/outbox';
+import { tradeWithEventsQuery } from '../../services/trading/src/trades/sql.ts';
 import type { BenchConfig } from '../lib/config.ts';
 import {
   backendPids,
@@ -56,48 +57,39 @@ export interface WritePathResult {
 }
 
 /**
- * The service's transaction for pgbench: its own buy statement (trade insert + position upsert, from
- * trades/sql.ts with pgbench variables in place of the parameters) and the writer's multi-row outbox
- * insert, inside BEGIN/COMMIT, over random accounts and symbols; then, as the service's relay waker
- * does after each commit, a NOTIFY on its own. With `notifyInside`, the NOTIFY is instead part of the
- * insert, as the writer's default `notify: true` does.
+ * The service's write for pgbench: its own trade statement (position upsert, trade insert and both
+ * events through the outbox writer, from trades/sql.ts, with pgbench variables in place of the
+ * parameters) over random accounts and symbols; then, as the service's relay waker does after each
+ * commit, a NOTIFY on its own. With `notifyInside`, the NOTIFY is inside the transaction instead, as
+ * the writer's default `notify: true` does.
  */
 export function tradeTransactionScript(notifyInside = false): string {
   const symbol = `(ARRAY[${SYMBOLS.map((s) => `'${s}'`).join(',')}])[:sym]`;
-  const account = `('acct-' || :aid)`;
   const substitutes: Record<string, string> = {
     $1: 'gen_random_uuid()',
-    $2: account,
+    $2: `('acct-' || :aid)`,
     $3: symbol,
     $4: '(:qty)::numeric',
     $5: '(:cents / 100.0)::numeric',
+    $6: `'{}'`,
   };
-  const buy = buyQuery(['', '', '', '', ''])
-    .text.replace(/\$([1-5])(?!\d)/g, (match) => substitutes[match] ?? match)
-    // pgbench reads `:name` as a variable, even in comments.
+  const writer = createOutboxWriter({ source: '/astra/trading-service', notify: false });
+  const statement = tradeWithEventsQuery('BUY', ['', '', '', '', ''], {}, writer)
+    .text.replace(/\$([1-6])(?!\d)/g, (match) => substitutes[match] ?? match)
+    // pgbench reads `:name` as a variable, even in comments and in to_char()'s time format, where a
+    // quoted ":" means the same.
     .replace(/--.*$/gm, '')
+    .replaceAll('HH24:MI:SS', 'HH24":"MI":"SS')
     .trim();
-  const tradeData = `jsonb_build_object('id', gen_random_uuid(), 'accountId', ${account}, 'symbol', ${symbol},
-      'side', 'BUY', 'quantity', (:qty)::text, 'price', (:cents / 100.0)::text, 'positionVersion', 1, 'executedAt', now())`;
-  const positionData = `jsonb_build_object('accountId', ${account}, 'symbol', ${symbol}, 'quantity', (:qty)::text,
-      'averagePrice', (:cents / 100.0)::text, 'version', 1, 'updatedAt', now(), 'tradeId', gen_random_uuid())`;
-  return `\\set aid random(1, ${ACCOUNTS})
+  const notify = "SELECT pg_notify('event_outbox', NULL);";
+  const variables = `\\set aid random(1, ${ACCOUNTS})
 \\set sym random(1, ${SYMBOLS.length})
 \\set qty random(1, 100)
 \\set cents random(1000, 50000)
-BEGIN;
-${buy};
-WITH inserted AS (
-  INSERT INTO event_outbox (event_id, event_type, source, aggregate_type, aggregate_id, payload, headers)
-  VALUES (gen_random_uuid(), 'astra.trading.trade_executed.v1', '/astra/trading-service', 'trade',
-          gen_random_uuid()::text, ${tradeData}, '{}'),
-         (gen_random_uuid(), 'astra.trading.position_updated.v1', '/astra/trading-service', 'position',
-          ${account} || '|' || ${symbol}, ${positionData}, '{}')
-  RETURNING created_at
-)
-SELECT max(created_at)${notifyInside ? ", pg_notify('event_outbox', NULL)" : ''} FROM inserted;
-COMMIT;
-${notifyInside ? '' : "SELECT pg_notify('event_outbox', NULL);\n"}`;
+`;
+  return notifyInside
+    ? `${variables}BEGIN;\n${statement};\n${notify}\nCOMMIT;\n`
+    : `${variables}${statement};\n${notify}\n`;
 }
 
 async function loadServer(

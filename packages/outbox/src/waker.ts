@@ -15,6 +15,8 @@ export interface RelayWaker {
  * until that commit is flushed to disk, so notifying writers commit one at a time and cannot share a
  * WAL flush; a NOTIFY sent alone writes nothing and holds the lock for microseconds. Calls coalesce:
  * at most one NOTIFY is in flight, followed by at most one more for every wake() made meanwhile.
+ * Give it a connection of its own (a pool of one): on the application's pool under load, a wake-up
+ * waits for a free connection behind the very transactions it is meant to announce.
  */
 export function createRelayWaker(db: SqlClient, options: OutboxOptions = {}): RelayWaker {
   const { channel } = resolveOutboxOptions(options);

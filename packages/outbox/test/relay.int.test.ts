@@ -114,6 +114,68 @@ describe('outbox relay', () => {
     assert.equal(await redis.cli(['KEYS', '*outbox-journal*']), '');
   });
 
+  test("insertFrom: a change and its events in one statement; the events' data comes from the change", async () => {
+    await db.pool.query('CREATE TABLE IF NOT EXISTS counters (id text PRIMARY KEY, n bigint NOT NULL)');
+    const source = createOutboxWriter({ source: "/test/o'quoted" });
+    // Bump a counter and record one event per bump, in one statement; a bump that matches no row
+    // (the WHERE refuses it) records nothing.
+    const bump = (id: string, by: number | bigint) => ({
+      name: 'bump_counter',
+      text: `
+WITH bumped AS (
+  INSERT INTO counters AS c (id, n) SELECT $1, $2::bigint WHERE $2::bigint > 0
+  ON CONFLICT (id) DO UPDATE SET n = c.n + EXCLUDED.n
+  RETURNING id, n
+),
+events AS (${source.insertFrom(`
+  SELECT gen_random_uuid() AS event_id, 'test.counter.v1' AS event_type, 'counter' AS aggregate_type,
+         bumped.id AS aggregate_id, jsonb_build_object('id', bumped.id, 'n', bumped.n::text) AS data,
+         $3::jsonb AS headers
+  FROM bumped`)})
+SELECT n::text FROM bumped`,
+      values: [
+        id,
+        by,
+        JSON.stringify({ traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }),
+      ],
+    });
+    assert.deepEqual((await db.pool.query(bump('k-1', 2))).rows, [{ n: '2' }]);
+    assert.deepEqual((await db.pool.query(bump('k-1', 3))).rows, [{ n: '5' }]);
+    assert.deepEqual((await db.pool.query(bump('k-1', 0))).rows, []);
+    // A failing statement (this second bump overflows bigint) leaves neither the change nor its event.
+    await db.pool.query(bump('k-2', 2n ** 62n));
+    await assert.rejects(db.pool.query(bump('k-2', 2n ** 62n)), /out of range/);
+    const { rows } = await db.pool.query<{ aggregate_id: string; source: string; payload: unknown }>(
+      "SELECT aggregate_id, source, payload FROM event_outbox WHERE event_type = 'test.counter.v1' ORDER BY id",
+    );
+    assert.deepEqual(
+      rows.map((row) => [row.aggregate_id, row.source, row.payload]),
+      [
+        ['k-1', "/test/o'quoted", { id: 'k-1', n: '2' }],
+        ['k-1', "/test/o'quoted", { id: 'k-1', n: '5' }],
+        ['k-2', "/test/o'quoted", { id: 'k-2', n: String(2n ** 62n) }],
+      ],
+    );
+
+    startRelay();
+    await waitFor(async () => (await counts(db.pool)).PENDING === 0, 10_000, 'all published');
+    await stopAll();
+    const entries = await readStream(redis.url, 'test.counter.v1');
+    assert.deepEqual(
+      entries.map((entry) => [
+        entry.fields.subject,
+        entry.fields.source,
+        JSON.parse(entry.fields.data ?? 'null').n,
+      ]),
+      [
+        ['k-1', "/test/o'quoted", '2'],
+        ['k-1', "/test/o'quoted", '5'],
+        ['k-2', "/test/o'quoted", String(2n ** 62n)],
+      ],
+    );
+    assert.equal(entries[0]?.fields.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
+  });
+
   test('an event published but not marked (relay died in between) is not added to its stream again', async () => {
     await write(db.pool, [event('test.crash.v1', 'c-1', 1), event('test.crash.v1', 'c-1', 2)]);
     // Play the dead relay: publish the claimed events, then never mark them.

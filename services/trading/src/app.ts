@@ -14,6 +14,11 @@ import { TradeService } from './trades/service.ts';
 
 export interface AppOptions {
   pool: pg.Pool;
+  /**
+   * Where the relay wake-ups go (see the library's waker.ts): a pool of its own, so a wake-up never
+   * waits for a connection behind the very trades it announces. Defaults to `pool`.
+   */
+  wakePool?: pg.Pool;
   eventSource: string;
   bodyLimitBytes?: number;
   /** A pino logger; requests are not logged without one. */
@@ -66,7 +71,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Relays are woken after each commit rather than by a NOTIFY inside the trade transaction, which
   // would make trades commit one at a time (see the library's waker.ts).
   const outbox = createOutboxWriter({ source: options.eventSource, notify: false });
-  const relays = createRelayWaker(pool);
+  const relays = createRelayWaker(options.wakePool ?? pool);
   await app.register(tradeRoutes, {
     pool,
     trades: new TradeService(pool, outbox, relays),

@@ -15,10 +15,12 @@ async function main(): Promise<void> {
   await prepareDatabase(config.databaseUrl, (message) => logger.info(message));
 
   const pool = createPool(config.databaseUrl, config.dbPoolSize);
+  const wakePool = createPool(config.databaseUrl, 1);
   const relay = config.relayEnabled ? createRelay(config, logger) : undefined;
   const metrics = createMetrics(relay === undefined ? {} : { relay, admin: new OutboxAdmin(pool) });
   const app = await buildApp({
     pool,
+    wakePool,
     eventSource: config.eventSource,
     bodyLimitBytes: config.bodyLimitBytes,
     logger,
@@ -39,6 +41,7 @@ async function main(): Promise<void> {
     await app.close();
     await relay?.stop();
     await pool.end();
+    await wakePool.end();
   });
 }
 

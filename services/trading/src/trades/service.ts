@@ -4,17 +4,16 @@ import type pg from 'pg';
 import { ApiError } from '../http/errors.ts';
 import type { TradeRequest, TradeResult } from './schema.ts';
 import {
-  buyQuery,
   claimIdempotencyKeyQuery,
-  sellQuery,
   storedResponseQuery,
   storeResponseQuery,
   type TradeRow,
+  type TradeValues,
   tradeResultFromRow,
+  tradeWithEventsQuery,
 } from './sql.ts';
 
-export const TRADE_EXECUTED = 'astra.trading.trade_executed.v1';
-export const POSITION_UPDATED = 'astra.trading.position_updated.v1';
+export { POSITION_UPDATED, TRADE_EXECUTED } from './sql.ts';
 
 export interface TradeContext {
   /** The caller's API key id: idempotency keys are scoped to it. */
@@ -71,22 +70,32 @@ export class TradeService {
   ) {}
 
   /**
-   * Executes a trade: the trade row, the position change and both events commit together in one
-   * transaction, or none of them does. Nothing here talks to Redis.
+   * Executes a trade: the trade row, the position change and both events commit together, or none of
+   * them does. Without an Idempotency-Key that is one statement (atomic on its own, one round trip);
+   * with one, the key's claim and stored answer join it in a transaction. Nothing here talks to Redis.
    */
   async execute(request: TradeRequest, context: TradeContext): Promise<TradeOutcome> {
+    const key = context.idempotencyKey;
+    const outcome =
+      key === undefined
+        ? await this.trade(this.pool, request, context)
+        : await this.inTransaction((client) => this.idempotentTrade(client, request, context, key));
+    if (!outcome.replayed) this.relays.wake();
+    return outcome;
+  }
+
+  private async inTransaction(work: (client: pg.PoolClient) => Promise<TradeOutcome>): Promise<TradeOutcome> {
     const client = await this.pool.connect();
     let release: boolean | Error = false;
     try {
       await client.query('BEGIN');
       try {
-        const outcome = await this.executeInTransaction(client, request, context);
+        const outcome = await work(client);
         await client.query(outcome.replayed ? 'ROLLBACK' : 'COMMIT');
-        if (!outcome.replayed) this.relays.wake();
         return outcome;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => {});
-        throw databaseError(error) ?? error;
+        throw error;
       }
     } catch (error) {
       // A connection that failed mid-transaction must not go back to the pool.
@@ -97,30 +106,41 @@ export class TradeService {
     }
   }
 
-  private async executeInTransaction(
+  private async idempotentTrade(
     client: pg.PoolClient,
     request: TradeRequest,
     context: TradeContext,
+    idempotencyKey: string,
   ): Promise<TradeOutcome> {
-    const { idempotencyKey } = context;
-    if (idempotencyKey !== undefined) {
-      const hash = requestHash(request);
-      const claimed = await client.query(claimIdempotencyKeyQuery(context.keyId, idempotencyKey, hash));
-      if (claimed.rowCount === 0) return this.replay(client, context.keyId, idempotencyKey, hash);
-    }
+    const { keyId } = context;
+    const hash = requestHash(request);
+    const claimed = await client.query(claimIdempotencyKeyQuery(keyId, idempotencyKey, hash));
+    if (claimed.rowCount === 0) return this.replay(client, keyId, idempotencyKey, hash);
+    const outcome = await this.trade(client, request, context);
+    await client.query(storeResponseQuery(keyId, idempotencyKey, outcome.statusCode, outcome.body));
+    return outcome;
+  }
 
-    const tradeId = randomUUID();
-    const values: [string, string, string, string, string] = [
-      tradeId,
+  /** The trade statement (trade, position and both events) on a pool or in the caller's transaction. */
+  private async trade(
+    db: pg.Pool | pg.PoolClient,
+    request: TradeRequest,
+    context: TradeContext,
+  ): Promise<TradeOutcome> {
+    const values: TradeValues = [
+      randomUUID(),
       request.accountId,
       request.symbol,
       request.quantity,
       request.price,
     ];
-    const result = await client.query<TradeRow>(
-      request.side === 'BUY' ? buyQuery(values) : sellQuery(values),
-    );
-    const row = result.rows[0];
+    const query = tradeWithEventsQuery(request.side, values, traceHeaders(context), this.outbox);
+    let row: TradeRow | undefined;
+    try {
+      row = (await db.query<TradeRow>(query)).rows[0];
+    } catch (error) {
+      throw databaseError(error) ?? error;
+    }
     if (row === undefined) {
       throw new ApiError(
         422,
@@ -129,27 +149,7 @@ export class TradeService {
         'quantity',
       );
     }
-    const body = tradeResultFromRow(row);
-    const trace = traceHeaders(context);
-    await this.outbox.write(client, [
-      {
-        type: TRADE_EXECUTED,
-        aggregateType: 'trade',
-        aggregateId: tradeId,
-        data: body.trade,
-        ...trace,
-      },
-      {
-        type: POSITION_UPDATED,
-        aggregateType: 'position',
-        aggregateId: positionAggregateId(request.accountId, request.symbol),
-        data: { ...body.position, tradeId },
-        ...trace,
-      },
-    ]);
-    if (idempotencyKey !== undefined)
-      await client.query(storeResponseQuery(context.keyId, idempotencyKey, 201, body));
-    return { statusCode: 201, body, replayed: false };
+    return { statusCode: 201, body: tradeResultFromRow(row), replayed: false };
   }
 
   private async replay(
@@ -184,7 +184,8 @@ export class TradeService {
   }
 }
 
-function traceHeaders(context: TradeContext): { traceparent?: string; tracestate?: string } {
+/** The events' W3C trace context headers (the route passes only a valid traceparent). */
+function traceHeaders(context: TradeContext): Record<string, string> {
   if (context.traceparent === undefined) return {};
   if (context.tracestate === undefined) return { traceparent: context.traceparent };
   return { traceparent: context.traceparent, tracestate: context.tracestate };

@@ -1,33 +1,20 @@
+import type { OutboxWriter } from '@astra/outbox';
 import type { QueryConfig } from 'pg';
 import type { Position, Trade, TradeResult } from './schema.ts';
 
+export const TRADE_EXECUTED = 'astra.trading.trade_executed.v1';
+export const POSITION_UPDATED = 'astra.trading.position_updated.v1';
+
+/** $1 trade id, $2 account, $3 symbol, $4 quantity, $5 price. */
+export type TradeValues = [string, string, string, string, string];
+export type Side = 'BUY' | 'SELL';
+
 /**
- * The trade's own writes in one statement: the position change under its row lock (the upsert or
- * update takes it), then the trade row stamped with the position's new version. Values are exact
- * `numeric` throughout; the database does all arithmetic.
- * $1 trade id, $2 account, $3 symbol, $4 quantity, $5 price. Returns no row when a SELL exceeds
- * the held quantity (or there is no position), which writes nothing.
+ * The position change, taking the position's row lock. A BUY upserts; a SELL updates only when the
+ * position holds enough, so it yields no row (and writes nothing) otherwise.
  */
-const RESULT = `
-SELECT trade.id, trade.account_id, trade.symbol, trade.side,
-       trim_scale(trade.quantity)::text AS quantity, trim_scale(trade.price)::text AS price,
-       trade.position_version, trade.executed_at,
-       trim_scale(pos.quantity)::text AS position_quantity,
-       trim_scale(pos.average_price)::text AS average_price, pos.updated_at
-FROM pos, trade`;
-
-const TRADE_INSERT = (side: 'BUY' | 'SELL') => `
-trade AS (
-  INSERT INTO trades (id, account_id, symbol, side, quantity, price, position_version)
-  SELECT $1, $2, $3, '${side}', $4, $5, pos.version FROM pos
-  RETURNING *
-)`;
-
-export function buyQuery(values: [string, string, string, string, string]): QueryConfig {
-  return {
-    name: 'trade_buy',
-    text: `
-WITH pos AS (
+const POSITION_CHANGE: Record<Side, string> = {
+  BUY: `
   INSERT INTO positions AS p (account_id, symbol, quantity, average_price, version)
   VALUES ($2, $3, $4::numeric, $5::numeric, 1)
   ON CONFLICT (account_id, symbol) DO UPDATE SET
@@ -40,17 +27,8 @@ WITH pos AS (
     quantity = p.quantity + EXCLUDED.quantity,
     version = p.version + 1,
     updated_at = now()
-  RETURNING quantity, average_price, version, updated_at
-), ${TRADE_INSERT('BUY')}${RESULT}`,
-    values,
-  };
-}
-
-export function sellQuery(values: [string, string, string, string, string]): QueryConfig {
-  return {
-    name: 'trade_sell',
-    text: `
-WITH pos AS (
+  RETURNING quantity, average_price, version, updated_at`,
+  SELL: `
   UPDATE positions p SET
     quantity = p.quantity - $4::numeric,
     -- A closed position has no cost basis left.
@@ -58,10 +36,76 @@ WITH pos AS (
     version = p.version + 1,
     updated_at = now()
   WHERE p.account_id = $2 AND p.symbol = $3 AND p.quantity >= $4::numeric
-  RETURNING quantity, average_price, version, updated_at
-), ${TRADE_INSERT('SELL')}${RESULT}`,
-    values,
+  RETURNING quantity, average_price, version, updated_at`,
+};
+
+/** A timestamp as JavaScript's toISOString() writes it (UTC, milliseconds), so API and events agree. */
+const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/**
+ * Both events of a trade, as rows for the outbox writer's insertFrom(); their data is what the API
+ * answers (the trade; the position plus the trade's id). $6 the events' trace headers (jsonb).
+ */
+const TRADE_EVENTS = `
+  SELECT gen_random_uuid() AS event_id, '${TRADE_EXECUTED}' AS event_type, 'trade' AS aggregate_type,
+         trade.id::text AS aggregate_id,
+         jsonb_build_object('id', trade.id, 'accountId', trade.account_id, 'symbol', trade.symbol,
+                            'side', trade.side, 'quantity', trim_scale(trade.quantity)::text,
+                            'price', trim_scale(trade.price)::text, 'positionVersion', trade.position_version,
+                            'executedAt', ${iso('trade.executed_at')}) AS data,
+         $6::jsonb AS headers
+  FROM trade
+  UNION ALL
+  SELECT gen_random_uuid(), '${POSITION_UPDATED}', 'position', trade.account_id || ':' || trade.symbol,
+         jsonb_build_object('accountId', trade.account_id, 'symbol', trade.symbol,
+                            'quantity', trim_scale(pos.quantity)::text,
+                            'averagePrice', trim_scale(pos.average_price)::text, 'version', pos.version,
+                            'updatedAt', ${iso('pos.updated_at')}, 'tradeId', trade.id),
+         $6::jsonb
+  FROM pos, trade`;
+
+/**
+ * The trade's writes in one statement: the position change under its row lock, the trade row stamped
+ * with the position's new version and, given `insertEvents` (the outbox writer's insertFrom), both
+ * events: one round trip, atomic without BEGIN/COMMIT. Values are exact `numeric` throughout; the
+ * database does all arithmetic. Returns no row when a SELL exceeds the held quantity (or there is no
+ * position), which writes nothing.
+ */
+function tradeStatement(side: Side, insertEvents?: (select: string) => string): string {
+  const events = insertEvents === undefined ? '' : `,\nevents AS (\n  ${insertEvents(TRADE_EVENTS)}\n)`;
+  return `
+WITH pos AS (${POSITION_CHANGE[side]}
+),
+trade AS (
+  INSERT INTO trades (id, account_id, symbol, side, quantity, price, position_version)
+  SELECT $1, $2, $3, '${side}', $4, $5, pos.version FROM pos
+  RETURNING *
+)${events}
+SELECT trade.id, trade.account_id, trade.symbol, trade.side,
+       trim_scale(trade.quantity)::text AS quantity, trim_scale(trade.price)::text AS price,
+       trade.position_version, trade.executed_at,
+       trim_scale(pos.quantity)::text AS position_quantity,
+       trim_scale(pos.average_price)::text AS average_price, pos.updated_at
+FROM pos, trade`;
+}
+
+/** The trade and its two events. $6 the events' trace headers (a JSON object). */
+export function tradeWithEventsQuery(
+  side: Side,
+  values: TradeValues,
+  headers: Record<string, string>,
+  outbox: OutboxWriter,
+): QueryConfig {
+  return {
+    name: `trade_${side.toLowerCase()}_with_events`,
+    text: tradeStatement(side, (select) => outbox.insertFrom(select)),
+    values: [...values, JSON.stringify(headers)],
   };
+}
+
+/** The trade alone, without events: what the old direct-publish design (a bench contender) ran. */
+export function tradeQuery(side: Side, values: TradeValues): QueryConfig {
+  return { name: `trade_${side.toLowerCase()}`, text: tradeStatement(side), values };
 }
 
 export interface TradeRow {
