@@ -6,11 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { createOutboxWriter, createRelayWaker } from '@astra/outbox';
 import pg from 'pg';
-import {
-  type TradeValues,
-  tradeQuery,
-  tradeWithEventsQuery,
-} from '../../services/trading/src/trades/sql.ts';
+import { type TradeValues, tradeQuery, tradeWithEventsQuery } from '../../services/trading/src/trades/sql.ts';
 import { now, sleep } from './infra.ts';
 import { SYMBOLS } from './wrk.ts';
 
