@@ -10,6 +10,7 @@ export interface BenchConfig {
   writeSeconds: number;
   warmupSeconds: number;
   pgbenchSeconds: number;
+  /** Offered trade rates (2 events each) for LISTEN/NOTIFY; graphile-worker runs the first two. */
   latencyRates: number[];
   pollingRates: number[];
   latencySeconds: number;
@@ -29,7 +30,7 @@ export function benchConfig(quick: boolean, log: (line: string) => void): BenchC
         writeSeconds: 8,
         warmupSeconds: 2,
         pgbenchSeconds: 5,
-        latencyRates: [500, 1000, 2000],
+        latencyRates: [250, 500, 1000, 2000],
         pollingRates: [500, 1000],
         latencySeconds: 5,
         keepUpSeconds: 15,
@@ -45,7 +46,7 @@ export function benchConfig(quick: boolean, log: (line: string) => void): BenchC
         writeSeconds: 30,
         warmupSeconds: 5,
         pgbenchSeconds: 20,
-        latencyRates: [500, 1000, 2000],
+        latencyRates: [250, 500, 1000, 2000],
         pollingRates: [500, 1000, 2000],
         latencySeconds: 20,
         keepUpSeconds: 60,

@@ -111,6 +111,12 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * Bytes of an entry beyond its values: the field names and constant attributes PUBLISH_SCRIPT adds
+ * ('traceparent' and 'tracestate' are counted where present).
+ */
+const FIELD_NAME_BYTES = 'idtypesourcesubjecttimespecversion1.0datacontenttypeapplication/jsondata'.length;
+
 const sha1 = (text: string) => createHash('sha1').update(text).digest('hex');
 
 interface Group {
@@ -229,29 +235,21 @@ export class RedisStreamsPublisher implements Publisher {
     events.forEach((event, position) => {
       if (stopped.has(event.aggregateId)) return;
       const stream = this.streamOf(event.type);
-      const fields = [
-        'id',
+      // The values of the entry's fields, in PUBLISH_SCRIPT's order (it adds names and constants).
+      const values = [
         event.eventId,
-        'type',
         event.type,
-        'source',
         event.source,
-        'subject',
         event.aggregateId,
-      ];
-      fields.push(
-        'time',
         event.time,
-        'specversion',
-        '1.0',
-        'datacontenttype',
-        'application/json',
-        'data',
         event.data,
+        event.traceparent ?? '',
+        event.tracestate ?? '',
+      ];
+      const size = values.reduce(
+        (total, value) => total + Buffer.byteLength(value),
+        FIELD_NAME_BYTES + (event.traceparent === null ? 0 : 11) + (event.tracestate === null ? 0 : 10),
       );
-      if (event.traceparent !== null) fields.push('traceparent', event.traceparent);
-      if (event.tracestate !== null) fields.push('tracestate', event.tracestate);
-      const size = fields.reduce((total, field) => total + Buffer.byteLength(field), 0);
       if (size > this.maxEventBytes) {
         outcomes[position] = {
           status: 'rejected',
@@ -291,7 +289,7 @@ export class RedisStreamsPublisher implements Publisher {
         index = group.keys.length - 1; // Lua's 1-based index of the stream
         group.keyIndex.set(stream, index);
       }
-      group.args.push(String(index), event.eventId, event.aggregateId, String(fields.length), ...fields);
+      group.args.push(String(index), ...values);
       group.positions.push(position);
     });
 

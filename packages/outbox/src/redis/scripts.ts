@@ -4,7 +4,9 @@
  * KEYS: stream_1, journal_1, stream_2, journal_2, ...
  * ARGV[1]: MAXLEN for approximate trimming, 0 for none
  * ARGV[2]: dedupe window in seconds
- * then per event: key index (of its stream in KEYS), event id, aggregate id, field count, fields...
+ * then EVENT_ARGS per event: key index (of its stream in KEYS), and the CloudEvents attributes id,
+ * type, source, subject (the aggregate id), time, data, traceparent and tracestate ('' when absent).
+ * The script adds the field names and the constant attributes: half the arguments to encode and parse.
  * Returns one string per event: the stream entry id, "!held" when an earlier event of its aggregate
  * failed in this call, or "!err:<message>" when Redis refused it.
  *
@@ -14,6 +16,9 @@
  * recorded entry id instead of being added again: a relay that died between XADD and its database
  * mark therefore leaves no second entry.
  */
+/** Arguments per event in PUBLISH_SCRIPT's ARGV. */
+const EVENT_ARGS = 9;
+
 export const PUBLISH_SCRIPT = `
 local maxlen = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -23,14 +28,27 @@ local CHUNK = 1000 -- Lua's unpack() stops at a few thousand values
 -- Read the events, and per journal the ids to look up.
 local events = {}
 local idsByJournal = {}
-local i = 3
-while i <= #ARGV do
-  local n = tonumber(ARGV[i + 3])
-  local event = { k = tonumber(ARGV[i]), id = ARGV[i + 1], aggregate = ARGV[i + 2], first = i + 4, last = i + 3 + n }
+for i = 3, #ARGV, ${EVENT_ARGS} do
+  local event = { k = tonumber(ARGV[i]), id = ARGV[i + 1], aggregate = ARGV[i + 4], at = i }
   events[#events + 1] = event
   idsByJournal[event.k] = idsByJournal[event.k] or {}
   table.insert(idsByJournal[event.k], event.id)
-  i = i + 4 + n
+end
+
+-- The entry's fields: CloudEvents attributes in structured order, the trace context when present.
+local function fields(at)
+  local f = { 'id', ARGV[at + 1], 'type', ARGV[at + 2], 'source', ARGV[at + 3], 'subject', ARGV[at + 4],
+              'time', ARGV[at + 5], 'specversion', '1.0', 'datacontenttype', 'application/json',
+              'data', ARGV[at + 6] }
+  if ARGV[at + 7] ~= '' then
+    f[#f + 1] = 'traceparent'
+    f[#f + 1] = ARGV[at + 7]
+  end
+  if ARGV[at + 8] ~= '' then
+    f[#f + 1] = 'tracestate'
+    f[#f + 1] = ARGV[at + 8]
+  end
+  return f
 end
 
 -- One HMGET per journal bucket and chunk, instead of two HGETs per event.
@@ -58,9 +76,9 @@ for _, event in ipairs(events) do
   else
     local reply
     if maxlen > 0 then
-      reply = redis.pcall('XADD', KEYS[event.k], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, event.first, event.last))
+      reply = redis.pcall('XADD', KEYS[event.k], 'MAXLEN', '~', maxlen, '*', unpack(fields(event.at)))
     else
-      reply = redis.pcall('XADD', KEYS[event.k], '*', unpack(ARGV, event.first, event.last))
+      reply = redis.pcall('XADD', KEYS[event.k], '*', unpack(fields(event.at)))
     end
     if type(reply) == 'table' and reply.err then
       failed[event.aggregate] = true
