@@ -104,11 +104,17 @@ export function buildRows(report: BenchReport): Row[] {
         `${int(run.tps)} tx/s (avg ${fixed(run.latencyMs)} ms)`,
       );
     }
-    if (w.pgbenchNotifyInside) {
+    const diagnosticLabels = {
+      'notify-inside': 'the NOTIFY INSIDE the transaction',
+      'no-wake': 'without the relay wake-up (NOTIFY)',
+      'trade-only': 'the trade alone (no events, no NOTIFY)',
+      service: 'as the service',
+    };
+    for (const run of w.pgbenchDiagnostics ?? []) {
       add(
         '1 write path',
-        'diagnostic: pgbench with pg_notify INSIDE the transaction -c 16',
-        `${int(w.pgbenchNotifyInside.tps)} tx/s (avg ${fixed(w.pgbenchNotifyInside.latencyMs)} ms)`,
+        `diagnostic: pgbench -c ${run.clients}, ${diagnosticLabels[run.variant]}`,
+        `${int(run.tps)} tx/s (avg ${fixed(run.latencyMs)} ms)`,
       );
     }
     add(
@@ -351,7 +357,11 @@ function boundsSection(report: BenchReport): string {
   const r1 = dr?.relay1;
   const r2 = dr?.relay2;
   const after = w?.pgbench?.find((run) => run.clients === 16)?.tps;
-  const inside = w?.pgbenchNotifyInside?.tps;
+  const diagnostic = (variant: string) => w?.pgbenchDiagnostics?.find((run) => run.variant === variant)?.tps;
+  const inside = diagnostic('notify-inside');
+  const service8 = w?.pgbench?.find((run) => run.clients === 8)?.tps;
+  const noWake = diagnostic('no-wake');
+  const tradeOnly = diagnostic('trade-only');
   const lines: string[] = ['### The write path', ''];
   lines.push(
     `- Measured: service ${int(w?.service?.requestsPerSecond)} req/s, direct-publish ${int(w?.direct?.requestsPerSecond)} req/s; ` +
@@ -362,9 +372,14 @@ function boundsSection(report: BenchReport): string {
     '  share a WAL flush. The service writes with `notify: false` and wakes the relays with a NOTIFY of its',
     '  own after each commit, coalesced per process (`createRelayWaker`); a lost wake-up costs at most one',
     '  `pollIntervalMs`.',
-    '- What is left: the outbox costs the database real work per trade (two more rows and their index',
-    '  entries, updated by the relay and deleted by retention): see "PostgreSQL CPU per request"; and the',
-    '  service process itself (Fastify, JSON, pg) shares the two cores with PostgreSQL, Redis and the relay.',
+    '- A trade is one statement (position, trade row and both events: one round trip, no BEGIN/COMMIT);',
+    '  the direct-publish design runs the same statement minus the events.',
+    `- What the database pays, with pgbench at -c 8: the trade alone ${int(tradeOnly)} tx/s; with its two events ` +
+      `${int(noWake)} tx/s (${times(ratio(noWake, tradeOnly))}); with the relay wake-up after each commit too ` +
+      `${int(service8)} tx/s (${times(ratio(service8, tradeOnly))}). The two outbox rows (heap, three index entries ` +
+      'each, WAL) and the NOTIFY are real work per trade, and the relay later reads and marks each row: see ' +
+      '"PostgreSQL CPU per request". The service process itself (Fastify, JSON, pg) shares the two cores with ' +
+      'PostgreSQL, Redis, the relay and wrk.',
     '',
     '### The drain',
     '',
@@ -384,19 +399,39 @@ function boundsSection(report: BenchReport): string {
         `their backends ${fixed(r2.cpu.postgresBackends)}, Redis ${fixed(r2.cpu.redis)}, machine ${fixed(r2.cpu.machine)}.`,
     );
   }
+  const rate2 = r2?.eventsPerSecond;
+  const limitRate = dr?.pgbenchLimit?.eventsPerSecond;
+  if (r2?.cpu && rate2) {
+    const us = (cores: number | null) => (cores === null ? null : (cores / rate2) * 1e6);
+    const parts = [us(r2.cpu.relays), us(r2.cpu.postgresBackends), us(r2.cpu.redis)];
+    const total = parts.every((part) => part !== null)
+      ? parts.reduce((sum, part) => (sum as number) + (part as number), 0)
+      : null;
+    lines.push(
+      `- CPU per event with two relays: relay processes ${fixed(parts[0], 0)} µs, their PostgreSQL backends ` +
+        `${fixed(parts[1], 0)} µs, Redis ${fixed(parts[2], 0)} µs: ${fixed(total, 0)} µs in all, so ` +
+        `${report.machine.cores} cores carry at most ${int(total ? (report.machine.cores * 1e6) / total : null)} events/s. ` +
+        `The limit statement is PostgreSQL alone: at ${int(limitRate)} events/s it spends at most ` +
+        `${fixed(limitRate ? (report.machine.cores * 1e6) / limitRate : null, 0)} µs per event, all ${report.machine.cores} cores counted; ` +
+        `our relays' PostgreSQL share alone is ${fixed(parts[1], 0)} µs.`,
+    );
+  }
   lines.push(
     '- What bounds it: CPU. With two relays the machine is nearly saturated (PostgreSQL, Redis and the relays',
     '  share two cores), and the relay does more per event than the limit statement, which claims and marks',
     '  500 rows in one statement and moves no payload: the relay claims (one statement, reading every',
     '  payload out of PostgreSQL), publishes (one Lua call per batch: a journal lookup per id in one HMGET, an',
     '  XADD per event, one journal HSET) and marks (a second statement; never a HOT update, since status is in',
-    '  the partial indexes, so each marked row adds entries to three indexes). Counted per event over all',
-    '  processes the relay costs about twice the CPU of the limit statement.',
+    '  the partial indexes, so each marked row adds entries to three indexes). The relay process and Redis',
+    '  come on top of what the limit statement costs PostgreSQL.',
     '- Within one relay the phases overlap: batch N is marked while batch N+1 is with Redis (the claim',
     '  leaves N out), so a relay keeps its backend and Redis busy together; each relay reads only the',
     "  partitions it owns (a `(partition_no, id)` pending index), so relays do not read each other's rows.",
-    '- Next steps, not taken: a larger batch (RELAY_BATCH_SIZE 1000-2000) shrinks the per-batch share; and',
-    '  on machines where PostgreSQL and Redis have their own cores, more relays scale further than here.',
+    '- Tried and measured without gain: batches of 1,000; marks on a second connection of their own; the',
+    '  mark carried by the next claim statement (it then waits for the WAL flush before the claim returns).',
+    '- Next steps, not taken: a retention-free mode that DELETEs published rows instead of marking them',
+    '  (no new row version and no index entries per event, but no PUBLISHED history either); on machines',
+    '  where PostgreSQL and Redis have their own cores, more relays scale further than here.',
     '',
     '### Latency',
     '',

@@ -4,7 +4,7 @@
  * bench-only server that commits and then XADDs both events directly.
  */
 import { createOutboxWriter } from '@astra/outbox';
-import { tradeWithEventsQuery } from '../../services/trading/src/trades/sql.ts';
+import { type TradeValues, tradeQuery, tradeWithEventsQuery } from '../../services/trading/src/trades/sql.ts';
 import type { BenchConfig } from '../lib/config.ts';
 import {
   backendPids,
@@ -50,20 +50,23 @@ export interface WritePathResult {
   service?: HttpRun;
   direct?: HttpRun;
   pgbench?: { clients: number; tps: number; latencyMs: number }[];
-  /** Diagnostic: the transaction with pg_notify inside it, -c 16 (what an in-transaction NOTIFY costs). */
-  pgbenchNotifyInside?: { clients: number; tps: number; latencyMs: number };
+  /** Variants of the same SQL that say what each part costs the database. */
+  pgbenchDiagnostics?: { variant: PgbenchVariant; clients: number; tps: number; latencyMs: number }[];
   pgbenchBestTps?: number;
   errors: string[];
 }
 
 /**
- * The service's write for pgbench: its own trade statement (position upsert, trade insert and both
- * events through the outbox writer, from trades/sql.ts, with pgbench variables in place of the
- * parameters) over random accounts and symbols; then, as the service's relay waker does after each
- * commit, a NOTIFY on its own. With `notifyInside`, the NOTIFY is inside the transaction instead, as
- * the writer's default `notify: true` does.
+ * pgbench scripts of the service's write: 'service' is its own trade statement (position upsert, trade
+ * insert and both events through the outbox writer, from trades/sql.ts, with pgbench variables in place
+ * of the parameters) over random accounts and symbols, then a NOTIFY on its own as the service's relay
+ * waker sends after each commit. Diagnostics: 'notify-inside' puts the NOTIFY inside the transaction
+ * (as the writer's default `notify: true` does), 'no-wake' leaves it out, 'trade-only' is the trade
+ * without its events (what the direct-publish design runs).
  */
-export function tradeTransactionScript(notifyInside = false): string {
+export type PgbenchVariant = 'service' | 'notify-inside' | 'no-wake' | 'trade-only';
+
+export function tradeTransactionScript(variant: PgbenchVariant = 'service'): string {
   const symbol = `(ARRAY[${SYMBOLS.map((s) => `'${s}'`).join(',')}])[:sym]`;
   const substitutes: Record<string, string> = {
     $1: 'gen_random_uuid()',
@@ -74,8 +77,11 @@ export function tradeTransactionScript(notifyInside = false): string {
     $6: `'{}'`,
   };
   const writer = createOutboxWriter({ source: '/astra/trading-service', notify: false });
-  const statement = tradeWithEventsQuery('BUY', ['', '', '', '', ''], {}, writer)
-    .text.replace(/\$([1-6])(?!\d)/g, (match) => substitutes[match] ?? match)
+  const values: TradeValues = ['', '', '', '', ''];
+  const query =
+    variant === 'trade-only' ? tradeQuery('BUY', values) : tradeWithEventsQuery('BUY', values, {}, writer);
+  const statement = query.text
+    .replace(/\$([1-6])(?!\d)/g, (match) => substitutes[match] ?? match)
     // pgbench reads `:name` as a variable, even in comments and in to_char()'s time format, where a
     // quoted ":" means the same.
     .replace(/--.*$/gm, '')
@@ -87,9 +93,14 @@ export function tradeTransactionScript(notifyInside = false): string {
 \\set qty random(1, 100)
 \\set cents random(1000, 50000)
 `;
-  return notifyInside
-    ? `${variables}BEGIN;\n${statement};\n${notify}\nCOMMIT;\n`
-    : `${variables}${statement};\n${notify}\n`;
+  switch (variant) {
+    case 'service':
+      return `${variables}${statement};\n${notify}\n`;
+    case 'notify-inside':
+      return `${variables}BEGIN;\n${statement};\n${notify}\nCOMMIT;\n`;
+    default:
+      return `${variables}${statement};\n`;
+  }
 }
 
 async function loadServer(
@@ -165,10 +176,10 @@ async function directRun(config: BenchConfig): Promise<HttpRun> {
   );
 }
 
-async function pgbenchRun(config: BenchConfig, clients: number, notifyInside = false) {
+async function pgbenchRun(config: BenchConfig, clients: number, variant: PgbenchVariant = 'service') {
   return withDatabase(`write_pgbench${clients}`, async (database) => {
     await prepareTradingDatabase(database);
-    const run = await runPgbench(database, tradeTransactionScript(notifyInside), {
+    const run = await runPgbench(database, tradeTransactionScript(variant), {
       clients,
       threads: 2,
       seconds: config.pgbenchSeconds,
@@ -202,11 +213,22 @@ export async function writePathScenario(config: BenchConfig): Promise<WritePathR
     }
   }
   result.pgbench = pgbench;
-  result.pgbenchNotifyInside = await attempt('pgbench, the transaction with pg_notify inside it, -c 16', () =>
-    pgbenchRun(config, 16, true),
-  );
-  if (result.pgbenchNotifyInside !== undefined)
-    config.log(`    ${Math.round(result.pgbenchNotifyInside.tps)} tx/s`);
+  const diagnostics: NonNullable<WritePathResult['pgbenchDiagnostics']> = [];
+  const variants: [PgbenchVariant, number][] = [
+    ['notify-inside', 16],
+    ['no-wake', 8],
+    ['trade-only', 8],
+  ];
+  for (const [variant, clients] of variants) {
+    const run = await attempt(`pgbench diagnostic ${variant}, -c ${clients}`, () =>
+      pgbenchRun(config, clients, variant),
+    );
+    if (run !== undefined) {
+      diagnostics.push({ variant, ...run });
+      config.log(`    ${Math.round(run.tps)} tx/s`);
+    }
+  }
+  result.pgbenchDiagnostics = diagnostics;
   if (pgbench.length > 0) result.pgbenchBestTps = Math.max(...pgbench.map((run) => run.tps));
   result.direct = await attempt('direct-publish server (old design)', () => directRun(config));
   if (result.direct !== undefined) config.log(`    ${Math.round(result.direct.requestsPerSecond)} req/s`);
