@@ -13,8 +13,6 @@ import {
   tradeWithEventsQuery,
 } from './sql.ts';
 
-export { POSITION_UPDATED, TRADE_EXECUTED } from './sql.ts';
-
 export interface TradeContext {
   /** The caller's API key id: idempotency keys are scoped to it. */
   keyId: number;
@@ -28,10 +26,6 @@ export interface TradeOutcome {
   body: TradeResult | unknown;
   /** True when the body is the stored answer to an earlier request with the same Idempotency-Key. */
   replayed: boolean;
-}
-
-export function positionAggregateId(accountId: string, symbol: string): string {
-  return `${accountId}:${symbol}`;
 }
 
 /** A stable hash of the request body: the same fields in any order hash alike. */
