@@ -27,7 +27,7 @@ import {
 } from '../lib/infra.ts';
 import { runPgbench } from '../lib/pgbench.ts';
 import { summarize } from '../lib/stats.ts';
-import type { Phases } from '../workers/drainer.ts';
+import type { DrainerConfig, Phases } from '../workers/drainer.ts';
 
 export interface DrainRun {
   eventsPerSecond: number | null;
@@ -299,36 +299,44 @@ WHERE id IN (SELECT id FROM event_outbox WHERE status = 'PENDING' AND partition_
   );
 }
 
+/**
+ * Times one peer's drainer process: starts it, lets it go, waits until `events` entries are in `stream`
+ * or `limitSeconds` pass, and stops it. `note` describes the run (and says when it was time-boxed).
+ */
+async function timeDrainer(
+  name: string,
+  drainerConfig: DrainerConfig,
+  redis: ThrowawayRedis,
+  stream: string,
+  events: number,
+  limitSeconds: number,
+  note: (complete: boolean) => string | undefined,
+): Promise<DrainRun> {
+  const drainer = await Drainer.start(name, drainerConfig);
+  try {
+    const started = now();
+    drainer.go();
+    const waited = await waitDrained(redis, [stream], events, limitSeconds, [drainer], started);
+    return { eventsPerSecond: waited.drained / waited.seconds, ...waited, note: note(waited.complete) };
+  } finally {
+    await drainer.stop();
+  }
+}
+
 async function naiveDrain(config: BenchConfig, backlog: Backlog): Promise<DrainRun> {
   return withRedis((redis) =>
     withDatabase(
       'drain_naive',
-      async (database) => {
-        const drainer = await Drainer.start('naive', {
-          mode: 'naive',
-          databaseUrl: databaseUrl(database),
-          redisUrl: redis.url,
-        });
-        try {
-          const started = now();
-          drainer.go();
-          const waited = await waitDrained(
-            redis,
-            [BACKLOG_EVENT_TYPE],
-            backlog.events,
-            config.timeBoxSeconds,
-            [drainer],
-            started,
-          );
-          return {
-            eventsPerSecond: waited.drained / waited.seconds,
-            ...waited,
-            note: waited.complete ? undefined : `time-boxed at ${config.timeBoxSeconds} s`,
-          };
-        } finally {
-          await drainer.stop();
-        }
-      },
+      (database) =>
+        timeDrainer(
+          'naive',
+          { mode: 'naive', databaseUrl: databaseUrl(database), redisUrl: redis.url },
+          redis,
+          BACKLOG_EVENT_TYPE,
+          backlog.events,
+          config.timeBoxSeconds,
+          (complete) => (complete ? undefined : `time-boxed at ${config.timeBoxSeconds} s`),
+        ),
       backlog.template,
     ),
   );
@@ -343,33 +351,22 @@ async function graphileDrain(config: BenchConfig, events: number): Promise<Drain
       await enqueueGraphile(url, events);
       const concurrency = 16;
       const localQueueSize = 500;
-      const drainer = await Drainer.start('graphile-worker', {
-        mode: 'graphile',
-        databaseUrl: url,
-        redisUrl: redis.url,
-        stream: STREAM_GRAPHILE,
-        concurrency,
-        localQueueSize,
-      });
-      try {
-        const started = now();
-        drainer.go();
-        const waited = await waitDrained(
-          redis,
-          [STREAM_GRAPHILE],
-          events,
-          config.drainLimitSeconds,
-          [drainer],
-          started,
-        );
-        return {
-          eventsPerSecond: waited.drained / waited.seconds,
-          ...waited,
-          note: `concurrency ${concurrency}, localQueue.size ${localQueueSize}, completeJobBatchDelay 0`,
-        };
-      } finally {
-        await drainer.stop();
-      }
+      return timeDrainer(
+        'graphile-worker',
+        {
+          mode: 'graphile',
+          databaseUrl: url,
+          redisUrl: redis.url,
+          stream: STREAM_GRAPHILE,
+          concurrency,
+          localQueueSize,
+        },
+        redis,
+        STREAM_GRAPHILE,
+        events,
+        config.drainLimitSeconds,
+        () => `concurrency ${concurrency}, localQueue.size ${localQueueSize}, completeJobBatchDelay 0`,
+      );
     }),
   );
 }
@@ -417,36 +414,26 @@ async function pgbossDrain(config: BenchConfig, events: number): Promise<DrainRu
       });
       const workers = 4;
       const batchSize = 100;
-      const drainer = await Drainer.start('pg-boss', {
-        mode: 'pgboss',
-        databaseUrl: url,
-        redisUrl: redis.url,
-        stream: STREAM_PGBOSS,
-        queue: PGBOSS_QUEUE,
-        workers,
-        batchSize,
-      });
-      try {
-        const started = now();
-        drainer.go();
-        const waited = await waitDrained(
-          redis,
-          [STREAM_PGBOSS],
-          events,
-          config.timeBoxSeconds,
-          [drainer],
-          started,
-        );
-        return {
-          eventsPerSecond: waited.drained / waited.seconds,
-          ...waited,
-          note: `${workers} workers x batchSize ${batchSize}, polling 0.5 s${
-            waited.complete ? '' : `; time-boxed at ${config.timeBoxSeconds} s`
+      return timeDrainer(
+        'pg-boss',
+        {
+          mode: 'pgboss',
+          databaseUrl: url,
+          redisUrl: redis.url,
+          stream: STREAM_PGBOSS,
+          queue: PGBOSS_QUEUE,
+          workers,
+          batchSize,
+        },
+        redis,
+        STREAM_PGBOSS,
+        events,
+        config.timeBoxSeconds,
+        (complete) =>
+          `${workers} workers x batchSize ${batchSize}, polling 0.5 s${
+            complete ? '' : `; time-boxed at ${config.timeBoxSeconds} s`
           }`,
-        };
-      } finally {
-        await drainer.stop();
-      }
+      );
     }),
   );
 }
