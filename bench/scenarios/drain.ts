@@ -41,6 +41,8 @@ export interface DrainRun {
 
 export interface RelayDrainRun extends DrainRun {
   relays: number;
+  /** The relay deleted published events (`deletePublished`) instead of marking them. */
+  deletePublished?: boolean;
   /** CPU as a share of one core during the drain. */
   cpu?: { relays: number | null; postgresBackends: number | null; redis: number | null; machine: number };
   phases?: { batches: number; claimPct: number; publishPct: number; markPct: number; msPerBatch: number };
@@ -60,7 +62,11 @@ export interface DrainResult {
   backlogBuildSeconds: number;
   relay1?: RelayDrainRun;
   relay2?: RelayDrainRun;
+  /** Two relays with `deletePublished`. */
+  relay2Delete?: RelayDrainRun;
   pgbenchLimit?: DrainRun;
+  /** The limit for `deletePublished`: pgbench claiming and deleting in one statement. */
+  pgbenchDeleteLimit?: DrainRun;
   naive?: DrainRun;
   graphile?: DrainRun;
   pgboss?: DrainRun;
@@ -150,13 +156,13 @@ async function statusQueryTime(url: string): Promise<DrainResult['statusQueryMs'
 async function relayDrain(
   config: BenchConfig,
   backlog: Backlog,
-  relays: number,
+  { relays, deletePublished }: { relays: number; deletePublished: boolean },
   measureCost: boolean,
   result: DrainResult,
 ): Promise<RelayDrainRun> {
   return withRedis((redis) =>
     withDatabase(
-      `drain_relay${relays}`,
+      `drain_relay${relays}${deletePublished ? '_delete' : ''}`,
       async (database) => {
         const url = databaseUrl(database);
         if (measureCost) result.statusQueryMs = await statusQueryTime(url);
@@ -173,6 +179,7 @@ async function relayDrain(
                 // Two relays split the partitions within a fraction of a second instead of 2 s.
                 rebalanceIntervalMs: 200,
                 batchSize: 500,
+                deletePublished,
               }),
             );
           }
@@ -199,6 +206,7 @@ async function relayDrain(
           await sleep(150); // one more progress report with the last phases
           const run: RelayDrainRun = {
             relays,
+            deletePublished,
             eventsPerSecond: waited.drained / waited.seconds,
             ...waited,
             cpu: {
@@ -263,16 +271,22 @@ async function retention(
 /**
  * The limit: pgbench runs the claim-and-mark work as one statement, 500 rows a transaction, the way
  * the relay reads: one partition's PENDING events in id order (through the same partial index).
+ * For `deletePublished` the statement deletes the rows instead of marking them.
  */
-async function pgbenchLimit(backlog: Backlog): Promise<DrainRun> {
+async function pgbenchLimit(backlog: Backlog, deletePublished: boolean): Promise<DrainRun> {
   return withDatabase(
-    'drain_pgbench',
+    `drain_pgbench${deletePublished ? '_delete' : ''}`,
     async (database) => {
       const clients = 2;
+      const claim = `SELECT id FROM event_outbox WHERE status = 'PENDING' AND partition_no = :p
+             ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`;
       const script = `\\set p random(0, ${PARTITION_COUNT - 1})
-UPDATE event_outbox SET status = 'PUBLISHED', published_at = now(), updated_at = now()
-WHERE id IN (SELECT id FROM event_outbox WHERE status = 'PENDING' AND partition_no = :p
-             ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED);
+${
+  deletePublished
+    ? `DELETE FROM event_outbox WHERE id IN (${claim});`
+    : `UPDATE event_outbox SET status = 'PUBLISHED', published_at = now(), updated_at = now()
+WHERE id IN (${claim});`
+}
 `;
       const run = await runPgbench(database, script, {
         clients,
@@ -467,17 +481,25 @@ export async function drainScenario(config: BenchConfig): Promise<DrainResult> {
     run === undefined ? 'failed' : `${Math.round(run.eventsPerSecond ?? 0).toLocaleString('en-US')} events/s`;
   try {
     result.relay1 = await attempt(result, '1 relay', config, () =>
-      relayDrain(config, backlog, 1, true, result),
+      relayDrain(config, backlog, { relays: 1, deletePublished: false }, true, result),
     );
     config.log(`    ${fmt(result.relay1)}`);
     result.relay2 = await attempt(result, '2 relays', config, () =>
-      relayDrain(config, backlog, 2, false, result),
+      relayDrain(config, backlog, { relays: 2, deletePublished: false }, false, result),
     );
     config.log(`    ${fmt(result.relay2)}`);
+    result.relay2Delete = await attempt(result, '2 relays, deletePublished', config, () =>
+      relayDrain(config, backlog, { relays: 2, deletePublished: true }, false, result),
+    );
+    config.log(`    ${fmt(result.relay2Delete)}`);
     result.pgbenchLimit = await attempt(result, 'pgbench claim-and-mark', config, () =>
-      pgbenchLimit(backlog),
+      pgbenchLimit(backlog, false),
     );
     config.log(`    ${fmt(result.pgbenchLimit)}`);
+    result.pgbenchDeleteLimit = await attempt(result, 'pgbench claim-and-delete', config, () =>
+      pgbenchLimit(backlog, true),
+    );
+    config.log(`    ${fmt(result.pgbenchDeleteLimit)}`);
     result.naive = await attempt(result, 'naive relay', config, () => naiveDrain(config, backlog));
     config.log(`    ${fmt(result.naive)}`);
   } finally {

@@ -76,6 +76,7 @@ export async function keepUpScenario(config: BenchConfig): Promise<KeepUpResult>
           pollIntervalMs: 1000,
           rebalanceIntervalMs: 2000,
           batchSize: 500,
+          deletePublished: false,
         });
         let seq = 1;
         try {

@@ -129,6 +129,7 @@ export async function latencyScenario(config: BenchConfig): Promise<LatencyResul
       pollIntervalMs: listen ? 1000 : POLL_INTERVAL_MS,
       rebalanceIntervalMs: 2000,
       batchSize: 500,
+      deletePublished: false,
     });
   const modes: [LatencyMode, () => Promise<LatencyRun[]>][] = [
     [

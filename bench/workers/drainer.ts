@@ -27,6 +27,7 @@ export type DrainerConfig =
       pollIntervalMs: number;
       rebalanceIntervalMs: number;
       batchSize: number;
+      deletePublished: boolean;
     }
   | { mode: 'naive'; databaseUrl: string; redisUrl: string }
   | {
@@ -120,6 +121,7 @@ function prepareRelay(config: Extract<DrainerConfig, { mode: 'relay' }>): () => 
     pollIntervalMs: config.pollIntervalMs,
     rebalanceIntervalMs: config.rebalanceIntervalMs,
     batchSize: config.batchSize,
+    deletePublished: config.deletePublished,
   });
   registerOutboxMetrics({ registry: new Registry(), relay });
   relay.on('batch', () => {

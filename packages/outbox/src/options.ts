@@ -37,9 +37,13 @@ export function resolveOutboxOptions(options: OutboxOptions = {}): ResolvedOutbo
   if (!IDENTIFIER.test(channel) || channel.includes('.')) {
     throw invalidOption('channel', `must be a lower-case SQL identifier, got "${channel}"`);
   }
-  const notify = options.notify ?? true;
-  if (typeof notify !== 'boolean') throw invalidOption('notify', 'must be a boolean');
-  return { table, channel, notify };
+  return { table, channel, notify: booleanOption('notify', options.notify, true) };
+}
+
+export function booleanOption(field: string, value: boolean | undefined, fallback: boolean): boolean {
+  const result = value ?? fallback;
+  if (typeof result !== 'boolean') throw invalidOption(field, `must be true or false, got ${String(value)}`);
+  return result;
 }
 
 export function positiveInteger(

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { type Backoff, backoffDelay } from './backoff.ts';
 import { invalidOption } from './errors.ts';
 import {
+  booleanOption,
   nonNegativeInteger,
   type OutboxOptions,
   positiveInteger,
@@ -15,6 +16,7 @@ import { queryRows } from './sql/client.ts';
 import {
   type ClaimedRow,
   claimEventsQuery,
+  deletePublishedEventsQuery,
   deletePublishedQuery,
   markPublishedQuery,
   markRejectedQuery,
@@ -61,6 +63,14 @@ export interface RelayOptions extends OutboxOptions {
    * @defaultValue 2000
    */
   rebalanceIntervalMs?: number;
+  /**
+   * Delete each event in the statement that would mark it PUBLISHED, instead of keeping it for
+   * `retentionSeconds`. The stream entry is then the event's only record (no `stream_entry_id`, no
+   * PUBLISHED count), and the database does well under half the work per event: a delete writes no
+   * new row version and no index entries. Ordering and dedupe are unchanged.
+   * @defaultValue false
+   */
+  deletePublished?: boolean;
   /**
    * PUBLISHED events older than this are deleted (by the leader relay, in small batches). 0 keeps them.
    * @defaultValue 604800 (7 days)
@@ -120,6 +130,7 @@ interface ResolvedRelayOptions extends ResolvedOutboxOptions {
   retryBackoff: Backoff;
   outageBackoff: Backoff;
   rebalanceIntervalMs: number;
+  deletePublished: boolean;
   retentionSeconds: number;
   retentionBatchSize: number;
   retentionIntervalMs: number;
@@ -147,11 +158,12 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     publisher: options.publisher,
     batchSize: positiveInteger('batchSize', options.batchSize, 500, 10_000),
     pollIntervalMs: positiveInteger('pollIntervalMs', options.pollIntervalMs, 1000),
-    listen: options.listen ?? true,
+    listen: booleanOption('listen', options.listen, true),
     maxAttempts: positiveInteger('maxAttempts', options.maxAttempts, 10),
     retryBackoff: resolveBackoff('retryBackoff', options.retryBackoff, { initialMs: 1000, maxMs: 300_000 }),
     outageBackoff: resolveBackoff('outageBackoff', options.outageBackoff, { initialMs: 100, maxMs: 5000 }),
     rebalanceIntervalMs: positiveInteger('rebalanceIntervalMs', options.rebalanceIntervalMs, 2000),
+    deletePublished: booleanOption('deletePublished', options.deletePublished, false),
     retentionSeconds: nonNegativeInteger('retentionSeconds', options.retentionSeconds, 7 * 24 * 3600),
     retentionBatchSize: positiveInteger('retentionBatchSize', options.retentionBatchSize, 2000),
     retentionIntervalMs: positiveInteger('retentionIntervalMs', options.retentionIntervalMs, 60_000),
@@ -468,12 +480,15 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     if (batch === undefined) return;
     this.unmarked = undefined;
     const { options } = this;
+    const rowIds = batch.acks.map((ack) => ack.rowId);
     await (this.client as pg.Client).query(
-      markPublishedQuery(
-        options.table,
-        batch.acks.map((ack) => ack.rowId),
-        batch.acks.map((ack) => ack.entryId),
-      ),
+      options.deletePublished
+        ? deletePublishedEventsQuery(options.table, rowIds)
+        : markPublishedQuery(
+            options.table,
+            rowIds,
+            batch.acks.map((ack) => ack.entryId),
+          ),
     );
     this.emit('published', {
       events: batch.acks.map((ack) => ({ type: ack.row.event_type, createdAt: ack.row.created_at })),

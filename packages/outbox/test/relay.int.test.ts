@@ -37,6 +37,39 @@ async function counts(pool: pg.Pool): Promise<Record<string, number>> {
   return out;
 }
 
+/** Plays a relay that dies between publish and mark: publishes a type's PENDING rows, marks nothing. */
+async function publishWithoutMarking(pool: pg.Pool, redisUrl: string, type: string) {
+  const rows = await pool.query<{
+    id: string;
+    event_id: string;
+    aggregate_id: string;
+    data: string;
+    created_at: Date;
+  }>(
+    "SELECT id::text, event_id::text, aggregate_id, payload::text AS data, created_at FROM event_outbox WHERE event_type = $1 AND status = 'PENDING' ORDER BY id",
+    [type],
+  );
+  const ghost = new RedisStreamsPublisher({ url: redisUrl });
+  try {
+    return await ghost.publish(
+      rows.rows.map((row) => ({
+        rowId: row.id,
+        eventId: row.event_id,
+        type,
+        source: '/test',
+        aggregateType: 'thing',
+        aggregateId: row.aggregate_id,
+        time: row.created_at.toISOString(),
+        data: row.data,
+        traceparent: null,
+        tracestate: null,
+      })),
+    );
+  } finally {
+    await ghost.close();
+  }
+}
+
 describe('outbox relay', () => {
   let db: OutboxDatabase;
   let redis: TestRedis;
@@ -179,25 +212,7 @@ SELECT n::text FROM bumped`,
   test('an event published but not marked (relay died in between) is not added to its stream again', async () => {
     await write(db.pool, [event('test.crash.v1', 'c-1', 1), event('test.crash.v1', 'c-1', 2)]);
     // Play the dead relay: publish the claimed events, then never mark them.
-    const rows = await db.pool.query<{ id: string; event_id: string; data: string; created_at: Date }>(
-      "SELECT id::text, event_id::text, payload::text AS data, created_at FROM event_outbox WHERE event_type = 'test.crash.v1' ORDER BY id",
-    );
-    const ghost = new RedisStreamsPublisher({ url: redis.url });
-    const outcomes = await ghost.publish(
-      rows.rows.map((row) => ({
-        rowId: row.id,
-        eventId: row.event_id,
-        type: 'test.crash.v1',
-        source: '/test',
-        aggregateType: 'thing',
-        aggregateId: 'c-1',
-        time: row.created_at.toISOString(),
-        data: row.data,
-        traceparent: null,
-        tracestate: null,
-      })),
-    );
-    await ghost.close();
+    const outcomes = await publishWithoutMarking(db.pool, redis.url, 'test.crash.v1');
     assert.deepEqual(
       outcomes.map((o) => o.status),
       ['published', 'published'],
@@ -439,6 +454,35 @@ SELECT n::text FROM bumped`,
     // MAXLEN ~ trims whole macro nodes: about 100 entries, never all 1,500.
     assert.ok(trimmed >= 100 && trimmed < 1500, `trimmed stream holds ${trimmed}`);
     assert.equal(await redis.cli(['XLEN', 'test.untrimmed.v1']), '1500');
+  });
+
+  test('deletePublished: events are deleted as they are published, once each and in order; a refused one stays', async () => {
+    await write(
+      db.pool,
+      [1, 2].map((seq) => event('test.delete.v1', 'd-1', seq)),
+    );
+    // The first two went out before a crash: the relay must not add them again when it deletes them.
+    await publishWithoutMarking(db.pool, redis.url, 'test.delete.v1');
+    await write(
+      db.pool,
+      [3, 4, 5].map((seq) => event('test.delete.v1', 'd-1', seq)),
+    );
+    await write(db.pool, [{ ...event('test.delete.v1', 'd-2', 1), data: { big: 'x'.repeat(2_000_000) } }]);
+    startRelay({ deletePublished: true, maxAttempts: 1 });
+    const left = async () =>
+      (
+        await db.pool.query<{ aggregate_id: string; status: string }>(
+          "SELECT aggregate_id, status FROM event_outbox WHERE event_type = 'test.delete.v1'",
+        )
+      ).rows;
+    await waitFor(async () => (await left()).every((row) => row.status === 'FAILED'), 10_000, 'all handled');
+    await stopAll();
+    assert.deepEqual(await left(), [{ aggregate_id: 'd-2', status: 'FAILED' }]);
+    const entries = await readStream(redis.url, 'test.delete.v1');
+    assert.deepEqual(
+      entries.map((entry) => JSON.parse(entry.fields.data ?? 'null').seq),
+      [1, 2, 3, 4, 5],
+    );
   });
 
   test('retention deletes PUBLISHED events older than the retention, and nothing else', async () => {

@@ -21,6 +21,8 @@ export interface Config {
   relayDedupeWindowSeconds: number;
   relayStreamMaxLen: number | undefined;
   retentionHours: number;
+  /** Delete events as they are published instead of keeping them for `retentionHours`. */
+  deletePublished: boolean;
   /** How long an Idempotency-Key's first answer is kept (and a retry with that key is safe). */
   idempotencyKeyTtlHours: number;
   metricsPort: number;
@@ -112,6 +114,7 @@ export function loadConfig(env: Env = process.env): Config {
     relayDedupeWindowSeconds: integer(env, 'RELAY_DEDUPE_WINDOW_SECONDS', 7 * 24 * 3600, 60, 365 * 24 * 3600),
     relayStreamMaxLen: maxLen === 0 ? undefined : maxLen,
     retentionHours: integer(env, 'OUTBOX_RETENTION_HOURS', 7 * 24, 1, 365 * 24),
+    deletePublished: boolean(env, 'OUTBOX_DELETE_PUBLISHED', false),
     idempotencyKeyTtlHours: integer(env, 'IDEMPOTENCY_KEY_TTL_HOURS', 24, 1, 365 * 24),
     metricsPort: integer(env, 'METRICS_PORT', 9464, 0, 65535),
   };

@@ -18,6 +18,7 @@ export function createRelay(config: Config, logger: Logger): OutboxRelay {
     pollIntervalMs: config.relayPollIntervalMs,
     maxAttempts: config.relayMaxAttempts,
     retentionSeconds: config.retentionHours * 3600,
+    deletePublished: config.deletePublished,
   });
   const log = logger.child({ component: 'outbox-relay' });
   relay.on('fault', ({ kind, error, count }) =>

@@ -12,6 +12,7 @@ describe('loadConfig', () => {
     assert.equal(config.logLevel, 'info');
     assert.deepEqual(config.redisClusterNodes, []);
     assert.equal(config.relayStreamMaxLen, undefined);
+    assert.equal(config.deletePublished, false);
   });
 
   test('an empty value means the default', () => {
@@ -28,7 +29,9 @@ describe('loadConfig', () => {
       LOG_LEVEL: 'silent',
       DB_POOL_SIZE: '25',
       RELAY_STREAM_MAXLEN: '100000',
+      OUTBOX_DELETE_PUBLISHED: 'true',
     });
+    assert.equal(config.deletePublished, true);
     assert.equal(config.databaseUrl, 'postgresql://user:secret@db.example:6543/trading?sslmode=require');
     assert.equal(config.redisUrl, 'rediss://cache.example:6380');
     assert.deepEqual(config.redisClusterNodes, ['r1:7000', 'r2:7001']);
@@ -58,6 +61,7 @@ describe('loadConfig', () => {
     ['DATABASE_URL', 'mysql://root@localhost/db'],
     ['DATABASE_URL', 'http://localhost:5432/db'],
     ['REDIS_URL', 'localhost:6379'],
+    ['OUTBOX_DELETE_PUBLISHED', 'yes'],
     ['REDIS_URL', 'postgres://localhost'],
     ['RELAY_ENABLED', 'maybe'],
     ['RELAY_ENABLED', 'TRUE'],

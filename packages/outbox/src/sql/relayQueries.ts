@@ -74,6 +74,18 @@ WHERE o.id = m.id AND o.status = 'PENDING'`,
 }
 
 /**
+ * Deletes published events instead of marking them: the stream entry is then their only record.
+ * $1 row ids (bigint[]).
+ */
+export function deletePublishedEventsQuery(table: string, rowIds: string[]): SqlQuery {
+  return {
+    name: `outbox_delete_published_${table}`,
+    text: `DELETE FROM ${table} o USING unnest($1::bigint[]) AS m(id) WHERE o.id = m.id AND o.status = 'PENDING'`,
+    values: [rowIds],
+  };
+}
+
+/**
  * Records a rejected attempt: counts it, keeps the error, schedules the retry, and turns the event
  * FAILED once it has used its last attempt.
  * $1 row ids (bigint[]), $2 errors (text[]), $3 retry delays in ms (float8[]), $4 max attempts.

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { testEnv } from '../process.ts';
 import { createTestDatabase, type TestDatabase } from '../support.ts';
 import { HttpClient } from './http.ts';
 import { freePort, liveProcesses, type ManagedProcess, run, spawnManaged, waitFor } from './processes.ts';
@@ -17,10 +18,6 @@ export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
 const SERVICE_MAIN = 'services/trading/src/main.ts';
 const RELAY_MAIN = 'services/trading/src/relay-main.ts';
 const CLI_MAIN = 'services/trading/src/cli.ts';
-
-/** Variables of services/trading/src/config.ts: the stack sets them; none leaks in from the caller. */
-const CONFIG_VARIABLE =
-  /^(DATABASE_URL|REDIS_URL|REDIS_CLUSTER_NODES|HOST|PORT|LOG_LEVEL|DB_POOL_SIZE|BODY_LIMIT_BYTES|EVENT_SOURCE|RELAY_.*|OUTBOX_RETENTION_HOURS|METRICS_PORT)$/;
 
 const START_TIMEOUT_MS = 30_000;
 
@@ -147,19 +144,14 @@ export class Stack {
 
   /** The environment of a service or relay process: ours, never the caller's config variables. */
   env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [name, value] of Object.entries(process.env)) {
-      if (!CONFIG_VARIABLE.test(name)) env[name] = value;
-    }
-    return {
-      ...env,
+    return testEnv({
       DATABASE_URL: this.db.url,
       REDIS_URL: this.redis.url,
       HOST: '127.0.0.1',
       LOG_LEVEL: 'info',
       ...this.extraEnv,
       ...extra,
-    };
+    });
   }
 
   private spawnNode(kind: string, main: string, env: NodeJS.ProcessEnv): ManagedProcess {
