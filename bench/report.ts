@@ -5,7 +5,7 @@ import type { DrainResult, DrainRun, RelayDrainRun } from './scenarios/drain.ts'
 import type { KeepUpResult } from './scenarios/keepUp.ts';
 import type { LatencyResult } from './scenarios/latency.ts';
 import type { OutageResult } from './scenarios/outage.ts';
-import type { WritePathResult } from './scenarios/writePath.ts';
+import type { HttpRun, WritePathResult } from './scenarios/writePath.ts';
 
 export interface Machine {
   cores: number;
@@ -83,9 +83,17 @@ export function buildRows(report: BenchReport): Row[] {
     const d = w.direct;
     add(
       '1 write path',
-      'service POST /v1/trades (relay running), wrk -c 32',
+      'service POST /v1/trades (relay running), wrk -c 32, best round',
       s ? `${int(s.requestsPerSecond)} req/s` : 'failed',
     );
+    if (w.rounds !== undefined && w.rounds.service.length > 1) {
+      const list = (rates: number[]) => rates.map((rate) => int(rate)).join(', ');
+      add(
+        '1 write path',
+        'rounds, alternating (req/s): service; direct-publish',
+        `${list(w.rounds.service)}; ${list(w.rounds.direct)}`,
+      );
+    }
     if (s) {
       add(
         '1 write path',
@@ -122,7 +130,7 @@ export function buildRows(report: BenchReport): Row[] {
     }
     add(
       '1 write path',
-      'direct-publish design (commit, then XADD)',
+      'direct-publish design (commit, then XADD), best round',
       d ? `${int(d.requestsPerSecond)} req/s` : 'failed',
     );
     if (d) {
@@ -137,14 +145,28 @@ export function buildRows(report: BenchReport): Row[] {
         `${fixed(d.cpu.server)} / ${fixed(d.cpu.postgresServer)} / ${fixed(d.cpu.redis)} / ${fixed(d.cpu.machine)}`,
       );
     }
-    if (s && d) {
-      const perRequest = (run: typeof s) =>
-        (((run.cpu.postgresServer ?? Number.NaN) + (run.cpu.postgresRelay ?? 0)) / run.requestsPerSecond) *
-        1000;
+    const off = w.serviceWithoutRelay;
+    if (off) {
       add(
         '1 write path',
-        'PostgreSQL CPU per request: service (incl. relay) / direct',
-        `${fixed(perRequest(s))} / ${fixed(perRequest(d))} ms`,
+        'diagnostic: service with its relay off (nothing published)',
+        `${int(off.requestsPerSecond)} req/s`,
+      );
+    }
+    if (s && d) {
+      const perRequest = (cores: number | null, run: HttpRun | undefined) =>
+        cores === null || run === undefined ? null : (cores / run.requestsPerSecond) * 1000;
+      add(
+        '1 write path',
+        'PostgreSQL CPU per request (ms): service sessions / its relay session / relay off / direct',
+        [
+          perRequest(s.cpu.postgresServer, s),
+          perRequest(s.cpu.postgresRelay, s),
+          perRequest(off?.cpu.postgresServer ?? null, off),
+          perRequest(d.cpu.postgresServer, d),
+        ]
+          .map((ms) => fixed(ms))
+          .join(' / '),
       );
     }
     add(
@@ -427,10 +449,27 @@ function boundsSection(report: BenchReport): string {
       'each, WAL) and the NOTIFY are real work per trade, and the relay later reads and marks each row: see ' +
       '"PostgreSQL CPU per request". The service process itself (Fastify, JSON, pg) shares the two cores with ' +
       'PostgreSQL, Redis, the relay and wrk.',
-    '',
-    '### The drain',
-    '',
   );
+  const s = w?.service;
+  const off = w?.serviceWithoutRelay;
+  const d = w?.direct;
+  if (s && off && d) {
+    const pgUs = (run: HttpRun, cores: number | null) =>
+      cores === null ? null : (cores / run.requestsPerSecond) * 1e6;
+    const withRelay = pgUs(s, s.cpu.postgresServer);
+    const withoutRelay = pgUs(off, off.cpu.postgresServer);
+    const directUs = pgUs(d, d.cpu.postgresServer);
+    const plus = (a: number | null, b: number | null) => (a === null || b === null ? null : a - b);
+    lines.push(
+      `- Where the gap to the direct design goes: with its relay off the service runs ${int(off.requestsPerSecond)} req/s ` +
+        `(${times(ratio(off.requestsPerSecond, d.requestsPerSecond))} the direct design). PostgreSQL CPU per request ` +
+        `against the direct design's ${fixed(directUs, 0)} µs: writing the two events and the wake-up adds ` +
+        `${fixed(plus(withoutRelay, directUs), 0)} µs (the service with its relay off); with the relay running, the ` +
+        `service's own sessions spend ${fixed(plus(withRelay, withoutRelay), 0)} µs more and the relay's session ` +
+        `${fixed(pgUs(s, s.cpu.postgresRelay), 0)} µs. The relay also shares the service's process and event loop.`,
+    );
+  }
+  lines.push('', '### The drain', '');
   if (r1?.phases && r1.cpu) {
     lines.push(
       `- One relay spent ${fixed(r1.phases.claimPct, 0)}% of each ${fixed(r1.phases.msPerBatch, 1)} ms batch of 500 claiming, ` +
