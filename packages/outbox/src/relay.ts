@@ -66,7 +66,7 @@ export interface RelayOptions extends OutboxOptions {
   /**
    * Delete each event in the statement that would mark it PUBLISHED, instead of keeping it for
    * `retentionSeconds`. The stream entry is then the event's only record (no `stream_entry_id`, no
-   * PUBLISHED count), and the database does well under half the work per event: a delete writes no
+   * PUBLISHED count), and the database does about half the work per event: a delete writes no
    * new row version and no index entries. Ordering and dedupe are unchanged.
    * @defaultValue false
    */
