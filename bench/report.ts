@@ -33,6 +33,8 @@ export interface BenchReport {
   latency?: LatencyResult;
   keepUp?: KeepUpResult;
   outage?: OutageResult;
+  /** Per scenario: share of its time in which some task waited for a CPU, or for IO (Linux PSI). */
+  pressure?: Record<string, { cpuPct: number; ioPct: number }>;
   errors: string[];
 }
 
@@ -406,6 +408,15 @@ export function renderTable(rows: Row[], targets: Target[]): string {
   return lines.join('\n');
 }
 
+/** The machine table's PSI row, when the run recorded pressure. */
+function pressureLine(pressure: BenchReport['pressure']): string {
+  if (pressure === undefined || Object.keys(pressure).length === 0) return '';
+  const shares = Object.entries(pressure)
+    .map(([scenario, p]) => `${scenario} ${fixed(p.cpuPct, 0)}% / ${fixed(p.ioPct, 0)}%`)
+    .join(', ');
+  return `\n| time some task waited for a CPU / for IO, per scenario (PSI) | ${shares} |`;
+}
+
 const escapeCell = (text: string) => text.replaceAll('|', '\\|');
 
 /** CPU microseconds per event of a relay drain, by process kind. */
@@ -584,7 +595,7 @@ ${report.mode === 'quick' ? '\n**Quick mode**: 100,000-event backlog and short r
 | PostgreSQL | ${escapeCell(m.postgres)} |
 | Redis | ${escapeCell(m.redis)} |
 | wrk / pgbench | ${escapeCell(m.wrk)} / ${escapeCell(m.pgbench)} |
-| load average before / after | ${m.loadBefore.map((v) => v.toFixed(2)).join(' ')} / ${m.loadAfter.map((v) => v.toFixed(2)).join(' ')} |
+| load average before / after | ${m.loadBefore.map((v) => v.toFixed(2)).join(' ')} / ${m.loadAfter.map((v) => v.toFixed(2)).join(' ')} |${pressureLine(report.pressure)}
 | commit | ${m.commit} |
 
 Everything runs on this one machine: PostgreSQL (shared server, a throwaway database per scenario),

@@ -14,6 +14,7 @@ import {
   cleanup,
   dropStaleDatabases,
   installCleanupHandlers,
+  pressureTotals,
   stopAllChildren,
   TimeoutError,
   withAdmin,
@@ -179,6 +180,7 @@ async function main(): Promise<void> {
     }
     log(`\n== ${title}`);
     const at = Date.now();
+    const pressureAt = pressureTotals();
     try {
       return await withTimeout(work(), limits[name] * 60_000, title);
     } catch (error) {
@@ -188,7 +190,19 @@ async function main(): Promise<void> {
       if (error instanceof TimeoutError) await stopAllChildren();
       return undefined;
     } finally {
-      log(`== ${title}: ${((Date.now() - at) / 1000).toFixed(0)} s`);
+      const seconds = (Date.now() - at) / 1000;
+      const pressureNow = pressureTotals();
+      if (pressureAt !== null && pressureNow !== null && seconds > 0) {
+        const pct = (stalledUs: number) => stalledUs / 1e4 / seconds;
+        report.pressure = {
+          ...report.pressure,
+          [name]: {
+            cpuPct: pct(pressureNow.cpu - pressureAt.cpu),
+            ioPct: pct(pressureNow.io - pressureAt.io),
+          },
+        };
+      }
+      log(`== ${title}: ${seconds.toFixed(0)} s`);
     }
   };
 

@@ -383,6 +383,22 @@ export function machineBusySeconds(): number {
   return (total - idle) / TICKS_PER_SECOND;
 }
 
+/**
+ * Pressure stall totals (Linux PSI: microseconds in which some task waited for a CPU, or for IO), or
+ * null where the kernel does not report them. The bench's own load counts too: CPU stalls are expected
+ * on two saturated cores, while IO stalls well beyond the commits' own flushes point to a slow disk.
+ */
+export function pressureTotals(): { cpu: number; io: number } | null {
+  try {
+    const some = (kind: string) =>
+      Number(/some .*total=(\d+)/.exec(readFileSync(`/proc/pressure/${kind}`, 'utf8'))?.[1] ?? Number.NaN);
+    const totals = { cpu: some('cpu'), io: some('io') };
+    return Number.isFinite(totals.cpu) && Number.isFinite(totals.io) ? totals : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Samples the RSS of some processes until stopped; keeps the peak and the series per process. */
 export class RssSampler {
   private timer: NodeJS.Timeout | undefined;
