@@ -16,7 +16,7 @@ import { queryRows } from './sql/client.ts';
 import {
   type ClaimedRow,
   claimEventsQuery,
-  deletePublishedEventsQuery,
+  deleteOnPublishQuery,
   deletePublishedQuery,
   markPublishedQuery,
   markRejectedQuery,
@@ -67,7 +67,8 @@ export interface RelayOptions extends OutboxOptions {
    * Delete each event in the statement that would mark it PUBLISHED, instead of keeping it for
    * `retentionSeconds`. The stream entry is then the event's only record (no `stream_entry_id`, no
    * PUBLISHED count), and the database does about half the work per event: a delete writes no
-   * new row version and no index entries. Ordering and dedupe are unchanged.
+   * new row version and no index entries. Ordering and dedupe are unchanged; retention still removes
+   * rows published before the switch.
    * @defaultValue false
    */
   deletePublished?: boolean;
@@ -483,7 +484,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     const rowIds = batch.acks.map((ack) => ack.rowId);
     await (this.client as pg.Client).query(
       options.deletePublished
-        ? deletePublishedEventsQuery(options.table, rowIds)
+        ? deleteOnPublishQuery(options.table, rowIds)
         : markPublishedQuery(
             options.table,
             rowIds,

@@ -77,9 +77,9 @@ WHERE o.id = m.id AND o.status = 'PENDING'`,
  * Deletes published events instead of marking them: the stream entry is then their only record.
  * $1 row ids (bigint[]).
  */
-export function deletePublishedEventsQuery(table: string, rowIds: string[]): SqlQuery {
+export function deleteOnPublishQuery(table: string, rowIds: string[]): SqlQuery {
   return {
-    name: `outbox_delete_published_${table}`,
+    name: `outbox_delete_on_publish_${table}`,
     text: `DELETE FROM ${table} o USING unnest($1::bigint[]) AS m(id) WHERE o.id = m.id AND o.status = 'PENDING'`,
     values: [rowIds],
   };
