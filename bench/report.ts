@@ -5,7 +5,7 @@ import type { DrainResult, DrainRun, RelayDrainRun } from './scenarios/drain.ts'
 import type { KeepUpResult } from './scenarios/keepUp.ts';
 import type { LatencyResult } from './scenarios/latency.ts';
 import type { OutageResult } from './scenarios/outage.ts';
-import type { HttpRun, WritePathResult } from './scenarios/writePath.ts';
+import type { WritePathResult } from './scenarios/writePath.ts';
 
 export interface Machine {
   cores: number;
@@ -156,18 +156,16 @@ export function buildRows(report: BenchReport): Row[] {
       );
     }
     if (s && d) {
-      const perRequest = (cores: number | null, run: HttpRun | undefined) =>
-        cores === null || run === undefined ? null : (cores / run.requestsPerSecond) * 1000;
       add(
         '1 write path',
         'PostgreSQL CPU per request (ms): service sessions / its relay session / relay off / direct',
         [
-          perRequest(s.cpu.postgresServer, s),
-          perRequest(s.cpu.postgresRelay, s),
-          perRequest(off?.cpu.postgresServer ?? null, off),
-          perRequest(d.cpu.postgresServer, d),
+          cpuMicros(s.cpu.postgresServer, s.requestsPerSecond),
+          cpuMicros(s.cpu.postgresRelay, s.requestsPerSecond),
+          cpuMicros(off?.cpu.postgresServer ?? null, off?.requestsPerSecond),
+          cpuMicros(d.cpu.postgresServer, d.requestsPerSecond),
         ]
-          .map((ms) => fixed(ms))
+          .map((us) => fixed(us === null ? null : us / 1000))
           .join(' / '),
       );
     }
@@ -419,14 +417,18 @@ function pressureLine(pressure: BenchReport['pressure']): string {
 
 const escapeCell = (text: string) => text.replaceAll('|', '\\|');
 
+/** CPU microseconds per unit of work (event, request), from cores busy at `perSecond` units a second. */
+function cpuMicros(cores: number | null, perSecond: number | null | undefined): number | null {
+  return cores === null || !perSecond ? null : (cores / perSecond) * 1e6;
+}
+
 /** CPU microseconds per event of a relay drain, by process kind. */
 function cpuPerEvent(run: RelayDrainRun | undefined) {
   const rate = run?.eventsPerSecond;
   if (!run?.cpu || !rate) return undefined;
-  const us = (coresUsed: number | null) => (coresUsed === null ? null : (coresUsed / rate) * 1e6);
-  const relay = us(run.cpu.relays);
-  const postgres = us(run.cpu.postgresBackends);
-  const redis = us(run.cpu.redis);
+  const relay = cpuMicros(run.cpu.relays, rate);
+  const postgres = cpuMicros(run.cpu.postgresBackends, rate);
+  const redis = cpuMicros(run.cpu.redis, rate);
   const total = relay === null || postgres === null || redis === null ? null : relay + postgres + redis;
   return { relay, postgres, redis, total };
 }
@@ -465,17 +467,15 @@ function boundsSection(report: BenchReport): string {
   const off = w?.serviceWithoutRelay;
   const d = w?.direct;
   if (s && off && d) {
-    const pgUs = (run: HttpRun, cores: number | null) =>
-      cores === null ? null : (cores / run.requestsPerSecond) * 1e6;
-    const withRelay = pgUs(s, s.cpu.postgresServer);
-    const withoutRelay = pgUs(off, off.cpu.postgresServer);
-    const directUs = pgUs(d, d.cpu.postgresServer);
+    const withRelay = cpuMicros(s.cpu.postgresServer, s.requestsPerSecond);
+    const withoutRelay = cpuMicros(off.cpu.postgresServer, off.requestsPerSecond);
+    const directUs = cpuMicros(d.cpu.postgresServer, d.requestsPerSecond);
     lines.push(
       `- Where the gap to the direct design goes: with its relay off the service runs ${int(off.requestsPerSecond)} req/s ` +
         `(${times(ratio(off.requestsPerSecond, d.requestsPerSecond))} the direct design). PostgreSQL CPU per request: ` +
         `the direct design's sessions ${fixed(directUs, 0)} µs; the service's sessions ${fixed(withoutRelay, 0)} µs with ` +
         `its relay off (the two events and the wake-up) and ${fixed(withRelay, 0)} µs with it running, plus ` +
-        `${fixed(pgUs(s, s.cpu.postgresRelay), 0)} µs in the relay's own session. The relay also shares the ` +
+        `${fixed(cpuMicros(s.cpu.postgresRelay, s.requestsPerSecond), 0)} µs in the relay's own session. The relay also shares the ` +
         "service's process and event loop. These per-request figures move by a quarter from run to run.",
     );
   }
