@@ -30,6 +30,10 @@ export class PartitionOwnership {
     return this.leader;
   }
 
+  get ownsAll(): boolean {
+    return this.held.size === PARTITION_COUNT;
+  }
+
   /** Called once per connection: announces this relay. Locks die with the session, so state resets. */
   async join(): Promise<void> {
     this.held.clear();

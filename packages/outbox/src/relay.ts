@@ -212,7 +212,8 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
   private ownership: PartitionOwnership | undefined;
   private loop: Promise<void> | undefined;
   private stopping = false;
-  private wake: (() => void) | undefined;
+  /** Ends the current idle wait early; set while the loop idles. */
+  private interruptIdle: (() => void) | undefined;
   private woken = false;
   private brokerUp = true;
   private outageCount = 0;
@@ -261,7 +262,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
   /** Finishes the batch in hand, releases the partitions (by ending the session) and returns. */
   async stop(): Promise<void> {
     this.stopping = true;
-    this.wakeUp();
+    this.wake();
     await this.loop;
     this.loop = undefined;
     // Our own publishes have all returned, so nothing of ours is in flight: forget our ids now
@@ -273,9 +274,18 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     this.emit('running', { running: false });
   }
 
-  private wakeUp(): void {
+  /**
+   * Looks at the outbox now instead of at the next poll: what a NOTIFY does, without the round trip
+   * through PostgreSQL. For writers in this relay's own process (createRelayWaker's `localRelay`).
+   */
+  wake(): void {
     this.woken = true;
-    this.wake?.();
+    this.interruptIdle?.();
+  }
+
+  /** True while this relay owns every partition, so that waking it alone wakes every relay needed. */
+  get ownsAllPartitions(): boolean {
+    return this.ownership?.ownsAll ?? false;
   }
 
   /**
@@ -289,13 +299,13 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, ms);
-      this.wake = () => {
+      this.interruptIdle = () => {
         if (!byNotify && !this.stopping) return;
         clearTimeout(timer);
         resolve();
       };
     });
-    this.wake = undefined;
+    this.interruptIdle = undefined;
     if (byNotify) this.woken = false;
   }
 
@@ -313,7 +323,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     // A dead connection rejects its queries; the loop then reconnects. The listener keeps the
     // 'error' event from crashing the process.
     client.on('error', () => {});
-    client.on('notification', () => this.wakeUp());
+    client.on('notification', () => this.wake());
     this.client = client;
     await client.connect();
     if (options.listen) await client.query(`LISTEN ${options.channel}`);

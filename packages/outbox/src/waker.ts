@@ -9,6 +9,22 @@ export interface RelayWaker {
   wake(): void;
 }
 
+/** What the waker needs of a relay in the writer's own process (an OutboxRelay). */
+export interface LocalRelay {
+  wake(): void;
+  readonly ownsAllPartitions: boolean;
+}
+
+export interface RelayWakerOptions extends OutboxOptions {
+  /**
+   * A relay running in this process. While it owns every partition (it is the only relay), wake()
+   * wakes it with a function call and sends no NOTIFY: no PostgreSQL round trip between a commit and
+   * its publish, and no notification traffic. While other relays share the partitions, wake() sends
+   * the NOTIFY, which wakes this relay too.
+   */
+  localRelay?: LocalRelay;
+}
+
 /**
  * Wakes the relays after commit instead of inside the writing transaction (writer option
  * `notify: false`). A NOTIFY inside a transaction holds PostgreSQL's notification lock from its commit
@@ -18,8 +34,9 @@ export interface RelayWaker {
  * Give it a connection of its own (a pool of one): on the application's pool under load, a wake-up
  * waits for a free connection behind the very transactions it is meant to announce.
  */
-export function createRelayWaker(db: SqlClient, options: OutboxOptions = {}): RelayWaker {
+export function createRelayWaker(db: SqlClient, options: RelayWakerOptions = {}): RelayWaker {
   const { channel } = resolveOutboxOptions(options);
+  const { localRelay } = options;
   let inFlight = false;
   let again = false;
   const send = () => {
@@ -34,7 +51,8 @@ export function createRelayWaker(db: SqlClient, options: OutboxOptions = {}): Re
   };
   return {
     wake() {
-      if (inFlight) again = true;
+      if (localRelay?.ownsAllPartitions === true) localRelay.wake();
+      else if (inFlight) again = true;
       else send();
     },
   };

@@ -1,4 +1,4 @@
-import { createOutboxWriter, createRelayWaker } from '@astra/outbox';
+import { createOutboxWriter, createRelayWaker, type LocalRelay } from '@astra/outbox';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -19,6 +19,11 @@ export interface AppOptions {
    * waits for a connection behind the very trades it announces. Defaults to `pool`.
    */
   wakePool?: pg.Pool;
+  /**
+   * The relay running in this process, if any: while it is the only relay, trades wake it with a call
+   * instead of a NOTIFY.
+   */
+  localRelay?: LocalRelay;
   eventSource: string;
   bodyLimitBytes?: number;
   /** A pino logger; requests are not logged without one. */
@@ -71,7 +76,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Relays are woken after each commit rather than by a NOTIFY inside the trade transaction, which
   // would make trades commit one at a time (see the library's waker.ts).
   const outbox = createOutboxWriter({ source: options.eventSource, notify: false });
-  const relays = createRelayWaker(options.wakePool ?? pool);
+  const relays = createRelayWaker(
+    options.wakePool ?? pool,
+    options.localRelay === undefined ? {} : { localRelay: options.localRelay },
+  );
   await app.register(tradeRoutes, {
     pool,
     trades: new TradeService(pool, outbox, relays),
