@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
-import { createOutboxWriter, createRelayWaker } from '@astra/outbox';
+import { createOutboxWriter, createRelayWaker, type LocalRelay } from '@astra/outbox';
 import pg from 'pg';
 import { type TradeValues, tradeQuery, tradeWithEventsQuery } from '../../services/trading/src/trades/sql.ts';
 import { now, sleep } from './infra.ts';
@@ -89,7 +89,13 @@ export async function producePaced(
   rate: number,
   seconds: number,
   write: TradeWriter,
-  options: { poolSize?: number; firstSeq?: number; onTick?: () => void } = {},
+  options: {
+    poolSize?: number;
+    firstSeq?: number;
+    onTick?: () => void;
+    /** A relay in this process: wake-ups reach it by a call instead of a NOTIFY, as in the service. */
+    localRelay?: LocalRelay;
+  } = {},
 ): Promise<ProducerRun> {
   const poolSize = options.poolSize ?? 16;
   const pool = new pg.Pool({ connectionString: url, max: poolSize, application_name: 'bench-producer' });
@@ -100,7 +106,13 @@ export async function producePaced(
       ? new pg.Pool({ connectionString: url, max: 1, application_name: 'bench-producer-wake' })
       : undefined;
   wakePool?.on('error', () => {});
-  const relays = wakePool === undefined ? undefined : createRelayWaker(wakePool);
+  const relays =
+    wakePool === undefined
+      ? undefined
+      : createRelayWaker(
+          wakePool,
+          options.localRelay === undefined ? {} : { localRelay: options.localRelay },
+        );
   const commits = new Map<string, number>();
   const maxInFlight = poolSize * 4;
   let inFlight = 0;

@@ -2,11 +2,15 @@
  * Scenario 3: commit-to-stream latency at fixed offered trade rates. A paced producer runs the
  * service's trade transaction (buy statement + the library writer's insert of two events) and notes
  * when each COMMIT is acknowledged; a consumer blocked in XREAD notes when each event arrives; both on
- * one clock in this process. The relay is its own process. Modes: LISTEN/NOTIFY (the default: the
- * producer wakes the relays after each COMMIT, as the service does), polling
- * only (listen: false, pollIntervalMs 100, no wake-up), and graphile-worker at 250 and 500 trades/s.
+ * one clock in this process. Modes: LISTEN/NOTIFY (the relay in its own process, as `npm run relay`
+ * runs it; the producer wakes it with a NOTIFY after each COMMIT), in-process (the relay in the
+ * producer's process, as the service runs it; the producer wakes it with a call), polling only (its own
+ * process, listen: false, pollIntervalMs 100, no wake-up), and graphile-worker at 250 and 500 trades/s.
  */
+import { type LocalRelay, OutboxRelay, RedisStreamsPublisher } from '@astra/outbox';
+import { registerOutboxMetrics } from '@astra/outbox/prometheus';
 import { Logger, runMigrations } from 'graphile-worker';
+import { Registry } from 'prom-client';
 import type { BenchConfig } from '../lib/config.ts';
 import { Drainer } from '../lib/drainer.ts';
 import { databaseUrl, sleep, streamLength, waitFor, withDatabase, withRedis } from '../lib/infra.ts';
@@ -21,7 +25,7 @@ import { ACCOUNTS, prepareTradingDatabase } from '../lib/service.ts';
 import { summarize } from '../lib/stats.ts';
 import type { DrainerConfig } from '../workers/drainer.ts';
 
-export type LatencyMode = 'listen' | 'polling' | 'graphile';
+export type LatencyMode = 'listen' | 'inprocess' | 'polling' | 'graphile';
 
 export interface LatencyRun {
   mode: LatencyMode;
@@ -45,11 +49,58 @@ const OUTBOX_STREAMS = ['astra.trading.trade_executed.v1', 'astra.trading.positi
 const POLL_INTERVAL_MS = 100;
 let nextSeq = 1;
 
+/** Who publishes during a run: a drainer process, or a relay inside this (the producer's) process. */
+interface Publishing {
+  go(): void;
+  /** Throws when the publisher died. */
+  check(): void;
+  stop(): Promise<void>;
+  /** Set when the relay runs in the producer's process: the producer wakes it with a call. */
+  localRelay?: LocalRelay;
+}
+
+type StartPublishing = (databaseUrl: string, redisUrl: string) => Promise<Publishing>;
+
+const inProcess =
+  (relayConfig: (databaseUrl: string, redisUrl: string) => Extract<DrainerConfig, { mode: 'relay' }>) =>
+  async (databaseUrl: string, redisUrl: string): Promise<Publishing> => {
+    const { listen, pollIntervalMs, rebalanceIntervalMs, batchSize, deletePublished } = relayConfig(
+      databaseUrl,
+      redisUrl,
+    );
+    const publisher = new RedisStreamsPublisher({ url: redisUrl });
+    const relay = new OutboxRelay({
+      connectionString: databaseUrl,
+      publisher,
+      listen,
+      pollIntervalMs,
+      rebalanceIntervalMs,
+      batchSize,
+      deletePublished,
+    });
+    // As in the service, and as the drainer process does.
+    registerOutboxMetrics({ registry: new Registry(), relay });
+    return {
+      go: () => relay.start(),
+      check: () => {},
+      stop: async () => {
+        await relay.stop();
+        await publisher.close();
+      },
+      localRelay: relay,
+    };
+  };
+
+const inChildProcess =
+  (mode: LatencyMode, drainerConfig: (databaseUrl: string, redisUrl: string) => DrainerConfig) =>
+  (databaseUrl: string, redisUrl: string): Promise<Publishing> =>
+    Drainer.start(`latency-${mode}`, drainerConfig(databaseUrl, redisUrl));
+
 async function measureRates(
   config: BenchConfig,
   mode: LatencyMode,
   rates: number[],
-  drainerConfig: (database: string, redisUrl: string) => DrainerConfig,
+  startPublishing: StartPublishing,
   write: TradeWriter,
   streams: string[],
   prepare: (database: string) => Promise<void>,
@@ -59,7 +110,8 @@ async function measureRates(
       await prepareTradingDatabase(database);
       await prepare(database);
       const url = databaseUrl(database);
-      const drainer = await Drainer.start(`latency-${mode}`, drainerConfig(url, redis.url));
+      const drainer = await startPublishing(url, redis.url);
+      const { localRelay } = drainer;
       const runs: LatencyRun[] = [];
       try {
         drainer.go();
@@ -67,7 +119,7 @@ async function measureRates(
           // One second to warm up (JIT, prepared statements, connections), not measured; then wait
           // until all of it has arrived, so a slow start does not leave a queue behind.
           const base = await streamLength(redis.client, streams);
-          const warm = await producePaced(url, rate, 1, write, { firstSeq: nextSeq });
+          const warm = await producePaced(url, rate, 1, write, { firstSeq: nextSeq, localRelay });
           nextSeq += warm.offered + 1;
           await waitFor(
             `${mode}: warm-up events in the stream`,
@@ -79,6 +131,7 @@ async function measureRates(
           try {
             const produced = await producePaced(url, rate, config.latencySeconds, write, {
               firstSeq: nextSeq,
+              localRelay,
             });
             nextSeq += produced.offered + 1;
             // Stragglers: wait until everything committed has arrived, at most 5 s.
@@ -121,7 +174,7 @@ export async function latencyScenario(config: BenchConfig): Promise<LatencyResul
   const result: LatencyResult = { runs: [], pollIntervalMs: POLL_INTERVAL_MS, errors: [] };
   const relay =
     (listen: boolean) =>
-    (databaseUrl: string, redisUrl: string): DrainerConfig => ({
+    (databaseUrl: string, redisUrl: string): Extract<DrainerConfig, { mode: 'relay' }> => ({
       mode: 'relay',
       databaseUrl,
       redisUrl,
@@ -139,7 +192,20 @@ export async function latencyScenario(config: BenchConfig): Promise<LatencyResul
           config,
           'listen',
           config.latencyRates,
-          relay(true),
+          inChildProcess('listen', relay(true)),
+          outboxTradeWriter(ACCOUNTS, true),
+          OUTBOX_STREAMS,
+          async () => {},
+        ),
+    ],
+    [
+      'inprocess',
+      () =>
+        measureRates(
+          config,
+          'inprocess',
+          config.latencyRates,
+          inProcess(relay(true)),
           outboxTradeWriter(ACCOUNTS, true),
           OUTBOX_STREAMS,
           async () => {},
@@ -152,7 +218,7 @@ export async function latencyScenario(config: BenchConfig): Promise<LatencyResul
           config,
           'polling',
           config.pollingRates,
-          relay(false),
+          inChildProcess('polling', relay(false)),
           outboxTradeWriter(ACCOUNTS, false),
           OUTBOX_STREAMS,
           async () => {},
@@ -166,14 +232,14 @@ export async function latencyScenario(config: BenchConfig): Promise<LatencyResul
           'graphile',
           // 250 trades/s is the 500 events/s of the figures in issue 6.
           config.latencyRates.slice(0, 2),
-          (databaseUrl, redisUrl) => ({
+          inChildProcess('graphile', (databaseUrl, redisUrl) => ({
             mode: 'graphile',
             databaseUrl,
             redisUrl,
             stream: 'bench.graphile',
             concurrency: 8,
             localQueueSize: 0,
-          }),
+          })),
           graphileTradeWriter(ACCOUNTS),
           ['bench.graphile'],
           (database) =>
