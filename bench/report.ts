@@ -445,6 +445,29 @@ function cpuPerEvent(run: RelayDrainRun | undefined) {
   return { relay, postgres, redis, total };
 }
 
+/** The lowest offered rate against the next, per deployment of our relay: is the floor load or the path? */
+function latencyFloor(report: BenchReport): string[] {
+  const runs = report.latency?.runs ?? [];
+  const rates = [...new Set(runs.filter((run) => run.mode === 'listen').map((run) => run.rate))].sort(
+    (a, b) => a - b,
+  );
+  const [lowest, next] = rates;
+  if (lowest === undefined || next === undefined) return [];
+  let idleIsFaster = false;
+  const medians = (['listen', 'inprocess'] as const).map((mode) => {
+    const at = (rate: number) => runs.find((run) => run.mode === mode && run.rate === rate)?.p50;
+    const [idle, busier] = [at(lowest), at(next)];
+    if (idle !== undefined && busier !== undefined && idle < 0.8 * busier) idleIsFaster = true;
+    return `${mode === 'listen' ? 'own process' : "writer's process"} ${fixed(idle)} ms (${fixed(busier)} ms at ${next}/s)`;
+  });
+  return [
+    `- At ${lowest} trades/s, with the cores mostly idle, the median was: ${medians.join('; ')}. ` +
+      (idleIsFaster
+        ? 'Idle cores are faster: at the higher rates load adds the difference.'
+        : 'Idle cores are no faster: the floor is the cost of each hop waking a process on this machine, not load.'),
+  ];
+}
+
 function boundsSection(report: BenchReport): string {
   const w = report.writePath;
   const dr = report.drain;
@@ -571,6 +594,7 @@ function boundsSection(report: BenchReport): string {
     "  producer's event loop. A stage-by-stage trace (spot check, 500 trades/s, relay in its own process) put",
     '  the median at about 1.7 ms from commit to wake-up, 0.8 ms claim, 0.9 ms script call and 0.75 ms until',
     '  the blocked consumer returned: each hop is a process waking up, and each waits for a core.',
+    ...latencyFloor(report),
     '',
     '### Doubtful',
     '',

@@ -230,8 +230,7 @@ export async function latencyScenario(config: BenchConfig): Promise<LatencyResul
         measureRates(
           config,
           'graphile',
-          // 250 trades/s is the 500 events/s of the figures in issue 6.
-          config.latencyRates.slice(0, 2),
+          config.graphileRates,
           inChildProcess('graphile', (databaseUrl, redisUrl) => ({
             mode: 'graphile',
             databaseUrl,
