@@ -7,10 +7,8 @@
  * producer's process, as the service runs it; the producer wakes it with a call), polling only (its own
  * process, listen: false, pollIntervalMs 100, no wake-up), and graphile-worker at 250 and 500 trades/s.
  */
-import { type LocalRelay, OutboxRelay, RedisStreamsPublisher } from '@astra/outbox';
-import { registerOutboxMetrics } from '@astra/outbox/prometheus';
+import { type LocalRelay, RedisStreamsPublisher } from '@astra/outbox';
 import { Logger, runMigrations } from 'graphile-worker';
-import { Registry } from 'prom-client';
 import type { BenchConfig } from '../lib/config.ts';
 import { Drainer } from '../lib/drainer.ts';
 import { databaseUrl, sleep, streamLength, waitFor, withDatabase, withRedis } from '../lib/infra.ts';
@@ -21,6 +19,7 @@ import {
   StreamConsumer,
   type TradeWriter,
 } from '../lib/producer.ts';
+import { benchRelay, type RelayConfig } from '../lib/relay.ts';
 import { ACCOUNTS, prepareTradingDatabase } from '../lib/service.ts';
 import { summarize } from '../lib/stats.ts';
 import type { DrainerConfig } from '../workers/drainer.ts';
@@ -62,24 +61,10 @@ interface Publishing {
 type StartPublishing = (databaseUrl: string, redisUrl: string) => Promise<Publishing>;
 
 const inProcess =
-  (relayConfig: (databaseUrl: string, redisUrl: string) => Extract<DrainerConfig, { mode: 'relay' }>) =>
+  (relayConfig: (databaseUrl: string, redisUrl: string) => RelayConfig) =>
   async (databaseUrl: string, redisUrl: string): Promise<Publishing> => {
-    const { listen, pollIntervalMs, rebalanceIntervalMs, batchSize, deletePublished } = relayConfig(
-      databaseUrl,
-      redisUrl,
-    );
     const publisher = new RedisStreamsPublisher({ url: redisUrl });
-    const relay = new OutboxRelay({
-      connectionString: databaseUrl,
-      publisher,
-      listen,
-      pollIntervalMs,
-      rebalanceIntervalMs,
-      batchSize,
-      deletePublished,
-    });
-    // As in the service, and as the drainer process does.
-    registerOutboxMetrics({ registry: new Registry(), relay });
+    const relay = benchRelay(relayConfig(databaseUrl, redisUrl), publisher);
     return {
       go: () => relay.start(),
       check: () => {},
@@ -174,7 +159,7 @@ export async function latencyScenario(config: BenchConfig): Promise<LatencyResul
   const result: LatencyResult = { runs: [], pollIntervalMs: POLL_INTERVAL_MS, errors: [] };
   const relay =
     (listen: boolean) =>
-    (databaseUrl: string, redisUrl: string): Extract<DrainerConfig, { mode: 'relay' }> => ({
+    (databaseUrl: string, redisUrl: string): RelayConfig => ({
       mode: 'relay',
       databaseUrl,
       redisUrl,

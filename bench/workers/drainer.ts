@@ -10,13 +10,12 @@
  * 100 ms, and stops on 'stop' or when the benchmark goes away.
  */
 import { performance } from 'node:perf_hooks';
-import { OutboxRelay, type PublishableEvent, RedisStreamsPublisher } from '@astra/outbox';
-import { registerOutboxMetrics } from '@astra/outbox/prometheus';
+import { type PublishableEvent, RedisStreamsPublisher } from '@astra/outbox';
 import { createClient } from '@redis/client';
 import { Logger, run } from 'graphile-worker';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
-import { Registry } from 'prom-client';
+import { benchRelay } from '../lib/relay.ts';
 
 export type DrainerConfig =
   | {
@@ -114,16 +113,7 @@ function prepareRelay(config: Extract<DrainerConfig, { mode: 'relay' }>): () => 
     ping: () => publisher.ping(),
     close: () => publisher.close(),
   };
-  const relay = new OutboxRelay({
-    connectionString: config.databaseUrl,
-    publisher: timed,
-    listen: config.listen,
-    pollIntervalMs: config.pollIntervalMs,
-    rebalanceIntervalMs: config.rebalanceIntervalMs,
-    batchSize: config.batchSize,
-    deletePublished: config.deletePublished,
-  });
-  registerOutboxMetrics({ registry: new Registry(), relay });
+  const relay = benchRelay(config, timed);
   relay.on('batch', () => {
     claimed = performance.now();
     if (roundEnd !== undefined) timing.claimMs += claimed - roundEnd;

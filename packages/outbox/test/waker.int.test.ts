@@ -11,7 +11,7 @@ import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis, waitF
 const writer = createOutboxWriter({ source: '/test', notify: false });
 const CHANNEL = 'event_outbox';
 
-/** Notifications on the outbox channel, as any LISTENing relay would receive them. */
+/** Notifications on the outbox channel, as a LISTENing relay receives them. */
 class ChannelListener {
   readonly payloads: string[] = [];
   private constructor(private readonly client: pg.Client) {}
