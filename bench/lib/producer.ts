@@ -107,12 +107,7 @@ export async function producePaced(
       : undefined;
   wakePool?.on('error', () => {});
   const relays =
-    wakePool === undefined
-      ? undefined
-      : createRelayWaker(
-          wakePool,
-          options.localRelay === undefined ? {} : { localRelay: options.localRelay },
-        );
+    wakePool === undefined ? undefined : createRelayWaker(wakePool, { localRelay: options.localRelay });
   const commits = new Map<string, number>();
   const maxInFlight = poolSize * 4;
   let inFlight = 0;

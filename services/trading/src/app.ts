@@ -76,10 +76,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Relays are woken after each commit rather than by a NOTIFY inside the trade transaction, which
   // would make trades commit one at a time (see the library's waker.ts).
   const outbox = createOutboxWriter({ source: options.eventSource, notify: false });
-  const relays = createRelayWaker(
-    options.wakePool ?? pool,
-    options.localRelay === undefined ? {} : { localRelay: options.localRelay },
-  );
+  const relays = createRelayWaker(options.wakePool ?? pool, { localRelay: options.localRelay });
   await app.register(tradeRoutes, {
     pool,
     trades: new TradeService(pool, outbox, relays),

@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   const app = await buildApp({
     pool,
     wakePool,
-    ...(relay === undefined ? {} : { localRelay: relay }),
+    localRelay: relay,
     eventSource: config.eventSource,
     bodyLimitBytes: config.bodyLimitBytes,
     logger,
