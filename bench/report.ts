@@ -117,16 +117,15 @@ export function buildRows(report: BenchReport): Row[] {
         `${int(run.tps)} tx/s (avg ${fixed(run.latencyMs)} ms)`,
       );
     }
-    const diagnosticLabels = {
+    const diagnosticLabels: Record<string, string> = {
+      'notify-after': 'then a NOTIFY after COMMIT (the wake-up when relays share the partitions)',
       'notify-inside': 'the NOTIFY INSIDE the transaction',
-      'no-wake': 'without the relay wake-up (NOTIFY)',
       'trade-only': 'the trade alone (no events, no NOTIFY)',
-      service: 'as the service',
     };
     for (const run of w.pgbenchDiagnostics ?? []) {
       add(
         '1 write path',
-        `diagnostic: pgbench -c ${run.clients}, ${diagnosticLabels[run.variant]}`,
+        `diagnostic: pgbench -c ${run.clients}, ${diagnosticLabels[run.variant] ?? run.variant}`,
         `${int(run.tps)} tx/s (avg ${fixed(run.latencyMs)} ms)`,
       );
     }
@@ -473,32 +472,30 @@ function boundsSection(report: BenchReport): string {
   const dr = report.drain;
   const r1 = dr?.relay1;
   const r2 = dr?.relay2;
-  const after = w?.pgbench?.find((run) => run.clients === 16)?.tps;
   const diagnostic = (variant: string) => w?.pgbenchDiagnostics?.find((run) => run.variant === variant)?.tps;
   const inside = diagnostic('notify-inside');
+  const notifyAfter = diagnostic('notify-after');
   const service8 = w?.pgbench?.find((run) => run.clients === 8)?.tps;
-  const noWake = diagnostic('no-wake');
   const tradeOnly = diagnostic('trade-only');
   const lines: string[] = ['### The write path', ''];
   lines.push(
     `- Measured: service ${int(w?.service?.requestsPerSecond)} req/s, direct-publish ${int(w?.direct?.requestsPerSecond)} req/s; ` +
-      `pgbench of the service's transaction ${int(after)} tx/s with the NOTIFY after COMMIT (as the service does) and ` +
-      `${int(inside)} tx/s with it inside the transaction (${times(ratio(after, inside))}).`,
-    '- Why the NOTIFY comes after COMMIT: a NOTIFY inside a transaction holds one database-wide lock from its',
+      `pgbench of the service's transaction ${int(w?.pgbenchBestTps)} tx/s (best of -c 8 and -c 16). ` +
+      `With a NOTIFY after each COMMIT ${int(notifyAfter)} tx/s at -c 8; with the NOTIFY inside the transaction ` +
+      `${int(inside)} tx/s at -c 16.`,
+    '- Why the service sends no NOTIFY: a NOTIFY inside a transaction holds one database-wide lock from its',
     '  commit until the commit record is flushed, so notifying transactions commit one at a time and cannot',
-    '  share a WAL flush. The service writes with `notify: false` and wakes the relays after each commit',
-    '  (`createRelayWaker`): its own in-process relay by a function call while that relay owns every',
-    '  partition, otherwise with a NOTIFY of its own, coalesced per process. A lost wake-up costs at most',
-    '  one `pollIntervalMs`. In alternating spot checks the call instead of the NOTIFY gave the service',
-    '  about 12% more requests per second.',
+    '  share a WAL flush; even after COMMIT a NOTIFY is one more statement per trade. The service writes with',
+    '  `notify: false` and wakes the relays after each commit (`createRelayWaker`): its own in-process relay',
+    '  by a function call while that relay owns every partition (as here), otherwise with a NOTIFY of its',
+    '  own after the commit, coalesced per process. A lost wake-up costs at most one `pollIntervalMs`.',
     '- A trade is one statement (position, trade row and both events: one round trip, no BEGIN/COMMIT);',
     '  the direct-publish design runs the same statement minus the events.',
     `- What the database pays, with pgbench at -c 8: the trade alone ${int(tradeOnly)} tx/s; with its two events ` +
-      `${int(noWake)} tx/s (${times(ratio(noWake, tradeOnly))}); with the relay wake-up after each commit too ` +
       `${int(service8)} tx/s (${times(ratio(service8, tradeOnly))}). The two outbox rows (heap, three index entries ` +
-      'each, WAL) and the NOTIFY are real work per trade, and the relay later reads and marks each row: see ' +
-      '"PostgreSQL CPU per request". The service process itself (Fastify, JSON, pg) shares the two cores with ' +
-      'PostgreSQL, Redis, the relay and wrk.',
+      'each, WAL) are real work per trade, and the relay later reads and marks each row: see ' +
+      '"PostgreSQL CPU per request". pgbench is a small C client; the service process (Fastify, JSON, pg) and ' +
+      'its in-process relay share the two cores with PostgreSQL, Redis and wrk.',
   );
   const s = w?.service;
   const off = w?.serviceWithoutRelay;
@@ -511,11 +508,11 @@ function boundsSection(report: BenchReport): string {
       `- Where the gap to the direct design goes: with its relay off the service runs ${int(off.requestsPerSecond)} req/s ` +
         `(${times(ratio(off.requestsPerSecond, d.requestsPerSecond))} the direct design). PostgreSQL CPU per request: ` +
         `the direct design's sessions ${fixed(directUs, 0)} µs; the service's sessions ${fixed(withoutRelay, 0)} µs with ` +
-        `its relay off (the two events and the wake-up) and ${fixed(withRelay, 0)} µs with it running, plus ` +
+        `its relay off (the two events) and ${fixed(withRelay, 0)} µs with it running, plus ` +
         `${fixed(cpuMicros(s.cpu.postgresRelay, s.requestsPerSecond), 0)} µs in the relay's own session. The relay also shares the ` +
         "service's process and event loop. These per-request figures move by a quarter from run to run.",
       `- So while PostgreSQL's CPU is what runs out, as here, the database's own ratio for the two designs' ` +
-        `statements (${times(ratio(noWake, tradeOnly))} above) is about the most the outbox's two rows per trade allow ` +
+        `statements (${times(ratio(service8, tradeOnly))} above) is about the most the outbox's two rows per trade allow ` +
         'against the direct design; 0.9x needs a database with cores to spare.',
     );
   }
@@ -669,9 +666,9 @@ ${targetRows}
    LOG_LEVEL=warn) on a fresh database with 1,000 accounts and an admin key; wrk (-t 2 -c 32, after a
    warm-up) posts BUY trades over 1,000 accounts x 50 symbols, so nothing is refused. pgbench runs the same
    SQL: the service's own trade statement (position upsert, trade row and both events through the
-   writer's \`insertFrom\`, from \`trades/sql.ts\`, committed on its own) and then a NOTIFY (as the
-   service's waker), random accounts and symbols, \`-M prepared -j 2\`, with no relay running: the
-   database's limit. The direct design is \`bench/direct-publish-server.ts\`: the same endpoint, schema,
+   writer's \`insertFrom\`, from \`trades/sql.ts\`, committed on its own; the service wakes its in-process
+   relay by a call, so no NOTIFY), random accounts and symbols, \`-M prepared -j 2\`, with no relay
+   running: the database's limit. The direct design is \`bench/direct-publish-server.ts\`: the same endpoint, schema,
    authentication, trade statement and pool minus the events, committing and then XADDing both events.
 2. **Drain**: the backlog is written by SQL (\`generate_series\`) into a template database; each contender
    gets its own copy. Our relay runs in its own process(es) (\`bench/workers/drainer.ts\`: OutboxRelay +

@@ -64,12 +64,13 @@ export interface WritePathResult {
 /**
  * pgbench scripts of the service's write: 'service' is its own trade statement (position upsert, trade
  * insert and both events through the outbox writer, from trades/sql.ts, with pgbench variables in place
- * of the parameters) over random accounts and symbols, then a NOTIFY on its own as the service's relay
- * waker sends after each commit. Diagnostics: 'notify-inside' puts the NOTIFY inside the transaction
- * (as the writer's default `notify: true` does), 'no-wake' leaves it out, 'trade-only' is the trade
- * without its events (what the direct-publish design runs).
+ * of the parameters) over random accounts and symbols, committed on its own. That is all the service
+ * sends: it wakes its in-process relay by a call, not a NOTIFY. Diagnostics: 'notify-after' adds the
+ * NOTIFY the waker sends after each commit when several relays share the partitions, 'notify-inside'
+ * puts it inside the transaction (as the writer's default `notify: true` does), 'trade-only' is the
+ * trade without its events (what the direct-publish design runs).
  */
-export type PgbenchVariant = 'service' | 'notify-inside' | 'no-wake' | 'trade-only';
+export type PgbenchVariant = 'service' | 'notify-after' | 'notify-inside' | 'trade-only';
 
 export function tradeTransactionScript(variant: PgbenchVariant = 'service'): string {
   const symbol = `(ARRAY[${SYMBOLS.map((s) => `'${s}'`).join(',')}])[:sym]`;
@@ -99,7 +100,7 @@ export function tradeTransactionScript(variant: PgbenchVariant = 'service'): str
 \\set cents random(1000, 50000)
 `;
   switch (variant) {
-    case 'service':
+    case 'notify-after':
       return `${variables}${statement};\n${notify}\n`;
     case 'notify-inside':
       return `${variables}BEGIN;\n${statement};\n${notify}\nCOMMIT;\n`;
@@ -257,8 +258,8 @@ export async function writePathScenario(config: BenchConfig): Promise<WritePathR
   result.pgbench = pgbench;
   const diagnostics: NonNullable<WritePathResult['pgbenchDiagnostics']> = [];
   const variants: [PgbenchVariant, number][] = [
+    ['notify-after', 8],
     ['notify-inside', 16],
-    ['no-wake', 8],
     ['trade-only', 8],
   ];
   for (const [variant, clients] of variants) {
