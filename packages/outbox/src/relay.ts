@@ -363,6 +363,13 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
         if (!this.brokerUp && !(await this.brokerAnswers())) continue;
         const more = ownership.partitions.length > 0 && (await this.publishBatch(ownership.partitions));
         if (more && this.brokerUp) continue;
+        // Woken during this round: the commit may be one the claim missed. Claim again at once and
+        // let this round's mark run beside the next publish, as after a full batch, instead of
+        // making the new events wait for its commit.
+        if (this.woken && this.brokerUp && this.unmarked !== undefined) {
+          this.woken = false;
+          continue;
+        }
         await this.markUnmarked();
         await this.idle(Math.min(options.pollIntervalMs, Math.max(0, this.nextRebalance - Date.now())));
       } catch (error) {
@@ -416,7 +423,11 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
       client,
       claimEventsQuery(options.table, order, options.batchSize, inFlight),
     );
-    if (rows.length === 0) return false;
+    if (rows.length === 0) {
+      // Nothing new to publish beside it: mark the last batch now.
+      await this.markUnmarked();
+      return false;
+    }
     this.emit('batch', { size: rows.length });
     // The broker publishes this batch while the database marks the last one. Redis runs one
     // connection's calls in order, so this batch still lands after the last.

@@ -73,6 +73,8 @@ describe('createRelayWaker with a relay in the writer process', () => {
     db = await createOutboxDatabase();
     redis = await TestRedis.start();
     wakePool = new pg.Pool({ connectionString: db.url, max: 1 });
+    // Connected up front, so a wake-up's NOTIFY is not still connecting when a test counts NOTIFYs.
+    await wakePool.query('SELECT 1');
   });
   afterEach(async () => {
     await Promise.all(relays.splice(0).map((relay) => relay.stop()));
@@ -125,6 +127,9 @@ describe('createRelayWaker with a relay in the writer process', () => {
       await writeEvent(aggregateId, 'test.waker.shared.v1');
       waker.wake();
       await waitFor(async () => (await readStream(redis.url, 'test.waker.shared.v1')).length === 1, 5000);
+      // The other relay also looks at every rebalance, so the event can be out before the NOTIFY has
+      // even arrived: wait for it, then count what came before our marker.
+      await waitFor(() => listener.payloads.length > 0, 5000);
       assert.equal((await listener.received(db.pool)).length, 1, 'one NOTIFY for one wake()');
     } finally {
       await listener.stop();
