@@ -246,6 +246,14 @@ export function buildRows(report: BenchReport): Row[] {
           run.achievedRate < 0.95 * run.rate ? ` (offered only ${int(run.achievedRate)}/s)` : ''
         }${run.missing > 0 ? ` (${run.missing} missing)` : ''}`,
       );
+      if (run.stages !== undefined) {
+        const stage = ({ p50, p99 }: { p50: number; p99: number }) => `${fixed(p50)} (${fixed(p99)})`;
+        add(
+          '3 latency',
+          `  where it went @ ${run.rate}/s, p50 (p99): commit to claim returned / publish script / to consumer`,
+          `${stage(run.stages.toClaim)} / ${stage(run.stages.publish)} / ${stage(run.stages.toConsumer)} ms`,
+        );
+      }
     }
   }
 
@@ -444,6 +452,34 @@ function cpuPerEvent(run: RelayDrainRun | undefined) {
   return { relay, postgres, redis, total };
 }
 
+/** Where the time went at the issue's 500 trades/s, per deployment of our relay, from the run's stamps. */
+function latencyStages(report: BenchReport): string[] {
+  const lines: string[] = [];
+  for (const [mode, label] of [
+    ['listen', 'own process'],
+    ['inprocess', "writer's process"],
+  ] as const) {
+    const run = report.latency?.runs.find((r) => r.mode === mode && r.rate === 500);
+    const stages = run?.stages;
+    if (run === undefined || stages === undefined) continue;
+    lines.push(
+      `- Where the time went at 500 trades/s, ${label} (medians, p99 in brackets): ` +
+        `${fixed(stages.toClaim.p50)} ms (${fixed(stages.toClaim.p99)}) from commit until the claim holding the ` +
+        `event returned (the wake-up, the relay's cycle in progress, the claim), ${fixed(stages.publish.p50)} ms ` +
+        `(${fixed(stages.publish.p99)}) in the publish script, ${fixed(stages.toConsumer.p50)} ms ` +
+        `(${fixed(stages.toConsumer.p99)}) until the blocked consumer had it; total p50 ${fixed(run.p50)}, ` +
+        `p99 ${fixed(run.p99)} ms.`,
+    );
+  }
+  if (lines.length > 0) {
+    lines.push(
+      '  Each stage is a process waking up (PostgreSQL backend, relay, Redis, consumer), and each waits for a',
+      '  core; a trade that commits while a cycle is under way waits for that cycle (claim, publish, mark) first.',
+    );
+  }
+  return lines;
+}
+
 /** The lowest offered rate against the next, per deployment of our relay: is the floor load or the path? */
 function latencyFloor(report: BenchReport): string[] {
   const runs = report.latency?.runs ?? [];
@@ -588,9 +624,8 @@ function boundsSection(report: BenchReport): string {
     '  is dominated by waiting for a core. Polling only adds about half the poll interval on average.',
     "- In the writer's process (as the service runs its relay) the wake-up is a function call: no NOTIFY",
     "  round trip and no hop through the relay's PostgreSQL session, but the relay then shares the",
-    "  producer's event loop. A stage-by-stage trace (spot check, 500 trades/s, relay in its own process) put",
-    '  the median at about 1.7 ms from commit to wake-up, 0.8 ms claim, 0.9 ms script call and 0.75 ms until',
-    '  the blocked consumer returned: each hop is a process waking up, and each waits for a core.',
+    "  producer's event loop.",
+    ...latencyStages(report),
     ...latencyFloor(report),
     '',
     '### Doubtful',

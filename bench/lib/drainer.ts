@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import type { DrainerConfig, DrainerMessage, Phases } from '../workers/drainer.ts';
 import { type Child, spawnNode, TimeoutError, withTimeout } from './infra.ts';
+import type { RelayStamp } from './relay.ts';
 
 const DRAINER = fileURLToPath(new URL('../workers/drainer.ts', import.meta.url));
 
@@ -49,6 +50,20 @@ export class Drainer {
 
   go(): void {
     this.child.process.send({ type: 'go' });
+  }
+
+  /** A traced relay's stamps since the last call (config `trace: true`). */
+  async stamps(): Promise<RelayStamp[]> {
+    const reply = new Promise<RelayStamp[]>((resolve) => {
+      const onMessage = (message: DrainerMessage) => {
+        if (message.type !== 'trace') return;
+        this.child.process.off('message', onMessage);
+        resolve(message.stamps);
+      };
+      this.child.process.on('message', onMessage);
+    });
+    this.child.process.send({ type: 'trace' });
+    return withTimeout(reply, 10_000, `${this.child.name} trace`);
   }
 
   /** Throws when the drainer reported an error or died. */

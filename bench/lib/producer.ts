@@ -8,10 +8,8 @@ import { createOutboxWriter, createRelayWaker, type LocalRelay } from '@astra/ou
 import pg from 'pg';
 import { type TradeValues, tradeQuery, tradeWithEventsQuery } from '../../services/trading/src/trades/sql.ts';
 import { now, sleep } from './infra.ts';
+import { epochNow } from './trace.ts';
 import { SYMBOLS } from './wrk.ts';
-
-/** Wall-clock milliseconds with sub-millisecond resolution, the same in every thread of the process. */
-const epochNow = () => performance.timeOrigin + performance.now();
 
 /**
  * Writes one trade (its own transaction) and returns the trade's id, by which the consumer knows its

@@ -19,7 +19,7 @@ import {
   StreamConsumer,
   type TradeWriter,
 } from '../lib/producer.ts';
-import { benchRelay, type RelayConfig } from '../lib/relay.ts';
+import { type RelayConfig, type RelayStamp, tracedBenchRelay } from '../lib/relay.ts';
 import { ACCOUNTS, prepareTradingDatabase } from '../lib/service.ts';
 import { summarize } from '../lib/stats.ts';
 import type { DrainerConfig } from '../workers/drainer.ts';
@@ -36,6 +36,19 @@ export interface LatencyRun {
   p95: number;
   p99: number;
   max: number;
+  /** Our relay's runs: where each trade's time went (see stagesOf). */
+  stages?: LatencyStages;
+}
+
+/** Medians and 99th percentiles (ms) of each stage of the path, by each trade's first event. */
+export interface LatencyStages {
+  trades: number;
+  /** Commit acknowledged -> the claim holding the event returned: the wake-up, the relay's cycle in progress, the claim. */
+  toClaim: { p50: number; p99: number };
+  /** Claim returned -> Redis answered the publish script. */
+  publish: { p50: number; p99: number };
+  /** Redis answered -> the blocked consumer had the entry. */
+  toConsumer: { p50: number; p99: number };
 }
 
 export interface LatencyResult {
@@ -56,6 +69,8 @@ interface Publishing {
   stop(): Promise<void>;
   /** Set when the relay runs in the producer's process: the producer wakes it with a call. */
   localRelay?: LocalRelay;
+  /** Our relay's stamps since the last call (see tracedBenchRelay). */
+  stamps?: () => Promise<RelayStamp[]>;
 }
 
 type StartPublishing = (databaseUrl: string, redisUrl: string) => Promise<Publishing>;
@@ -64,7 +79,7 @@ const inProcess =
   (relayConfig: (databaseUrl: string, redisUrl: string) => RelayConfig) =>
   async (databaseUrl: string, redisUrl: string): Promise<Publishing> => {
     const publisher = new RedisStreamsPublisher({ url: redisUrl });
-    const relay = benchRelay(relayConfig(databaseUrl, redisUrl), publisher);
+    const { relay, take } = tracedBenchRelay(relayConfig(databaseUrl, redisUrl), publisher);
     return {
       go: () => relay.start(),
       check: () => {},
@@ -73,13 +88,60 @@ const inProcess =
         await publisher.close();
       },
       localRelay: relay,
+      stamps: async () => take(),
     };
   };
 
 const inChildProcess =
   (mode: LatencyMode, drainerConfig: (databaseUrl: string, redisUrl: string) => DrainerConfig) =>
-  (databaseUrl: string, redisUrl: string): Promise<Publishing> =>
-    Drainer.start(`latency-${mode}`, drainerConfig(databaseUrl, redisUrl));
+  async (databaseUrl: string, redisUrl: string): Promise<Publishing> => {
+    const config = drainerConfig(databaseUrl, redisUrl);
+    const drainer = await Drainer.start(`latency-${mode}`, config);
+    return {
+      go: () => drainer.go(),
+      check: () => drainer.check(),
+      stop: () => drainer.stop(),
+      stamps: config.mode === 'relay' && config.trace === true ? () => drainer.stamps() : undefined,
+    };
+  };
+
+/**
+ * Where each trade's time went, by its first event: commit -> claim returned -> publish answered ->
+ * consumer. Each stage's percentiles are its own (they do not add up to the total's).
+ */
+function stagesOf(
+  commits: Map<string, number>,
+  stamps: RelayStamp[],
+  arrivals: Map<string, number[]>,
+): LatencyStages | undefined {
+  const first = new Map<string, { claimed: number; replied: number }>();
+  for (const [tradeId, claimed, replied] of stamps) {
+    const known = first.get(tradeId);
+    if (known === undefined || claimed < known.claimed) first.set(tradeId, { claimed, replied });
+  }
+  const toClaim: number[] = [];
+  const publish: number[] = [];
+  const toConsumer: number[] = [];
+  for (const [tradeId, committed] of commits) {
+    const stamp = first.get(tradeId);
+    const arrived = arrivals.get(tradeId);
+    if (stamp === undefined || arrived === undefined || arrived.length === 0) continue;
+    toClaim.push(stamp.claimed - committed);
+    publish.push(stamp.replied - stamp.claimed);
+    toConsumer.push(Math.min(...arrived) - stamp.replied);
+  }
+  if (toClaim.length === 0) return undefined;
+  const percentiles = (values: number[]) => {
+    const { p50, p99 } = summarize(values);
+    return { p50, p99 };
+  };
+  return {
+    trades: toClaim.length,
+    toClaim: percentiles(toClaim),
+    publish: percentiles(publish),
+    toConsumer: percentiles(toConsumer),
+  };
+}
 
 async function measureRates(
   config: BenchConfig,
@@ -113,6 +175,7 @@ async function measureRates(
           );
           const consumer = new StreamConsumer(redis.url, streams);
           await consumer.start();
+          await drainer.stamps?.(); // the warm-up's
           try {
             const produced = await producePaced(url, rate, config.latencySeconds, write, {
               firstSeq: nextSeq,
@@ -128,6 +191,9 @@ async function measureRates(
             if (consumer.error !== undefined) throw consumer.error;
             const { values, missing } = consumer.latencies(produced.commits, 2);
             const summary = summarize(values);
+            const stamps = await drainer.stamps?.();
+            const stages =
+              stamps === undefined ? undefined : stagesOf(produced.commits, stamps, consumer.arrivals);
             runs.push({
               mode,
               rate,
@@ -138,10 +204,15 @@ async function measureRates(
               p95: summary.p95,
               p99: summary.p99,
               max: summary.max,
+              stages,
             });
             config.log(
               `    ${mode} ${rate}/s: p50 ${summary.p50.toFixed(2)} ms, p99 ${summary.p99.toFixed(2)} ms` +
-                ` (achieved ${Math.round(produced.achievedRate)}/s, missing ${missing})`,
+                ` (achieved ${Math.round(produced.achievedRate)}/s, missing ${missing})` +
+                (stages === undefined
+                  ? ''
+                  : `; medians: to claim ${stages.toClaim.p50.toFixed(2)}, publish ${stages.publish.p50.toFixed(2)},` +
+                    ` to consumer ${stages.toConsumer.p50.toFixed(2)} ms`),
             );
           } finally {
             await consumer.stop();
@@ -168,6 +239,7 @@ export async function latencyScenario(config: BenchConfig): Promise<LatencyResul
       rebalanceIntervalMs: 2000,
       batchSize: 500,
       deletePublished: false,
+      trace: true,
     });
   const modes: [LatencyMode, () => Promise<LatencyRun[]>][] = [
     [

@@ -7,15 +7,15 @@
  * - graphile: graphile-worker running a task that XADDs the job payload;
  * - pgboss: pg-boss workers whose handler XADDs each job payload.
  * Usage: drainer.ts '<json DrainerConfig>'. It says 'ready', starts on 'go', reports progress every
- * 100 ms, and stops on 'stop' or when the benchmark goes away.
+ * 100 ms, answers 'trace' with a traced relay's stamps, and stops on 'stop' or when the benchmark goes away.
  */
 import { performance } from 'node:perf_hooks';
-import { type PublishableEvent, RedisStreamsPublisher } from '@astra/outbox';
+import { type OutboxRelay, type PublishableEvent, RedisStreamsPublisher } from '@astra/outbox';
 import { createClient } from '@redis/client';
 import { Logger, run } from 'graphile-worker';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
-import { benchRelay } from '../lib/relay.ts';
+import { benchRelay, type RelayStamp, tracedBenchRelay } from '../lib/relay.ts';
 
 export type DrainerConfig =
   | {
@@ -27,6 +27,8 @@ export type DrainerConfig =
       rebalanceIntervalMs: number;
       batchSize: number;
       deletePublished: boolean;
+      /** Stamp each batch for the latency profile, handed over on 'trace' (tracedBenchRelay). */
+      trace?: boolean;
     }
   | { mode: 'naive'; databaseUrl: string; redisUrl: string }
   | {
@@ -58,6 +60,7 @@ export interface Phases {
 export type DrainerMessage =
   | { type: 'ready' }
   | { type: 'progress'; done: number; phases: Phases | null }
+  | { type: 'trace'; stamps: RelayStamp[] }
   | { type: 'error'; message: string };
 
 const send = (message: DrainerMessage) => {
@@ -66,6 +69,8 @@ const send = (message: DrainerMessage) => {
 
 let done = 0;
 let phases: Phases | null = null;
+/** The traced relay's stamps since the last 'trace' request. */
+let takeStamps: () => RelayStamp[] = () => [];
 const stoppers: (() => Promise<void>)[] = [];
 
 async function redisClient(url: string) {
@@ -113,7 +118,12 @@ function prepareRelay(config: Extract<DrainerConfig, { mode: 'relay' }>): () => 
     ping: () => publisher.ping(),
     close: () => publisher.close(),
   };
-  const relay = benchRelay(config, timed);
+  let relay: OutboxRelay;
+  if (config.trace === true) {
+    const traced = tracedBenchRelay(config, timed);
+    relay = traced.relay;
+    takeStamps = traced.take;
+  } else relay = benchRelay(config, timed);
   relay.on('batch', () => {
     claimed = performance.now();
     if (roundEnd !== undefined) timing.claimMs += claimed - roundEnd;
@@ -272,6 +282,7 @@ async function main(): Promise<void> {
   report.unref();
   process.on('message', (message: { type?: string }) => {
     if (message.type === 'go') start();
+    else if (message.type === 'trace') send({ type: 'trace', stamps: takeStamps() });
     else if (message.type === 'stop') {
       send({ type: 'progress', done, phases });
       void stop(0);

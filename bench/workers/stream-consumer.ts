@@ -6,6 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { createClient } from '@redis/client';
+import { epochNow, tradeIdOf } from '../lib/trace.ts';
 
 type StreamEntries = [string, string[]][];
 type StreamReply = [string, StreamEntries][] | Record<string, StreamEntries> | null;
@@ -13,7 +14,6 @@ type StreamReply = [string, StreamEntries][] | Record<string, StreamEntries> | n
 const { url, streams } = workerData as { url: string; streams: string[] };
 const port = parentPort;
 if (port === null) throw new Error('stream-consumer.ts runs as a worker thread');
-const clock = () => performance.timeOrigin + performance.now();
 
 const client = createClient({ url });
 client.on('error', () => {});
@@ -42,7 +42,7 @@ async function main(): Promise<void> {
       ...streams,
       ...ids,
     ])) as StreamReply;
-    const at = clock();
+    const at = epochNow();
     if (reply === null) continue;
     const tradeIds: string[] = [];
     // node-redis answers XREAD as { stream: entries }; plain RESP2 is [[stream, entries], ...].
@@ -53,9 +53,7 @@ async function main(): Promise<void> {
         ids[index] = id;
         const data = fields[fields.indexOf('data') + 1];
         if (data === undefined) continue;
-        // A trade's events carry its id: trade_executed as `id`, position_updated as `tradeId`.
-        const parsed = JSON.parse(data) as { id?: string; tradeId?: string };
-        const tradeId = parsed.tradeId ?? parsed.id;
+        const tradeId = tradeIdOf(data);
         if (tradeId !== undefined) tradeIds.push(tradeId);
       }
     }
