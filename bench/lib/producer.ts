@@ -96,14 +96,24 @@ export async function producePaced(
   } = {},
 ): Promise<ProducerRun> {
   const poolSize = options.poolSize ?? 16;
-  const pool = new pg.Pool({ connectionString: url, max: poolSize, application_name: 'bench-producer' });
+  // Connections opened before the clock starts and kept, as a running service keeps its pool: a
+  // backend started mid-run would cost the trades behind it its start-up.
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    idleTimeoutMillis: 0,
+    application_name: 'bench-producer',
+  });
   pool.on('error', () => {});
+  const opened = await Promise.all(Array.from({ length: poolSize }, () => pool.connect()));
+  for (const client of opened) client.release();
   // As the service does: wake-ups on a connection of their own, not queued behind trades.
   const wakePool =
     write.wakeRelays === true
       ? new pg.Pool({ connectionString: url, max: 1, application_name: 'bench-producer-wake' })
       : undefined;
   wakePool?.on('error', () => {});
+  await wakePool?.query('SELECT 1');
   const relays =
     wakePool === undefined ? undefined : createRelayWaker(wakePool, { localRelay: options.localRelay });
   const commits = new Map<string, number>();
