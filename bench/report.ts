@@ -474,7 +474,7 @@ function latencyStages(report: BenchReport): string[] {
   if (lines.length > 0) {
     lines.push(
       '  Each stage is a process waking up (PostgreSQL backend, relay, Redis, consumer), and each waits for a',
-      '  core; a trade that commits while a cycle is under way waits for that cycle (claim, publish, mark) first.',
+      '  core; a trade that commits while a round is under way waits for that round to publish first.',
     );
   }
   return lines;
@@ -625,6 +625,9 @@ function boundsSection(report: BenchReport): string {
     "- In the writer's process (as the service runs its relay) the wake-up is a function call: no NOTIFY",
     "  round trip and no hop through the relay's PostgreSQL session, but the relay then shares the",
     "  producer's event loop.",
+    '- A wake-up that arrives while a round is under way makes the relay claim again as soon as the round',
+    "  has published, with the round's mark running beside the next publish, so a commit made mid-round",
+    "  does not also wait for the previous mark's WAL flush.",
     ...latencyStages(report),
     ...latencyFloor(report),
     '',
@@ -724,6 +727,11 @@ ${targetRows}
    call, no NOTIFY, as in the service), the relay in its own process polling only
    (\`listen: false\`, \`pollIntervalMs: ${report.latency?.pollIntervalMs ?? 100}\`, writer \`notify: false\`), and
    graphile-worker (concurrency 8, its defaults otherwise) with the two events as jobs in the same transaction.
+   The producer opens its 16 connections before the clock starts, as a running service holds its pool.
+   Our relay also stamps each batch when its claim returns and when Redis answers the publish script
+   (\`tracedBenchRelay\` in \`bench/lib/relay.ts\`), which splits each trade's time, by its first event,
+   into commit to claim returned, publish script, and on to the consumer; each stage's percentiles are
+   its own. A stage can come out slightly negative where a process saw its stamp late (its event loop was busy).
 4. **Keeping up**: writer level (the trade statement above, no HTTP), one relay process, rate stepped up;
    a step is flat when the producer offered at least 95% of the rate, the PENDING count (sampled every
    second) grew by less than 2% of the event rate, and ended below max(1,000, one second of events).
