@@ -154,6 +154,14 @@ export function buildRows(report: BenchReport): Row[] {
         `${int(off.requestsPerSecond)} req/s`,
       );
     }
+    const deleting = w.serviceDeletePublished;
+    if (deleting) {
+      add(
+        '1 write path',
+        'diagnostic: service with its relay deleting what it publishes (deletePublished)',
+        `${int(deleting.requestsPerSecond)} req/s (${times(ratio(deleting.requestsPerSecond, d?.requestsPerSecond))} direct)`,
+      );
+    }
     if (s && d) {
       add(
         '1 write path',
@@ -547,6 +555,16 @@ function boundsSection(report: BenchReport): string {
         `its relay off (the two events) and ${fixed(withRelay, 0)} µs with it running, plus ` +
         `${fixed(cpuMicros(s.cpu.postgresRelay, s.requestsPerSecond), 0)} µs in the relay's own session. The relay also shares the ` +
         "service's process and event loop. These per-request figures move by a quarter from run to run.",
+      ...(w?.serviceDeletePublished
+        ? [
+            `- With \`deletePublished\` (no PUBLISHED history: the relay deletes what it publishes) the service ran ` +
+              `${int(w.serviceDeletePublished.requestsPerSecond)} req/s (${times(ratio(w.serviceDeletePublished.requestsPerSecond, d.requestsPerSecond))} ` +
+              `the direct design), against ${int(s.requestsPerSecond)} marking and ${int(off.requestsPerSecond)} with the relay off: ` +
+              `deleting instead of marking (no new row version, no index entries) takes back ` +
+              `${fixed(100 * ((w.serviceDeletePublished.requestsPerSecond - s.requestsPerSecond) / (off.requestsPerSecond - s.requestsPerSecond)), 0)}% ` +
+              'of the throughput the relay costs.',
+          ]
+        : []),
       `- So while PostgreSQL's CPU is what runs out, as here, the database's own ratio for the two designs' ` +
         `statements (${times(ratio(service8, tradeOnly))} above) is about the most the outbox's two rows per trade allow ` +
         'against the direct design; 0.9x needs a database with cores to spare.',

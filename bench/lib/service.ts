@@ -51,8 +51,15 @@ async function waitHealthy(child: Child, url: string): Promise<void> {
   });
 }
 
+/** How the service runs its relay: in-process (marking or deleting what it publishes), or not at all. */
+export type ServiceRelay = 'mark' | 'delete' | 'off';
+
 /** `node --import tsx services/trading/src/main.ts`, with the relay in-process unless told otherwise. */
-export async function startService(database: string, redisUrl: string, relay = true): Promise<RunningServer> {
+export async function startService(
+  database: string,
+  redisUrl: string,
+  relay: ServiceRelay = 'mark',
+): Promise<RunningServer> {
   const port = await freePort();
   const child = spawnNode('service', SERVICE_MAIN, [], {
     env: {
@@ -62,7 +69,8 @@ export async function startService(database: string, redisUrl: string, relay = t
       REDIS_URL: redisUrl,
       LOG_LEVEL: 'warn',
       METRICS_PORT: String(await freePort()),
-      RELAY_ENABLED: String(relay),
+      RELAY_ENABLED: String(relay !== 'off'),
+      OUTBOX_DELETE_PUBLISHED: String(relay === 'delete'),
     },
   });
   const url = `http://127.0.0.1:${port}`;

@@ -11,7 +11,15 @@ import { type LocalRelay, RedisStreamsPublisher } from '@astra/outbox';
 import { Logger, runMigrations } from 'graphile-worker';
 import type { BenchConfig } from '../lib/config.ts';
 import { Drainer } from '../lib/drainer.ts';
-import { databaseUrl, sleep, streamLength, waitFor, withDatabase, withRedis } from '../lib/infra.ts';
+import {
+  checkpoint,
+  databaseUrl,
+  sleep,
+  streamLength,
+  waitFor,
+  withDatabase,
+  withRedis,
+} from '../lib/infra.ts';
 import {
   graphileTradeWriter,
   outboxTradeWriter,
@@ -156,6 +164,7 @@ async function measureRates(
     withDatabase(`latency_${mode}`, async (database) => {
       await prepareTradingDatabase(database);
       await prepare(database);
+      await checkpoint();
       const url = databaseUrl(database);
       const drainer = await startPublishing(url, redis.url);
       const { localRelay } = drainer;

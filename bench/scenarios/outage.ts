@@ -38,7 +38,7 @@ export async function outageScenario(config: BenchConfig): Promise<OutageResult>
       withDatabase('outage', async (database) => {
         const apiKey = await prepareTradingDatabase(database);
         const url = databaseUrl(database);
-        const service = await startService(database, redis.url, false);
+        const service = await startService(database, redis.url, 'off');
         const relay = await startRelayProcess(database, redis.url);
         const pending = () =>
           withClient(url, async (client) => {

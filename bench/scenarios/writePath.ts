@@ -22,6 +22,7 @@ import {
   ACCOUNTS,
   prepareTradingDatabase,
   type RunningServer,
+  type ServiceRelay,
   startDirectServer,
   startService,
 } from '../lib/service.ts';
@@ -54,6 +55,8 @@ export interface WritePathResult {
   rounds?: { service: number[]; direct: number[] };
   /** Diagnostic: the service with its relay switched off, so nothing is published. */
   serviceWithoutRelay?: HttpRun;
+  /** Diagnostic: the service with its relay deleting each event it publishes (`deletePublished`). */
+  serviceDeletePublished?: HttpRun;
   pgbench?: { clients: number; tps: number; latencyMs: number }[];
   /** Variants of the same SQL that say what each part costs the database. */
   pgbenchDiagnostics?: { variant: PgbenchVariant; clients: number; tps: number; latencyMs: number }[];
@@ -141,8 +144,11 @@ async function loadServer(
   };
 }
 
-/** The service under wrk; `relay: false` leaves the events PENDING (a diagnostic of what the relay costs). */
-async function serviceRun(config: BenchConfig, relay = true): Promise<HttpRun> {
+/**
+ * The service under wrk. Diagnostics of what the relay costs the write path: 'off' leaves the events
+ * PENDING; 'delete' runs it with `deletePublished` (no PUBLISHED history to write).
+ */
+async function serviceRun(config: BenchConfig, relay: ServiceRelay = 'mark'): Promise<HttpRun> {
   return withRedis((redis) =>
     withDatabase('write_service', async (database) => {
       const apiKey = await prepareTradingDatabase(database);
@@ -243,10 +249,15 @@ export async function writePathScenario(config: BenchConfig): Promise<WritePathR
     direct: directRuns.map((run) => run.requestsPerSecond),
   };
   result.serviceWithoutRelay = await attempt('diagnostic: service with its relay off', () =>
-    serviceRun(config, false),
+    serviceRun(config, 'off'),
   );
   if (result.serviceWithoutRelay !== undefined)
     config.log(`    ${Math.round(result.serviceWithoutRelay.requestsPerSecond)} req/s`);
+  result.serviceDeletePublished = await attempt('diagnostic: service with deletePublished', () =>
+    serviceRun(config, 'delete'),
+  );
+  if (result.serviceDeletePublished !== undefined)
+    config.log(`    ${Math.round(result.serviceDeletePublished.requestsPerSecond)} req/s`);
   const pgbench: NonNullable<WritePathResult['pgbench']> = [];
   for (const clients of [8, 16]) {
     const run = await attempt(`pgbench, same transaction, -c ${clients}`, () => pgbenchRun(config, clients));
