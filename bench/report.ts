@@ -259,8 +259,11 @@ export function buildRows(report: BenchReport): Row[] {
         const stage = ({ p50, p99 }: { p50: number; p99: number }) => `${fixed(p50)} (${fixed(p99)})`;
         add(
           '3 latency',
-          `  where it went @ ${run.rate}/s, p50 (p99): commit to claim returned / publish script / to consumer`,
-          `${stage(run.stages.toClaim)} / ${stage(run.stages.publish)} / ${stage(run.stages.toConsumer)} ms`,
+          `  where it went @ ${run.rate}/s, p50 (p99): commit to claim returned / publish script / to consumer; relay's event loop late p99 (max)`,
+          `${stage(run.stages.toClaim)} / ${stage(run.stages.publish)} / ${stage(run.stages.toConsumer)} ms` +
+            (run.stages.relayLoopDelay === undefined
+              ? ''
+              : `; ${fixed(run.stages.relayLoopDelay.p99, 1)} (${fixed(run.stages.relayLoopDelay.max, 1)}) ms`),
         );
       }
     }
@@ -495,7 +498,11 @@ function latencyStages(report: BenchReport): string[] {
         `event returned (the wake-up, the relay's cycle in progress, the claim), ${fixed(stages.publish.p50)} ms ` +
         `(${fixed(stages.publish.p99)}) in the publish script, ${fixed(stages.toConsumer.p50)} ms ` +
         `(${fixed(stages.toConsumer.p99)}) until the blocked consumer had it; total p50 ${fixed(run.p50)}, ` +
-        `p99 ${fixed(run.p99)} ms.`,
+        `p99 ${fixed(run.p99)} ms.` +
+        (stages.relayLoopDelay === undefined
+          ? ''
+          : ` The relay's own event loop ran its 1 ms timer up to ${fixed(stages.relayLoopDelay.p99, 1)} ms late at p99 ` +
+            `(${fixed(stages.relayLoopDelay.max, 1)} ms at worst): while it is late, no stage of the relay moves.`),
     );
   }
   if (lines.length > 0) {
@@ -765,6 +772,8 @@ ${targetRows}
    (\`tracedBenchRelay\` in \`bench/lib/relay.ts\`), which splits each trade's time, by its first event,
    into commit to claim returned, publish script, and on to the consumer; each stage's percentiles are
    its own. A stage can come out slightly negative where a process saw its stamp late (its event loop was busy).
+   The relay's process also watches its own event loop (\`monitorEventLoopDelay\`, a 1 ms timer) and
+   reports how late the timer ran.
 4. **Keeping up**: writer level (the trade statement above, no HTTP), one relay process, rate stepped up;
    a step is flat when the producer offered at least 95% of the rate, the PENDING count (sampled every
    second) grew by less than 2% of the event rate, and ended below max(1,000, one second of events).

@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import type { DrainerConfig, DrainerMessage, Phases } from '../workers/drainer.ts';
 import { type Child, spawnNode, TimeoutError, withTimeout } from './infra.ts';
-import type { RelayStamp } from './relay.ts';
+import type { RelayTrace } from './relay.ts';
 
 const DRAINER = fileURLToPath(new URL('../workers/drainer.ts', import.meta.url));
 
@@ -52,13 +52,13 @@ export class Drainer {
     this.child.process.send({ type: 'go' });
   }
 
-  /** A traced relay's stamps since the last call (config `trace: true`). */
-  async stamps(): Promise<RelayStamp[]> {
-    const reply = new Promise<RelayStamp[]>((resolve) => {
+  /** A traced relay's stamps and loop delay since the last call (config `trace: true`). */
+  async trace(): Promise<RelayTrace> {
+    const reply = new Promise<RelayTrace>((resolve) => {
       const onMessage = (message: DrainerMessage) => {
         if (message.type !== 'trace') return;
         this.child.process.off('message', onMessage);
-        resolve(message.stamps);
+        resolve(message.trace);
       };
       this.child.process.on('message', onMessage);
     });

@@ -6,7 +6,7 @@ import { OutboxRelay, type PublishableEvent, type Publisher } from '@astra/outbo
 import { registerOutboxMetrics } from '@astra/outbox/prometheus';
 import { Registry } from 'prom-client';
 import type { DrainerConfig } from '../workers/drainer.ts';
-import { epochNow, tradeIdOf } from './trace.ts';
+import { epochNow, type LoopDelay, tradeIdOf, watchLoopDelay } from './trace.ts';
 
 export type RelayConfig = Extract<DrainerConfig, { mode: 'relay' }>;
 
@@ -27,16 +27,24 @@ export function benchRelay(config: RelayConfig, publisher: Publisher): OutboxRel
 /** One published event's stamps (epoch ms): when the claim that held it returned, when Redis answered its publish. */
 export type RelayStamp = [tradeId: string, claimed: number, replied: number];
 
+/** What a traced relay saw since the last look: its events' stamps, and how late its process's event loop ran. */
+export interface RelayTrace {
+  stamps: RelayStamp[];
+  loopDelay: LoopDelay;
+}
+
 /**
  * A relay whose batches are stamped for the latency profile: when each claim returned (the relay's
- * 'batch' event, emitted just before the publish call) and when the publish call was answered. Trade
- * ids are read from the events only in `take()`, off the relay's path.
+ * 'batch' event, emitted just before the publish call) and when the publish call was answered; and
+ * its process's event loop watched. Trade ids are read from the events only in `take()`, off the
+ * relay's path.
  */
 export function tracedBenchRelay(
   config: RelayConfig,
   publisher: Publisher,
-): { relay: OutboxRelay; take: () => RelayStamp[] } {
+): { relay: OutboxRelay; take: () => RelayTrace } {
   let claimed = 0;
+  const loopDelay = watchLoopDelay();
   let batches: { claimed: number; replied: number; events: readonly PublishableEvent[] }[] = [];
   const traced: Publisher = {
     publish: async (events) => {
@@ -65,7 +73,7 @@ export function tracedBenchRelay(
       }
     }
     batches = [];
-    return stamps;
+    return { stamps, loopDelay: loopDelay() };
   };
   return { relay, take };
 }

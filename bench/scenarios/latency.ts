@@ -27,9 +27,10 @@ import {
   StreamConsumer,
   type TradeWriter,
 } from '../lib/producer.ts';
-import { type RelayConfig, type RelayStamp, tracedBenchRelay } from '../lib/relay.ts';
+import { type RelayConfig, type RelayTrace, tracedBenchRelay } from '../lib/relay.ts';
 import { ACCOUNTS, prepareTradingDatabase } from '../lib/service.ts';
 import { summarize } from '../lib/stats.ts';
+import type { LoopDelay } from '../lib/trace.ts';
 import type { DrainerConfig } from '../workers/drainer.ts';
 
 export type LatencyMode = 'listen' | 'inprocess' | 'polling' | 'graphile';
@@ -57,6 +58,8 @@ export interface LatencyStages {
   publish: { p50: number; p99: number };
   /** Redis answered -> the blocked consumer had the entry. */
   toConsumer: { p50: number; p99: number };
+  /** How late the relay's process ran its event loop (the producer's too, for the in-process relay). */
+  relayLoopDelay?: LoopDelay;
 }
 
 export interface LatencyResult {
@@ -77,8 +80,8 @@ interface Publishing {
   stop(): Promise<void>;
   /** Set when the relay runs in the producer's process: the producer wakes it with a call. */
   localRelay?: LocalRelay;
-  /** Our relay's stamps since the last call (see tracedBenchRelay). */
-  stamps?: () => Promise<RelayStamp[]>;
+  /** What our relay saw since the last call (see tracedBenchRelay). */
+  trace?: () => Promise<RelayTrace>;
 }
 
 type StartPublishing = (databaseUrl: string, redisUrl: string) => Promise<Publishing>;
@@ -96,7 +99,7 @@ const inProcess =
         await publisher.close();
       },
       localRelay: relay,
-      stamps: async () => take(),
+      trace: async () => take(),
     };
   };
 
@@ -109,7 +112,7 @@ const inChildProcess =
       go: () => drainer.go(),
       check: () => drainer.check(),
       stop: () => drainer.stop(),
-      stamps: config.mode === 'relay' && config.trace === true ? () => drainer.stamps() : undefined,
+      trace: config.mode === 'relay' && config.trace === true ? () => drainer.trace() : undefined,
     };
   };
 
@@ -119,7 +122,7 @@ const inChildProcess =
  */
 function stagesOf(
   commits: Map<string, number>,
-  stamps: RelayStamp[],
+  { stamps, loopDelay }: RelayTrace,
   arrivals: Map<string, number[]>,
 ): LatencyStages | undefined {
   const first = new Map<string, { claimed: number; replied: number }>();
@@ -148,6 +151,7 @@ function stagesOf(
     toClaim: percentiles(toClaim),
     publish: percentiles(publish),
     toConsumer: percentiles(toConsumer),
+    relayLoopDelay: loopDelay,
   };
 }
 
@@ -184,7 +188,7 @@ async function measureRates(
           );
           const consumer = new StreamConsumer(redis.url, streams);
           await consumer.start();
-          await drainer.stamps?.(); // the warm-up's
+          await drainer.trace?.(); // the warm-up's
           try {
             const produced = await producePaced(url, rate, config.latencySeconds, write, {
               firstSeq: nextSeq,
@@ -200,9 +204,9 @@ async function measureRates(
             if (consumer.error !== undefined) throw consumer.error;
             const { values, missing } = consumer.latencies(produced.commits, 2);
             const summary = summarize(values);
-            const stamps = await drainer.stamps?.();
+            const trace = await drainer.trace?.();
             const stages =
-              stamps === undefined ? undefined : stagesOf(produced.commits, stamps, consumer.arrivals);
+              trace === undefined ? undefined : stagesOf(produced.commits, trace, consumer.arrivals);
             runs.push({
               mode,
               rate,
@@ -221,7 +225,8 @@ async function measureRates(
                 (stages === undefined
                   ? ''
                   : `; medians: to claim ${stages.toClaim.p50.toFixed(2)}, publish ${stages.publish.p50.toFixed(2)},` +
-                    ` to consumer ${stages.toConsumer.p50.toFixed(2)} ms`),
+                    ` to consumer ${stages.toConsumer.p50.toFixed(2)} ms; relay loop late p99` +
+                    ` ${stages.relayLoopDelay?.p99.toFixed(1)} ms`),
             );
           } finally {
             await consumer.stop();

@@ -7,7 +7,7 @@
  * - graphile: graphile-worker running a task that XADDs the job payload;
  * - pgboss: pg-boss workers whose handler XADDs each job payload.
  * Usage: drainer.ts '<json DrainerConfig>'. It says 'ready', starts on 'go', reports progress every
- * 100 ms, answers 'trace' with a traced relay's stamps, and stops on 'stop' or when the benchmark goes away.
+ * 100 ms, answers 'trace' with what a traced relay saw, and stops on 'stop' or when the benchmark goes away.
  */
 import { performance } from 'node:perf_hooks';
 import { type OutboxRelay, type PublishableEvent, RedisStreamsPublisher } from '@astra/outbox';
@@ -15,7 +15,7 @@ import { createClient } from '@redis/client';
 import { Logger, run } from 'graphile-worker';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
-import { benchRelay, type RelayStamp, tracedBenchRelay } from '../lib/relay.ts';
+import { benchRelay, type RelayTrace, tracedBenchRelay } from '../lib/relay.ts';
 
 export type DrainerConfig =
   | {
@@ -60,7 +60,7 @@ export interface Phases {
 export type DrainerMessage =
   | { type: 'ready' }
   | { type: 'progress'; done: number; phases: Phases | null }
-  | { type: 'trace'; stamps: RelayStamp[] }
+  | { type: 'trace'; trace: RelayTrace }
   | { type: 'error'; message: string };
 
 const send = (message: DrainerMessage) => {
@@ -69,8 +69,8 @@ const send = (message: DrainerMessage) => {
 
 let done = 0;
 let phases: Phases | null = null;
-/** The traced relay's stamps since the last 'trace' request. */
-let takeStamps: () => RelayStamp[] = () => [];
+/** What the traced relay saw since the last 'trace' request. */
+let takeTrace: () => RelayTrace = () => ({ stamps: [], loopDelay: { p99: 0, max: 0 } });
 const stoppers: (() => Promise<void>)[] = [];
 
 async function redisClient(url: string) {
@@ -122,7 +122,7 @@ function prepareRelay(config: Extract<DrainerConfig, { mode: 'relay' }>): () => 
   if (config.trace === true) {
     const traced = tracedBenchRelay(config, timed);
     relay = traced.relay;
-    takeStamps = traced.take;
+    takeTrace = traced.take;
   } else relay = benchRelay(config, timed);
   relay.on('batch', () => {
     claimed = performance.now();
@@ -282,7 +282,7 @@ async function main(): Promise<void> {
   report.unref();
   process.on('message', (message: { type?: string }) => {
     if (message.type === 'go') start();
-    else if (message.type === 'trace') send({ type: 'trace', stamps: takeStamps() });
+    else if (message.type === 'trace') send({ type: 'trace', trace: takeTrace() });
     else if (message.type === 'stop') {
       send({ type: 'progress', done, phases });
       void stop(0);
