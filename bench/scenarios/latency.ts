@@ -255,46 +255,21 @@ export async function latencyScenario(config: BenchConfig): Promise<LatencyResul
       deletePublished: false,
       trace: true,
     });
+  /** Our relay in one deployment; `wake`: the producer wakes it after each commit (else it polls). */
+  const ours = (mode: LatencyMode, rates: number[], startPublishing: StartPublishing, wake: boolean) => () =>
+    measureRates(
+      config,
+      mode,
+      rates,
+      startPublishing,
+      outboxTradeWriter(ACCOUNTS, wake),
+      OUTBOX_STREAMS,
+      async () => {},
+    );
   const modes: [LatencyMode, () => Promise<LatencyRun[]>][] = [
-    [
-      'listen',
-      () =>
-        measureRates(
-          config,
-          'listen',
-          config.latencyRates,
-          inChildProcess('listen', relay(true)),
-          outboxTradeWriter(ACCOUNTS, true),
-          OUTBOX_STREAMS,
-          async () => {},
-        ),
-    ],
-    [
-      'inprocess',
-      () =>
-        measureRates(
-          config,
-          'inprocess',
-          config.latencyRates,
-          inProcess(relay(true)),
-          outboxTradeWriter(ACCOUNTS, true),
-          OUTBOX_STREAMS,
-          async () => {},
-        ),
-    ],
-    [
-      'polling',
-      () =>
-        measureRates(
-          config,
-          'polling',
-          config.pollingRates,
-          inChildProcess('polling', relay(false)),
-          outboxTradeWriter(ACCOUNTS, false),
-          OUTBOX_STREAMS,
-          async () => {},
-        ),
-    ],
+    ['listen', ours('listen', config.latencyRates, inChildProcess('listen', relay(true)), true)],
+    ['inprocess', ours('inprocess', config.latencyRates, inProcess(relay(true)), true)],
+    ['polling', ours('polling', config.pollingRates, inChildProcess('polling', relay(false)), false)],
     [
       'graphile',
       () =>
