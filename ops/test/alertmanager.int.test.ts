@@ -131,7 +131,10 @@ describe('a real Alertmanager with the committed configuration', () => {
     const body = alerts.map((alert) => ({
       labels: alert.labels,
       annotations: { summary: `test ${alert.labels.alertname}` },
-      startsAt: minutesFromNow(-1),
+      // Starting now, so a new group waits its group_wait before notifying. An alert that started
+      // longer ago than group_wait is flushed at once, racing the inhibitor's view of the source alert
+      // posted with it. A resolved alert starts before it ends.
+      startsAt: alert.endsAt === undefined ? minutesFromNow(0) : minutesFromNow(-1),
       endsAt: alert.endsAt ?? minutesFromNow(60),
     }));
     const response = await fetch(`${alertmanager.url}/api/v2/alerts`, {
