@@ -5,7 +5,8 @@
  * or Redis fails between the commit and the XADD, which is why the service does not do this.
  * Env: PORT, DATABASE_URL, REDIS_URL, DB_POOL_SIZE (default 10, as the service).
  */
-import { randomUUID } from 'node:crypto';
+
+import { newEventId } from '@astra/outbox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { createClient } from '@redis/client';
 import Fastify, { LogController } from 'fastify';
@@ -21,6 +22,7 @@ import {
   TradeResult,
 } from '../services/trading/src/trades/schema.ts';
 import {
+  newTradeId,
   POSITION_UPDATED,
   TRADE_EXECUTED,
   type TradeRow,
@@ -34,7 +36,7 @@ const SOURCE = '/astra/trading-service';
 function cloudEventFields(type: string, subject: string, time: string, data: unknown): string[] {
   return [
     'id',
-    randomUUID(),
+    newEventId(),
     'type',
     type,
     'source',
@@ -78,7 +80,7 @@ async function main(): Promise<void> {
       const principal = await keys.authenticate(request);
       authorize(principal, request.body.accountId);
       const { accountId, symbol, side, quantity, price } = request.body;
-      const tradeId = randomUUID();
+      const tradeId = newTradeId();
       const values: TradeValues = [tradeId, accountId, symbol, quantity, price];
       // One statement, committed on its own, as the service's (minus the events).
       const row = (await pool.query<TradeRow>(tradeQuery(side, values))).rows[0];

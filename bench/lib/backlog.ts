@@ -6,6 +6,7 @@
  */
 import { prepareDatabase } from '../../services/trading/src/bootstrap.ts';
 import { createDatabase, databaseUrl, withClient } from './infra.ts';
+import { UUID_V7_SQL } from './pgbench.ts';
 import { SYMBOLS as ALL_SYMBOLS } from './wrk.ts';
 
 export const BACKLOG_EVENT_TYPE = 'astra.trading.position_updated.v1';
@@ -33,7 +34,7 @@ export const aggregateSql = (g: string) =>
 function insertBacklogSql(): string {
   return `
 INSERT INTO event_outbox (event_id, event_type, source, aggregate_type, aggregate_id, payload)
-SELECT gen_random_uuid(), '${BACKLOG_EVENT_TYPE}', '/astra/trading-service', 'position', ${aggregateSql('g')}, ${payloadSql('g')}
+SELECT ${UUID_V7_SQL}, '${BACKLOG_EVENT_TYPE}', '/astra/trading-service', 'position', ${aggregateSql('g')}, ${payloadSql('g')}
 FROM generate_series($1::bigint, $2::bigint) AS g`;
 }
 

@@ -4,6 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ADMIN_URL, execFileAsync } from './infra.ts';
 
+/**
+ * SQL for a new UUIDv7, what newEventId() and newTradeId() return, for the SQL that stands in for the
+ * service (pgbench scripts, the drain backlog): PostgreSQL 15 has no uuidv7(). A random UUID with its
+ * first 48 bits replaced by the Unix time in milliseconds and its version nibble set to 7 (bits 52 and
+ * 53, counted from the low bit of each byte, turn version 4's 0100 into 0111); the variant bits stay.
+ */
+export const UUID_V7_SQL = `encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+  placing substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6),
+  52, 1), 53, 1), 'hex')::uuid`;
+
 export interface PgbenchRun {
   tps: number;
   transactions: number;

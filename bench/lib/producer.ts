@@ -2,11 +2,15 @@
  * A paced producer of trades at a fixed offered rate, and a consumer that blocks on the streams and
  * records when each event arrives: together they give commit-to-stream latency on one clock.
  */
-import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { createOutboxWriter, createRelayWaker, type LocalRelay } from '@astra/outbox';
 import pg from 'pg';
-import { type TradeValues, tradeQuery, tradeWithEventsQuery } from '../../services/trading/src/trades/sql.ts';
+import {
+  newTradeId,
+  type TradeValues,
+  tradeQuery,
+  tradeWithEventsQuery,
+} from '../../services/trading/src/trades/sql.ts';
 import { now, sleep } from './infra.ts';
 import { epochNow } from './trace.ts';
 import { SYMBOLS } from './wrk.ts';
@@ -20,7 +24,7 @@ export type TradeWriter = ((pool: pg.Pool, seq: number) => Promise<string>) & { 
 function tradeValues(accounts: number, seq: number): TradeValues {
   const accountId = `acct-${1 + (seq % accounts)}`;
   const symbol = SYMBOLS[seq % SYMBOLS.length] as string;
-  return [randomUUID(), accountId, symbol, '10', (100 + (seq % 9000) / 100).toFixed(2)];
+  return [newTradeId(), accountId, symbol, '10', (100 + (seq % 9000) / 100).toFixed(2)];
 }
 
 /**

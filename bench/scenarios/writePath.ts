@@ -17,7 +17,7 @@ import {
   withDatabase,
   withRedis,
 } from '../lib/infra.ts';
-import { runPgbench } from '../lib/pgbench.ts';
+import { runPgbench, UUID_V7_SQL } from '../lib/pgbench.ts';
 import {
   ACCOUNTS,
   prepareTradingDatabase,
@@ -78,19 +78,21 @@ export type PgbenchVariant = 'service' | 'notify-after' | 'notify-inside' | 'tra
 export function tradeTransactionScript(variant: PgbenchVariant = 'service'): string {
   const symbol = `(ARRAY[${SYMBOLS.map((s) => `'${s}'`).join(',')}])[:sym]`;
   const substitutes: Record<string, string> = {
-    $1: 'gen_random_uuid()',
+    $1: UUID_V7_SQL,
     $2: `('acct-' || :aid)`,
     $3: symbol,
     $4: '(:qty)::numeric',
     $5: '(:cents / 100.0)::numeric',
     $6: `'{}'`,
+    $7: UUID_V7_SQL,
+    $8: UUID_V7_SQL,
   };
   const writer = createOutboxWriter({ source: '/astra/trading-service', notify: false });
   const values: TradeValues = ['', '', '', '', ''];
   const query =
     variant === 'trade-only' ? tradeQuery('BUY', values) : tradeWithEventsQuery('BUY', values, {}, writer);
   const statement = query.text
-    .replace(/\$([1-6])(?!\d)/g, (match) => substitutes[match] ?? match)
+    .replace(/\$([1-8])(?!\d)/g, (match) => substitutes[match] ?? match)
     // pgbench reads `:name` as a variable, even in comments and in to_char()'s time format, where a
     // quoted ":" means the same.
     .replace(/--.*$/gm, '')

@@ -10,4 +10,10 @@ export { OutboxRelay, type RelayEvents, type RelayOptions } from './relay.ts';
 export { PARTITION_COUNT } from './schema.ts';
 export type { SqlClient, SqlQuery } from './sql/client.ts';
 export { createRelayWaker, type LocalRelay, type RelayWaker, type RelayWakerOptions } from './waker.ts';
-export { createOutboxWriter, type NewEvent, type OutboxWriter, type OutboxWriterOptions } from './writer.ts';
+export {
+  createOutboxWriter,
+  type NewEvent,
+  newEventId,
+  type OutboxWriter,
+  type OutboxWriterOptions,
+} from './writer.ts';

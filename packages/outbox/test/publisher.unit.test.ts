@@ -6,7 +6,7 @@ import { resolveOutboxOptions } from '../src/options.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { hashTag, journalKey, keySlot } from '../src/redis/slot.ts';
 import { resolveRelayOptions } from '../src/relay.ts';
-import { createOutboxWriter } from '../src/writer.ts';
+import { createOutboxWriter, newEventId } from '../src/writer.ts';
 
 describe('cluster key slots', () => {
   test('match the Redis Cluster specification', () => {
@@ -147,5 +147,20 @@ describe('the writer refuses bad events before touching the database', () => {
 
   test('a source is required', () => {
     assert.throws(() => createOutboxWriter({ source: '' }), { field: 'source' });
+  });
+});
+
+describe('event ids', () => {
+  test('are UUIDv7: the time in milliseconds first, so they rise with time and sort as text', () => {
+    const before = Date.now();
+    const ids = Array.from({ length: 1000 }, () => newEventId());
+    const after = Date.now();
+    for (const id of ids) {
+      assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      const ms = Number.parseInt(id.replaceAll('-', '').slice(0, 12), 16);
+      assert.ok(ms >= before && ms <= after, `${id} carries ${ms}, outside ${before}..${after}`);
+    }
+    assert.deepEqual([...ids].sort(), ids, 'in the order they were made');
+    assert.equal(new Set(ids).size, ids.length);
   });
 });

@@ -1,10 +1,11 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { OutboxWriter, RelayWaker } from '@astra/outbox';
 import type pg from 'pg';
 import { ApiError } from '../http/errors.ts';
 import type { TradeRequest, TradeResult } from './schema.ts';
 import {
   claimIdempotencyKeyQuery,
+  newTradeId,
   storedResponseQuery,
   storeResponseQuery,
   type TradeRow,
@@ -122,7 +123,7 @@ export class TradeService {
     context: TradeContext,
   ): Promise<TradeOutcome> {
     const values: TradeValues = [
-      randomUUID(),
+      newTradeId(),
       request.accountId,
       request.symbol,
       request.quantity,

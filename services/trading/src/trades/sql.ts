@@ -1,9 +1,16 @@
-import type { OutboxWriter } from '@astra/outbox';
+import { newEventId, type OutboxWriter } from '@astra/outbox';
 import type { QueryConfig } from 'pg';
+import { v7 as uuidV7 } from 'uuid';
 import type { Position, Trade, TradeResult } from './schema.ts';
 
 export const TRADE_EXECUTED = 'astra.trading.trade_executed.v1';
 export const POSITION_UPDATED = 'astra.trading.position_updated.v1';
+
+/**
+ * A new trade id: time-ordered (UUIDv7), so the trades primary key grows at its right edge rather than
+ * dirtying a random leaf page per trade, as the outbox's event ids do (see newEventId).
+ */
+export const newTradeId = (): string => uuidV7();
 
 /** $1 trade id, $2 account, $3 symbol, $4 quantity, $5 price. */
 export type TradeValues = [string, string, string, string, string];
@@ -44,10 +51,11 @@ const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-
 
 /**
  * Both events of a trade, as rows for the outbox writer's insertFrom(); their data is what the API
- * answers (the trade; the position plus the trade's id). $6 the events' trace headers (jsonb).
+ * answers (the trade; the position plus the trade's id). $6 the events' trace headers (jsonb), $7 and $8
+ * their ids.
  */
 const TRADE_EVENTS = `
-  SELECT gen_random_uuid() AS event_id, '${TRADE_EXECUTED}' AS event_type, 'trade' AS aggregate_type,
+  SELECT $7::uuid AS event_id, '${TRADE_EXECUTED}' AS event_type, 'trade' AS aggregate_type,
          trade.id::text AS aggregate_id,
          jsonb_build_object('id', trade.id, 'accountId', trade.account_id, 'symbol', trade.symbol,
                             'side', trade.side, 'quantity', trim_scale(trade.quantity)::text,
@@ -56,7 +64,7 @@ const TRADE_EVENTS = `
          $6::jsonb AS headers
   FROM trade
   UNION ALL
-  SELECT gen_random_uuid(), '${POSITION_UPDATED}', 'position', trade.account_id || ':' || trade.symbol,
+  SELECT $8::uuid, '${POSITION_UPDATED}', 'position', trade.account_id || ':' || trade.symbol,
          jsonb_build_object('accountId', trade.account_id, 'symbol', trade.symbol,
                             'quantity', trim_scale(pos.quantity)::text,
                             'averagePrice', trim_scale(pos.average_price)::text, 'version', pos.version,
@@ -89,7 +97,7 @@ SELECT trade.id, trade.account_id, trade.symbol, trade.side,
 FROM pos, trade`;
 }
 
-/** The trade and its two events. $6 the events' trace headers (a JSON object). */
+/** The trade and its two events. $6 the events' trace headers (a JSON object), $7 and $8 new event ids. */
 export function tradeWithEventsQuery(
   side: Side,
   values: TradeValues,
@@ -99,7 +107,7 @@ export function tradeWithEventsQuery(
   return {
     name: `trade_${side.toLowerCase()}_with_events`,
     text: tradeStatement(side, (select) => outbox.insertFrom(select)),
-    values: [...values, JSON.stringify(headers)],
+    values: [...values, JSON.stringify(headers), newEventId(), newEventId()],
   };
 }
 
