@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import type pg from 'pg';
 import { OutboxAdmin } from '../src/admin.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
@@ -101,8 +101,9 @@ describe('outbox relay', () => {
     db = await createOutboxDatabase();
     redis = await TestRedis.start();
   });
+  // A failed test leaves its relays running; stopped here, they cannot take the next test's partitions.
+  afterEach(stopAll);
   after(async () => {
-    await stopAll();
     await redis.kill();
     await db.drop();
   });
@@ -393,6 +394,40 @@ SELECT n::text FROM bumped`,
       compareEntryIds(poisoned[0]?.entryId ?? '', ok[1]?.entryId ?? '') <= 0,
       'seq 2 not after seq 3',
     );
+  });
+
+  test('a refusal in a full batch holds back the rest of its aggregate in the batches after it', async () => {
+    await redis.cli(['SET', 'test.ahead-poison.v1', 'not a stream']);
+    // With batches of 2, the first batch is [1, 2]: full, so the relay goes again at once; 2 is
+    // refused, so [3, 4] must not go out in that next batch (nor any later one) until 2 has.
+    await write(db.pool, [
+      event('test.ahead.v1', 'q-1', 1),
+      event('test.ahead-poison.v1', 'q-1', 2),
+      ...[3, 4, 5, 6].map((seq) => event('test.ahead.v1', 'q-1', seq)),
+    ]);
+    const relay = startRelay({ batchSize: 2, maxAttempts: 2, retryBackoff: { initialMs: 10, maxMs: 20 } });
+    const failedIds: string[] = [];
+    relay.on('failed', ({ rowIds }) => failedIds.push(...rowIds));
+    await waitFor(() => failedIds.length === 1, 10_000, 'the refused event FAILED');
+    const seqs = async (stream: string) =>
+      (await readStream(redis.url, stream)).map((entry) => JSON.parse(entry.fields.data ?? '{}').seq);
+    assert.deepEqual(await seqs('test.ahead.v1'), [1], 'nothing after the refused event went out');
+
+    await redis.cli(['DEL', 'test.ahead-poison.v1']);
+    assert.equal(await new OutboxAdmin(db.pool).replay('all'), 1);
+    await waitFor(
+      async () =>
+        (
+          await db.pool.query(
+            "SELECT 1 FROM event_outbox WHERE aggregate_id = 'q-1' AND status <> 'PUBLISHED'",
+          )
+        ).rowCount === 0,
+      10_000,
+      'q-1 drained after replay',
+    );
+    await stopAll();
+    assert.deepEqual(await seqs('test.ahead.v1'), [1, 3, 4, 5, 6]);
+    assert.deepEqual(await seqs('test.ahead-poison.v1'), [2]);
   });
 
   test('an event larger than the limit is refused without reaching Redis', async () => {
