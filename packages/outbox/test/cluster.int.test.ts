@@ -15,6 +15,7 @@ import {
   readStream,
   runCommand,
   type StreamEntry,
+  waitAllPublished,
   waitFor,
 } from './support.ts';
 
@@ -242,16 +243,7 @@ describe('relay against a Redis Cluster', () => {
     });
     try {
       relay.start();
-      await waitFor(
-        async () =>
-          (
-            await db.pool.query(
-              "SELECT 1 FROM event_outbox WHERE aggregate_id LIKE 'backlog-%' AND status <> 'PUBLISHED' LIMIT 1",
-            )
-          ).rowCount === 0,
-        20_000,
-        'the backlog published',
-      );
+      await waitAllPublished(db.pool, "aggregate_id LIKE 'backlog-%'", 'the backlog published', 20_000);
     } finally {
       await relay.stop();
       await publisher.close();

@@ -6,7 +6,14 @@ import { OutboxAdmin } from '../src/admin.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay, type RelayOptions } from '../src/relay.ts';
 import { createOutboxWriter, type NewEvent } from '../src/writer.ts';
-import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis, waitFor } from './support.ts';
+import {
+  createOutboxDatabase,
+  type OutboxDatabase,
+  readStream,
+  TestRedis,
+  waitAllPublished,
+  waitFor,
+} from './support.ts';
 
 const writer = createOutboxWriter({ source: '/test' });
 
@@ -303,16 +310,7 @@ SELECT n::text FROM bumped`,
       late.release();
     }
     await write(db.pool, [event('test.late.v1', 'late-agg', 2)]);
-    await waitFor(
-      async () =>
-        (
-          await db.pool.query(
-            "SELECT 1 FROM event_outbox WHERE event_type = 'test.late.v1' AND status <> 'PUBLISHED'",
-          )
-        ).rowCount === 0,
-      10_000,
-      'the late commit published',
-    );
+    await waitAllPublished(db.pool, "event_type = 'test.late.v1'", 'the late commit published');
     await stopAll();
     const seqs = (await readStream(redis.url, 'test.late.v1')).map((entry) =>
       JSON.parse(entry.fields.data ?? '{}'),
@@ -366,16 +364,7 @@ SELECT n::text FROM bumped`,
 
     await redis.cli(['DEL', 'test.poison.v1']);
     assert.equal(await admin.replay('all'), 1);
-    await waitFor(
-      async () =>
-        (
-          await db.pool.query(
-            "SELECT 1 FROM event_outbox WHERE aggregate_id = 'p-1' AND status <> 'PUBLISHED'",
-          )
-        ).rowCount === 0,
-      10_000,
-      'p-1 drained after replay',
-    );
+    await waitAllPublished(db.pool, "aggregate_id = 'p-1'", 'p-1 drained after replay');
     await stopAll();
     const ok = (await readStream(redis.url, 'test.ok.v1')).filter((entry) => entry.fields.subject === 'p-1');
     const poisoned = (await readStream(redis.url, 'test.poison.v1')).filter(
@@ -415,16 +404,7 @@ SELECT n::text FROM bumped`,
 
     await redis.cli(['DEL', 'test.ahead-poison.v1']);
     assert.equal(await new OutboxAdmin(db.pool).replay('all'), 1);
-    await waitFor(
-      async () =>
-        (
-          await db.pool.query(
-            "SELECT 1 FROM event_outbox WHERE aggregate_id = 'q-1' AND status <> 'PUBLISHED'",
-          )
-        ).rowCount === 0,
-      10_000,
-      'q-1 drained after replay',
-    );
+    await waitAllPublished(db.pool, "aggregate_id = 'q-1'", 'q-1 drained after replay');
     await stopAll();
     assert.deepEqual(await seqs('test.ahead.v1'), [1, 3, 4, 5, 6]);
     assert.deepEqual(await seqs('test.ahead-poison.v1'), [2]);

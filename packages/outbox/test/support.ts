@@ -87,6 +87,22 @@ export async function waitFor(
   }
 }
 
+/** Waits until no event that `where` (SQL over event_outbox) selects is left unpublished. */
+export function waitAllPublished(
+  pool: pg.Pool,
+  where: string,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  return waitFor(
+    async () =>
+      (await pool.query(`SELECT 1 FROM event_outbox WHERE (${where}) AND status <> 'PUBLISHED' LIMIT 1`))
+        .rowCount === 0,
+    timeoutMs,
+    what,
+  );
+}
+
 /** A throwaway redis-server on a free loopback port that a test may kill and restart. */
 export class TestRedis {
   private process: ChildProcess | undefined;
