@@ -5,7 +5,6 @@
  * or Redis fails between the commit and the XADD, which is why the service does not do this.
  * Env: PORT, DATABASE_URL, REDIS_URL, DB_POOL_SIZE (default 10, as the service).
  */
-
 import { newEventId } from '@astra/outbox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { createClient } from '@redis/client';

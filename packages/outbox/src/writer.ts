@@ -42,11 +42,12 @@ export interface OutboxWriter {
    * statement: `WITH change AS (UPDATE ... RETURNING ...), events AS (${writer.insertFrom('SELECT ...
    * FROM change')}) SELECT ...`. The business change and its events are then one statement, atomic
    * without BEGIN/COMMIT, and one round trip instead of four; the event data can use the change's
-   * RETURNING values. `select` must yield the columns `event_id` (uuid: newEventId() as a parameter, for the reason given there),
-   * `event_type`, `aggregate_type`, `aggregate_id` (text), `data` and `headers` (jsonb: '{}' or
-   * {traceparent, tracestate}). Unlike write(), nothing checks these values before the database does:
-   * keep event types to the names write() accepts, since they name streams. The writer's `notify`
-   * option does not apply: wake the relays after the statement (createRelayWaker).
+   * RETURNING values. `select` must yield the columns `event_id` (uuid: pass newEventId() as a
+   * parameter, for the reason given there), `event_type`, `aggregate_type`, `aggregate_id` (text), `data`
+   * and `headers` (jsonb: '{}' or {traceparent, tracestate}). Unlike write(), nothing checks these
+   * values before the database does: keep event types to the names write() accepts, since they name
+   * streams. The writer's `notify` option does not apply: wake the relays after the statement
+   * (createRelayWaker).
    */
   insertFrom(select: string): string;
 }
