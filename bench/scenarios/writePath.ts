@@ -216,27 +216,27 @@ export async function writePathScenario(config: BenchConfig): Promise<WritePathR
       return undefined;
     }
   };
+  /** An HTTP contender's run, its rate logged. */
+  const httpAttempt = async (what: string, work: () => Promise<HttpRun>): Promise<HttpRun | undefined> => {
+    const run = await attempt(what, work);
+    if (run !== undefined) config.log(`    ${Math.round(run.requestsPerSecond)} req/s`);
+    return run;
+  };
   // The service and the direct-publish design alternate, and each keeps its best round: the machine's
   // speed drifts over minutes, and one run of each, minutes apart, would carry that drift into the ratio.
   const serviceRuns: HttpRun[] = [];
   const directRuns: HttpRun[] = [];
   const rounds = config.quick ? 1 : 2;
   for (let round = 1; round <= rounds; round++) {
-    const service = await attempt(`service (POST /v1/trades, relay running), round ${round}`, () =>
+    const service = await httpAttempt(`service (POST /v1/trades, relay running), round ${round}`, () =>
       serviceRun(config),
     );
-    if (service !== undefined) {
-      serviceRuns.push(service);
-      config.log(`    ${Math.round(service.requestsPerSecond)} req/s`);
-    }
+    if (service !== undefined) serviceRuns.push(service);
     await sleep(500);
-    const direct = await attempt(`direct-publish server (old design), round ${round}`, () =>
+    const direct = await httpAttempt(`direct-publish server (old design), round ${round}`, () =>
       directRun(config),
     );
-    if (direct !== undefined) {
-      directRuns.push(direct);
-      config.log(`    ${Math.round(direct.requestsPerSecond)} req/s`);
-    }
+    if (direct !== undefined) directRuns.push(direct);
     await sleep(500);
   }
   const best = (runs: HttpRun[]) =>
@@ -250,16 +250,12 @@ export async function writePathScenario(config: BenchConfig): Promise<WritePathR
     service: serviceRuns.map((run) => run.requestsPerSecond),
     direct: directRuns.map((run) => run.requestsPerSecond),
   };
-  result.serviceWithoutRelay = await attempt('diagnostic: service with its relay off', () =>
+  result.serviceWithoutRelay = await httpAttempt('diagnostic: service with its relay off', () =>
     serviceRun(config, 'off'),
   );
-  if (result.serviceWithoutRelay !== undefined)
-    config.log(`    ${Math.round(result.serviceWithoutRelay.requestsPerSecond)} req/s`);
-  result.serviceDeletePublished = await attempt('diagnostic: service with deletePublished', () =>
+  result.serviceDeletePublished = await httpAttempt('diagnostic: service with deletePublished', () =>
     serviceRun(config, 'delete'),
   );
-  if (result.serviceDeletePublished !== undefined)
-    config.log(`    ${Math.round(result.serviceDeletePublished.requestsPerSecond)} req/s`);
   const pgbench: NonNullable<WritePathResult['pgbench']> = [];
   for (const clients of [8, 16]) {
     const run = await attempt(`pgbench, same transaction, -c ${clients}`, () => pgbenchRun(config, clients));
