@@ -1,8 +1,9 @@
 /** Turns one run's results into the printed table, the targets and BENCHMARKS.md. */
 
+import type { ProcessProfile, WindowProfile } from './lib/profile.ts';
 import { ratio } from './lib/stats.ts';
 import type { DrainResult, DrainRun, RelayDrainRun } from './scenarios/drain.ts';
-import type { KeepUpResult } from './scenarios/keepUp.ts';
+import type { KeepUpResult, KeepUpStep } from './scenarios/keepUp.ts';
 import type { LatencyResult } from './scenarios/latency.ts';
 import type { OutageResult } from './scenarios/outage.ts';
 import type { HttpRun, WritePathResult } from './scenarios/writePath.ts';
@@ -275,7 +276,11 @@ export function buildRows(report: BenchReport): Row[] {
       add(
         '4 keeping up',
         `${int(step.rate)} trades/s (writer level) for ${k.seconds} s`,
-        `${step.flat ? 'flat' : 'NOT flat'}${step.reason === 'flat' ? '' : ` (${step.reason})`}; pending max ${int(step.pendingMax)}`,
+        `${step.flat ? 'flat' : 'NOT flat'}${step.reason === 'flat' ? '' : ` (${step.reason})`}; pending max ${int(step.pendingMax)}` +
+          (step.cpu === null || step.cpu === undefined
+            ? ''
+            : `; CPU (cores) producer ${fixed(step.cpu.producer)} / relay ${fixed(step.cpu.relay)} / ` +
+              `PostgreSQL ${fixed(step.cpu.postgres)} / redis ${fixed(step.cpu.redis)} / machine ${fixed(step.cpu.machine)}`),
       );
     }
     const limited = k.steps.some((step) => step.flat && step.producerLimited);
@@ -537,6 +542,50 @@ function latencyFloor(report: BenchReport): string[] {
   ];
 }
 
+/** What the highest keeping-up step cost each process, and what 2,000 trades/s would need. */
+function keepUpBound(report: BenchReport): string[] {
+  const steps = report.keepUp?.steps ?? [];
+  const top = steps.filter((step) => step.cpu !== null && step.cpu !== undefined).at(-1);
+  if (top?.cpu === null || top?.cpu === undefined) return [];
+  const { cpu } = top;
+  const perTrade = (cores: number) => (cores / top.achievedRate) * 1000;
+  const needed = (cores: number) => perTrade(cores) * 2;
+  const cores = report.machine.cores;
+  return [
+    '',
+    '### Keeping up',
+    '',
+    `- At the highest step (${int(top.rate)} trades/s offered, ${int(top.achievedRate)} reached) the machine ran ` +
+      `${fixed(cpu.machine)} of ${cores} cores: PostgreSQL ${fixed(cpu.postgres)}, the producer ${fixed(cpu.producer)}, ` +
+      `the relay ${fixed(cpu.relay)}, Redis ${fixed(cpu.redis)}.`,
+    `- Per trade that is ${fixed(perTrade(cpu.postgres), 3)} ms of PostgreSQL CPU (the trade statement with its two events, ` +
+      `then their claim and mark), ${fixed(perTrade(cpu.relay), 3)} ms in the relay and ${fixed(perTrade(cpu.producer), 3)} ms ` +
+      `in the producer. 2,000 trades/s at these costs needs ${fixed(needed(cpu.machine))} cores in all ` +
+      `(${fixed(needed(cpu.postgres))} for PostgreSQL alone) of the ${cores} here.` +
+      (top.flat
+        ? " The backlog stayed flat at this step: what stops the steps is the trade statement's cost on these" +
+          ' cores, not the relay falling behind.'
+        : ` The backlog was not flat at this step (${top.reason}).`),
+    ...relayRoundCost(steps[0], top),
+  ];
+}
+
+/**
+ * The relay's CPU per trade at the lowest step against the highest: at lower rates each claim finds
+ * fewer events, and every round (claim, publish, mark, confirm) has a fixed cost.
+ */
+function relayRoundCost(low: KeepUpStep | undefined, top: KeepUpStep): string[] {
+  if (low === undefined || low === top || low.cpu === null || low.cpu === undefined || top.cpu === null)
+    return [];
+  const perTrade = (step: KeepUpStep, cores: number) => (cores / step.achievedRate) * 1000;
+  return [
+    `- The relay's own cost per trade falls as the rate rises: ${fixed(perTrade(low, low.cpu.relay), 3)} ms at ` +
+      `${int(low.achievedRate)} trades/s against ${fixed(perTrade(top, top.cpu.relay), 3)} ms at ${int(top.achievedRate)}. ` +
+      'Each round (claim, publish, mark, and later the dedupe confirm) costs about the same whatever it carries, ' +
+      'and at lower rates a round carries a few events: the relay trades CPU for latency there.',
+  ];
+}
+
 function boundsSection(report: BenchReport): string {
   const w = report.writePath;
   const dr = report.drain;
@@ -681,6 +730,7 @@ function boundsSection(report: BenchReport): string {
     "  does not also wait for the previous mark's WAL flush.",
     ...latencyStages(report),
     ...latencyFloor(report),
+    ...keepUpBound(report),
     '',
     '### Doubtful',
     '',
@@ -700,6 +750,46 @@ function boundsSection(report: BenchReport): string {
     '  queueing; 250 trades/s is the 500 events/s of the figures quoted in issue 6.',
   );
   return lines.join('\n');
+}
+
+function partsTable(what: string, profile: ProcessProfile | null): string[] {
+  if (profile === null) return [`- ${what}: no profile (\`perf record\` was not usable here).`, ''];
+  return [
+    `${what} (${int(profile.samples)} samples): share of the samples whose call stack passes through each part,`,
+    'callees included (parts nest, so they do not add up):',
+    '',
+    '| part | share |',
+    '|---|---|',
+    ...profile.parts.map((line) => `| ${escapeCell(line.name)} | ${pct(line.share)} |`),
+    '',
+  ];
+}
+
+function profileSubsection(title: string, profile: WindowProfile | undefined, processes: string): string {
+  if (profile === undefined) return '';
+  return [
+    `### ${title} (${profile.seconds} s)`,
+    '',
+    ...partsTable(processes, profile.node),
+    ...partsTable('Their PostgreSQL sessions', profile.postgres),
+  ].join('\n');
+}
+
+function profilesSection(report: BenchReport): string {
+  const drain = report.drain?.profile;
+  const write = report.writePath?.profile;
+  if (drain === undefined && write === undefined) return '';
+  return [
+    '## Profiles',
+    '',
+    'Where the CPU goes where we fall short of a target, each in a run of its own (profiling slows what it',
+    'watches, so these runs are not counted): `perf record -e cpu-clock -g` over one window mid-load, on our',
+    'Node.js processes (started with `--perf-basic-prof-only-functions`, so JavaScript frames have names) and',
+    'on their PostgreSQL backends (`bench/lib/profile.ts`).',
+    '',
+    profileSubsection('Drain, two relays', drain, 'Relay processes'),
+    profileSubsection('Write path, the service with its relay under wrk', write, 'Service process'),
+  ].join('\n');
 }
 
 export function renderMarkdown(report: BenchReport, rows: Row[], targets: Target[]): string {
@@ -800,5 +890,6 @@ ${targetRows}
 ## What bounds us
 
 ${boundsSection(report)}
-${errors}`;
+
+${profilesSection(report)}${errors}`;
 }

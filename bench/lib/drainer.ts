@@ -23,8 +23,8 @@ export class Drainer {
   }
 
   /** Spawns a drainer and waits until it is connected and ready to go. */
-  static async start(name: string, config: DrainerConfig): Promise<Drainer> {
-    const child = spawnNode(name, DRAINER, [JSON.stringify(config)], { ipc: true });
+  static async start(name: string, config: DrainerConfig, nodeArgs: string[] = []): Promise<Drainer> {
+    const child = spawnNode(name, DRAINER, [JSON.stringify(config)], { ipc: true, nodeArgs });
     const drainer = new Drainer(child);
     const ready = new Promise<void>((resolve, reject) => {
       child.process.on('message', (message: DrainerMessage) => {

@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { createClient } from '@redis/client';
@@ -134,6 +134,8 @@ export interface SpawnOptions {
   /** Open an IPC channel (for node children that report progress). */
   ipc?: boolean;
   cwd?: string;
+  /** Flags for node itself (spawnNode), e.g. PROFILED_NODE_ARGS. */
+  nodeArgs?: string[];
 }
 
 export function spawnChild(name: string, command: string, args: string[], options: SpawnOptions = {}): Child {
@@ -149,7 +151,8 @@ export function spawnChild(name: string, command: string, args: string[], option
 
 /** A TypeScript entry point run by node with tsx, as one process (so its pid is the one to sample). */
 export function spawnNode(name: string, file: string, args: string[], options: SpawnOptions = {}): Child {
-  return spawnChild(name, process.execPath, ['--import', 'tsx', file, ...args], options);
+  const nodeArgs = options.nodeArgs ?? [];
+  return spawnChild(name, process.execPath, [...nodeArgs, '--import', 'tsx', file, ...args], options);
 }
 
 export async function stopAllChildren(): Promise<void> {
@@ -380,6 +383,24 @@ export function cpuSeconds(pid: number): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * CPU seconds used by the live processes with this command name (e.g. every 'postgres' process: the
+ * server's background processes and all backends). A process that ends takes its seconds with it.
+ */
+export function cpuSecondsOfCommand(command: string): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const name = readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
+      if (name === command) total += cpuSeconds(Number(entry)) ?? 0;
+    } catch {
+      // It ended while we looked.
+    }
+  }
+  return total;
 }
 
 /** Machine-wide busy CPU seconds (all cores), from /proc/stat. */

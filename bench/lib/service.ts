@@ -59,9 +59,11 @@ export async function startService(
   database: string,
   redisUrl: string,
   relay: ServiceRelay = 'mark',
+  nodeArgs: string[] = [],
 ): Promise<RunningServer> {
   const port = await freePort();
   const child = spawnNode('service', SERVICE_MAIN, [], {
+    nodeArgs,
     env: {
       PORT: String(port),
       HOST: '127.0.0.1',

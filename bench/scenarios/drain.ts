@@ -26,6 +26,7 @@ import {
   withRedis,
 } from '../lib/infra.ts';
 import { runPgbench } from '../lib/pgbench.ts';
+import { PROFILED_NODE_ARGS, profileWindow, type WindowProfile } from '../lib/profile.ts';
 import { summarize } from '../lib/stats.ts';
 import type { DrainerConfig, Phases } from '../workers/drainer.ts';
 
@@ -71,6 +72,8 @@ export interface DrainResult {
   graphile?: DrainRun;
   pgboss?: DrainRun;
   statusQueryMs?: { median: number; max: number; pending: number };
+  /** Where the CPU went with two relays, in a profiled run of its own (profilers slow what they watch). */
+  profile?: WindowProfile;
   sizes?: { afterDrain: TableSizes; afterRetention: TableSizes; retentionSeconds: number };
   errors: string[];
 }
@@ -153,6 +156,20 @@ async function statusQueryTime(url: string): Promise<DrainResult['statusQueryMs'
 }
 
 /** Our relay, `relays` processes at once, on a copy of the backlog. */
+function relayConfig(databaseUrl: string, redisUrl: string, deletePublished: boolean): DrainerConfig {
+  return {
+    mode: 'relay',
+    databaseUrl,
+    redisUrl,
+    listen: true,
+    pollIntervalMs: 1000,
+    // Two relays split the partitions within a fraction of a second instead of 2 s.
+    rebalanceIntervalMs: 200,
+    batchSize: 500,
+    deletePublished,
+  };
+}
+
 async function relayDrain(
   config: BenchConfig,
   backlog: Backlog,
@@ -170,17 +187,7 @@ async function relayDrain(
         try {
           for (let i = 0; i < relays; i++) {
             drainers.push(
-              await Drainer.start(`relay-${i + 1}`, {
-                mode: 'relay',
-                databaseUrl: url,
-                redisUrl: redis.url,
-                listen: true,
-                pollIntervalMs: 1000,
-                // Two relays split the partitions within a fraction of a second instead of 2 s.
-                rebalanceIntervalMs: 200,
-                batchSize: 500,
-                deletePublished,
-              }),
+              await Drainer.start(`relay-${i + 1}`, relayConfig(url, redis.url, deletePublished)),
             );
           }
           const rss = new RssSampler(Object.fromEntries(drainers.map((d, i) => [`relay${i}`, d.pid])));
@@ -221,6 +228,45 @@ async function relayDrain(
           for (const drainer of drainers) await drainer.stop();
           if (measureCost && waited.complete) result.sizes = await retention(url, redis.url, config);
           return run;
+        } finally {
+          for (const drainer of drainers) await drainer.stop().catch(() => {});
+        }
+      },
+      backlog.template,
+    ),
+  );
+}
+
+/**
+ * Two relays on a copy of the backlog, their processes and PostgreSQL backends profiled for a few
+ * seconds once both hold their partitions; stopped before the backlog is empty.
+ */
+async function profiledDrain(config: BenchConfig, backlog: Backlog): Promise<WindowProfile> {
+  return withRedis((redis) =>
+    withDatabase(
+      'drain_profile',
+      async (database) => {
+        const url = databaseUrl(database);
+        const drainers: Drainer[] = [];
+        try {
+          for (let i = 0; i < 2; i++) {
+            drainers.push(
+              await Drainer.start(
+                `profiled-relay-${i + 1}`,
+                relayConfig(url, redis.url, false),
+                PROFILED_NODE_ARGS,
+              ),
+            );
+          }
+          for (const drainer of drainers) drainer.go();
+          await sleep(1000);
+          const profile = await profileWindow(
+            drainers.map((drainer) => drainer.pid),
+            await backendPids(database, 'outbox-relay'),
+            config.quick ? 2 : 5,
+          );
+          for (const drainer of drainers) drainer.check();
+          return profile;
         } finally {
           for (const drainer of drainers) await drainer.stop().catch(() => {});
         }
@@ -502,6 +548,9 @@ export async function drainScenario(config: BenchConfig): Promise<DrainResult> {
     config.log(`    ${fmt(result.pgbenchDeleteLimit)}`);
     result.naive = await attempt(result, 'naive relay', config, () => naiveDrain(config, backlog));
     config.log(`    ${fmt(result.naive)}`);
+    result.profile = await attempt(result, 'profile of 2 relays (not timed)', config, () =>
+      profiledDrain(config, backlog),
+    );
   } finally {
     await dropDatabase(backlog.template).catch(() => {});
   }

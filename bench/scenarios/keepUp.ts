@@ -6,7 +6,17 @@
  */
 import type { BenchConfig } from '../lib/config.ts';
 import { Drainer } from '../lib/drainer.ts';
-import { databaseUrl, now, sleep, withClient, withDatabase, withRedis } from '../lib/infra.ts';
+import {
+  cpuSeconds,
+  cpuSecondsOfCommand,
+  databaseUrl,
+  machineBusySeconds,
+  now,
+  sleep,
+  withClient,
+  withDatabase,
+  withRedis,
+} from '../lib/infra.ts';
 import { outboxTradeWriter, producePaced } from '../lib/producer.ts';
 import { ACCOUNTS, prepareTradingDatabase } from '../lib/service.ts';
 import { slope } from '../lib/stats.ts';
@@ -23,6 +33,11 @@ export interface KeepUpStep {
   /** The producer (and the database behind it) could not offer 95% of the rate. */
   producerLimited: boolean;
   reason: string;
+  /**
+   * CPU while the step ran, as a share of one core: the producer (the benchmark's own process), the
+   * relay process, PostgreSQL (all its processes) and Redis; null when too short to tell.
+   */
+  cpu: { producer: number; relay: number; postgres: number; redis: number; machine: number } | null;
 }
 
 export interface KeepUpResult {
@@ -42,7 +57,7 @@ export function judgeStep(
   rate: number,
   achievedRate: number,
   samples: { x: number; y: number }[],
-): Omit<KeepUpStep, 'rate' | 'achievedRate'> {
+): Omit<KeepUpStep, 'rate' | 'achievedRate' | 'cpu'> {
   const growthPerSecond = slope(samples);
   const pendingEnd = samples[samples.length - 1]?.y ?? 0;
   const pendingMax = Math.max(0, ...samples.map((s) => s.y));
@@ -59,6 +74,39 @@ export function judgeStep(
     reason = `${pendingEnd} events pending at the end`;
   }
   return { pendingMax, pendingEnd, growthPerSecond, flat, producerLimited, reason };
+}
+
+interface CpuSample {
+  at: number;
+  producer: number;
+  relay: number;
+  postgres: number;
+  redis: number;
+  machine: number;
+}
+
+function cpuSample(relayPid: number, redisPid: number): CpuSample {
+  return {
+    at: now(),
+    producer: cpuSeconds(process.pid) ?? 0,
+    relay: cpuSeconds(relayPid) ?? 0,
+    postgres: cpuSecondsOfCommand('postgres'),
+    redis: cpuSeconds(redisPid) ?? 0,
+    machine: machineBusySeconds(),
+  };
+}
+
+function cpuBetween(first: CpuSample | undefined, last: CpuSample | undefined): KeepUpStep['cpu'] {
+  if (first === undefined || last === undefined || last.at - first.at < 1000) return null;
+  const seconds = (last.at - first.at) / 1000;
+  const rate = (key: Exclude<keyof CpuSample, 'at'>) => (last[key] - first[key]) / seconds;
+  return {
+    producer: rate('producer'),
+    relay: rate('relay'),
+    postgres: rate('postgres'),
+    redis: rate('redis'),
+    machine: rate('machine'),
+  };
 }
 
 export async function keepUpScenario(config: BenchConfig): Promise<KeepUpResult> {
@@ -90,11 +138,13 @@ export async function keepUpScenario(config: BenchConfig): Promise<KeepUpResult>
             };
             for (const rate of config.keepUpRates) {
               const samples: { x: number; y: number }[] = [];
+              const cpuSamples: CpuSample[] = [];
               const started = now();
               let sampling = true;
               const sampler = (async () => {
                 while (sampling) {
                   samples.push({ x: (now() - started) / 1000, y: await pending() });
+                  cpuSamples.push(cpuSample(drainer.pid, redis.child.pid));
                   await sleep(1000);
                 }
               })();
@@ -115,6 +165,8 @@ export async function keepUpScenario(config: BenchConfig): Promise<KeepUpResult>
                 rate,
                 achievedRate: produced.achievedRate,
                 ...judgeStep(rate, produced.achievedRate, samples),
+                // The first second and the last are left out: connections opening and closing.
+                cpu: cpuBetween(cpuSamples[1], cpuSamples[cpuSamples.length - 2]),
               };
               result.steps.push(step);
               config.log(

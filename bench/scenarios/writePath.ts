@@ -18,6 +18,7 @@ import {
   withRedis,
 } from '../lib/infra.ts';
 import { runPgbench, UUID_V7_SQL } from '../lib/pgbench.ts';
+import { PROFILED_NODE_ARGS, profileWindow, type WindowProfile } from '../lib/profile.ts';
 import {
   ACCOUNTS,
   prepareTradingDatabase,
@@ -61,6 +62,8 @@ export interface WritePathResult {
   /** Variants of the same SQL that say what each part costs the database. */
   pgbenchDiagnostics?: { variant: PgbenchVariant; clients: number; tps: number; latencyMs: number }[];
   pgbenchBestTps?: number;
+  /** Where the CPU went in the service and its PostgreSQL sessions, in a profiled run of its own. */
+  profile?: WindowProfile;
   errors: string[];
 }
 
@@ -114,6 +117,14 @@ export function tradeTransactionScript(variant: PgbenchVariant = 'service'): str
   }
 }
 
+const wrkTarget = (server: RunningServer, apiKey: string) => ({
+  url: server.url,
+  apiKey,
+  accounts: ACCOUNTS,
+  connections: CONNECTIONS,
+  threads: WRK_THREADS,
+});
+
 async function loadServer(
   config: BenchConfig,
   database: string,
@@ -121,7 +132,7 @@ async function loadServer(
   server: RunningServer,
   apiKey: string,
 ): Promise<HttpRun> {
-  const wrk = { url: server.url, apiKey, accounts: ACCOUNTS, connections: CONNECTIONS, threads: WRK_THREADS };
+  const wrk = wrkTarget(server, apiKey);
   await runWrk({ ...wrk, seconds: config.warmupSeconds });
   const rss = new RssSampler({ server: server.child.pid });
   const cpu = new CpuWindow({
@@ -164,6 +175,35 @@ async function serviceRun(config: BenchConfig, relay: ServiceRelay = 'mark'): Pr
           return Number(rows[0]?.n ?? 0);
         });
         return run;
+      } finally {
+        await service.child.stop();
+      }
+    }),
+  );
+}
+
+/**
+ * The service under wrk (relay in-process), its process and PostgreSQL sessions profiled for a few
+ * seconds mid-load. Profilers slow what they watch, so this run's rate is not counted.
+ */
+async function profiledServiceRun(config: BenchConfig): Promise<WindowProfile> {
+  return withRedis((redis) =>
+    withDatabase('write_profile', async (database) => {
+      const apiKey = await prepareTradingDatabase(database);
+      const service = await startService(database, redis.url, 'mark', PROFILED_NODE_ARGS);
+      try {
+        const wrk = wrkTarget(service, apiKey);
+        await runWrk({ ...wrk, seconds: config.warmupSeconds });
+        const seconds = config.quick ? 3 : 8;
+        const load = runWrk({ ...wrk, seconds: seconds + 2 });
+        await sleep(1000);
+        const sessions = [
+          ...(await backendPids(database, 'astra-trading')),
+          ...(await backendPids(database, 'outbox-relay')),
+        ];
+        const profile = await profileWindow([service.child.pid], sessions, seconds);
+        await load;
+        return profile;
       } finally {
         await service.child.stop();
       }
@@ -256,6 +296,7 @@ export async function writePathScenario(config: BenchConfig): Promise<WritePathR
   result.serviceDeletePublished = await httpAttempt('diagnostic: service with deletePublished', () =>
     serviceRun(config, 'delete'),
   );
+  result.profile = await attempt('profile of the service (not counted)', () => profiledServiceRun(config));
   const pgbench: NonNullable<WritePathResult['pgbench']> = [];
   for (const clients of [8, 16]) {
     const run = await attempt(`pgbench, same transaction, -c ${clients}`, () => pgbenchRun(config, clients));
