@@ -173,6 +173,12 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
   };
 }
 
+/**
+ * Confirmations go out at most this often: at low rates every round publishes a few events, and one
+ * confirmation call per round would double the relay's calls to the broker.
+ */
+const CONFIRM_INTERVAL_MS = 1000;
+
 /** An event the broker acknowledged, with what its mark needs. */
 interface Acknowledged {
   rowId: string;
@@ -228,6 +234,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
   /** Published ids waiting for `confirmDelayMs` before the publisher may forget them, oldest first. */
   private readonly unconfirmed: { due: number; events: { eventId: string; stream: string }[] }[] = [];
   private confirming: Promise<void> = Promise.resolve();
+  private nextConfirm = 0;
   private rotation = 0;
 
   constructor(options: RelayOptions) {
@@ -268,7 +275,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     // Our own publishes have all returned, so nothing of ours is in flight: forget our ids now
     // rather than leave them to the journal's window.
     for (const pending of this.unconfirmed) pending.due = 0;
-    this.confirmDue();
+    this.confirmDue(true);
     await this.confirming;
     await this.disconnect();
     this.emit('running', { running: false });
@@ -525,11 +532,14 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
   }
 
   /**
-   * Hands the due confirmations to the publisher. Not awaited on the hot path, but chained so at most
-   * one confirmation call is in flight; a failed one is dropped (the journal's window expires it).
+   * Hands the due confirmations to the publisher, at most once per CONFIRM_INTERVAL_MS unless `now`.
+   * Not awaited on the hot path, but chained so at most one confirmation call is in flight; a failed
+   * one is dropped (the journal's window expires it).
    */
-  private confirmDue(): void {
+  private confirmDue(all = false): void {
     const now = Date.now();
+    if (!all && now < this.nextConfirm) return;
+    this.nextConfirm = now + CONFIRM_INTERVAL_MS;
     const due: { eventId: string; stream: string }[] = [];
     while (this.unconfirmed.length > 0 && (this.unconfirmed[0]?.due ?? Infinity) <= now) {
       due.push(...(this.unconfirmed.shift()?.events ?? []));
