@@ -532,7 +532,8 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
   }
 
   /**
-   * Hands the due confirmations to the publisher, at most once per CONFIRM_INTERVAL_MS unless `now`.
+   * Hands the due confirmations to the publisher, at most once per CONFIRM_INTERVAL_MS unless
+   * `all` (on stop).
    * Not awaited on the hot path, but chained so at most one confirmation call is in flight; a failed
    * one is dropped (the journal's window expires it).
    */
