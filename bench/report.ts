@@ -711,11 +711,15 @@ function boundsSection(report: BenchReport): string {
     '  claiming the next batch while a full one is with Redis (one relay: 25.4k against 25.6k events/s',
     "  in a scratch A/B; the machine's cores were already busy, so the overlap bought nothing); payloads",
     '  handed to node-redis as Buffers instead of strings (in isolation it saves about 1 ms of UTF-8',
-    '  encoding per batch of 500; a one-relay drain A/B, three runs each, averaged 23.5k against 23.3k).',
+    '  encoding per batch of 500; a one-relay drain A/B, three runs each, averaged 23.5k against 23.3k);',
+    '  for the write path (scratch, pgbench at a fixed 1,000 trades/s, PostgreSQL CPU per trade, two runs',
+    '  each): the payload column as `json` instead of `jsonb` (0.74-0.81 ms against 0.78-0.81), and the',
+    "  outbox's three CHECK constraints dropped (0.74-0.76 ms): within the runs' spread, so the schema",
+    '  keeps `jsonb` and its checks.',
     '- Next steps, not taken: on machines where PostgreSQL and Redis have their own cores, more relays',
-    '  scale further than here; the relay process spends about a quarter of its CPU writing the publish',
-    '  call to its socket (one string of about 300 KB per batch; payloads as Buffers did not make that',
-    '  cheaper end to end, above) and a fifth in garbage collection.',
+    '  scale further than here. Where the relay processes and their PostgreSQL sessions spend their CPU',
+    '  is in "Profiles" below. (An earlier note here, from V8\'s own profiler, put a quarter of the relay',
+    '  in socket writes: that profiler charges native time to the last native call; perf finds far less.)',
     '',
     '### Latency',
     '',
@@ -881,6 +885,8 @@ ${targetRows}
 4. **Keeping up**: writer level (the trade statement above, no HTTP), one relay process, rate stepped up;
    a step is flat when the producer offered at least 95% of the rate, the PENDING count (sampled every
    second) grew by less than 2% of the event rate, and ended below max(1,000, one second of events).
+   CPU per process is read from /proc every second of a step, the first and last second left out: the
+   producer (the benchmark's own process), the relay process, PostgreSQL (all its processes) and Redis.
 5. **Cost**: RSS from /proc/<pid>/status (VmRSS), sampled every 200 ms. The outage run uses the service with
    RELAY_ENABLED=false and the standalone relay (\`relay-main.ts\`) under wrk load; Redis is killed and
    started again on the same port. Table sizes are \`pg_total_relation_size\`, \`pg_relation_size\` and
