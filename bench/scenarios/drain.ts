@@ -155,7 +155,7 @@ async function statusQueryTime(url: string): Promise<DrainResult['statusQueryMs'
   });
 }
 
-/** Our relay, `relays` processes at once, on a copy of the backlog. */
+/** A drainer process running our relay as the drain scenario sets it up. */
 function relayConfig(databaseUrl: string, redisUrl: string, deletePublished: boolean): DrainerConfig {
   return {
     mode: 'relay',
@@ -170,6 +170,7 @@ function relayConfig(databaseUrl: string, redisUrl: string, deletePublished: boo
   };
 }
 
+/** Our relay, `relays` processes at once, on a copy of the backlog. */
 async function relayDrain(
   config: BenchConfig,
   backlog: Backlog,
