@@ -88,10 +88,10 @@ export interface RelayOptions extends OutboxOptions {
    */
   retentionIntervalMs?: number;
   /**
-   * How long after its PUBLISHED mark committed an event id stays in the publisher's dedupe journal
-   * before the relay tells the publisher to forget it. The delay covers a publish still in flight from
-   * a relay that lost its session (its call times out long before); ids never confirmed expire with the
-   * journal's window.
+   * How long after its PUBLISHED mark committed an event id stays at least in the publisher's dedupe
+   * journal before the relay tells the publisher to forget it (confirmations go out once a second, so
+   * up to a second longer). The delay covers a publish still in flight from a relay that lost its
+   * session (its call times out long before); ids never confirmed expire with the journal's window.
    * @defaultValue 5000
    */
   confirmDelayMs?: number;
