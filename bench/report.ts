@@ -542,13 +542,16 @@ function latencyFloor(report: BenchReport): string[] {
   ];
 }
 
+/** CPU milliseconds per trade of a process that used `cores` during a keeping-up step. */
+const msPerTrade = (step: KeepUpStep, cores: number) => (cores / step.achievedRate) * 1000;
+
 /** What the highest keeping-up step cost each process, and what 2,000 trades/s would need. */
 function keepUpBound(report: BenchReport): string[] {
   const steps = report.keepUp?.steps ?? [];
   const top = steps.filter((step) => step.cpu !== null && step.cpu !== undefined).at(-1);
   if (top?.cpu === null || top?.cpu === undefined) return [];
   const { cpu } = top;
-  const perTrade = (cores: number) => (cores / top.achievedRate) * 1000;
+  const perTrade = (cores: number) => msPerTrade(top, cores);
   const needed = (cores: number) => perTrade(cores) * 2;
   const cores = report.machine.cores;
   return [
@@ -577,10 +580,9 @@ function keepUpBound(report: BenchReport): string[] {
 function relayRoundCost(low: KeepUpStep | undefined, top: KeepUpStep): string[] {
   if (low === undefined || low === top || low.cpu === null || low.cpu === undefined || top.cpu === null)
     return [];
-  const perTrade = (step: KeepUpStep, cores: number) => (cores / step.achievedRate) * 1000;
   return [
-    `- The relay's own cost per trade falls as the rate rises: ${fixed(perTrade(low, low.cpu.relay), 3)} ms at ` +
-      `${int(low.achievedRate)} trades/s against ${fixed(perTrade(top, top.cpu.relay), 3)} ms at ${int(top.achievedRate)}. ` +
+    `- The relay's own cost per trade falls as the rate rises: ${fixed(msPerTrade(low, low.cpu.relay), 3)} ms at ` +
+      `${int(low.achievedRate)} trades/s against ${fixed(msPerTrade(top, top.cpu.relay), 3)} ms at ${int(top.achievedRate)}. ` +
       'Each round (claim, publish, mark, and later the dedupe confirm) costs about the same whatever it carries, ' +
       'and at lower rates a round carries a few events: the relay trades CPU for latency there.',
   ];
