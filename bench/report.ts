@@ -17,6 +17,8 @@ export interface Machine {
   redis: string;
   wrk: string;
   pgbench: string;
+  /** Absent from results written before the drain measured Redis's limit. */
+  redisBenchmark?: string;
   os: string;
   loadBefore: number[];
   loadAfter: number[];
@@ -203,11 +205,20 @@ export function buildRows(report: BenchReport): Row[] {
       'limit: pgbench claim-and-delete statement (500 rows, -c 2)',
       drainValue(dr.pgbenchDeleteLimit),
     );
+    const redis = dr.redisLimit;
+    add(
+      label,
+      'limit: redis-benchmark XADD of an entry like ours (pipelined)',
+      redis === undefined
+        ? 'failed'
+        : `${int(redis.requestsPerSecond)} XADDs/s (Redis CPU ${fixed(redis.redisMicrosPerRequest, 1)} µs each)`,
+    );
     add(label, 'naive relay (one event per transaction)', drainValue(dr.naive));
     add(label, 'graphile-worker 0.17.3 (handler XADDs)', drainValue(dr.graphile));
     add(label, 'pg-boss 10.4.2 (handler XADDs)', drainValue(dr.pgboss));
     const best = bestRelay(dr);
     add(label, 'ratio ours (best) / pgbench limit', times(ratio(best, dr.pgbenchLimit?.eventsPerSecond)));
+    add(label, 'ratio ours (best) / Redis XADD limit', times(ratio(best, redis?.requestsPerSecond)));
     add(label, 'ratio ours (best) / graphile-worker', times(ratio(best, dr.graphile?.eventsPerSecond)));
     add(label, 'ratio ours (best) / pg-boss', times(ratio(best, dr.pgboss?.eventsPerSecond)));
     add(label, 'ratio ours (best) / naive', times(ratio(best, dr.naive?.eventsPerSecond)));
@@ -672,6 +683,17 @@ function boundsSection(report: BenchReport): string {
         `our relays' PostgreSQL share alone is ${fixed(r2cpu.postgres, 0)} µs.`,
     );
   }
+  const redisLimit = dr?.redisLimit;
+  if (r2cpu && redisLimit) {
+    lines.push(
+      `- Redis alone takes ${int(redisLimit.requestsPerSecond)} plain XADDs/s of an entry like ours ` +
+        `(redis-benchmark, pipelined), ${fixed(redisLimit.redisMicrosPerRequest, 1)} µs of Redis CPU each; our two ` +
+        `relays reach ${pct(ratio(r2?.eventsPerSecond, redisLimit.requestsPerSecond))} of that rate and Redis spends ` +
+        `${fixed(r2cpu.redis, 1)} µs per event on them ` +
+        `(${times(ratio(r2cpu.redis, redisLimit.redisMicrosPerRequest))}): the dedupe journal's lookup and record, ` +
+        'the Lua around each XADD, the later confirmation, and batches of 500 instead of a deep pipeline.',
+    );
+  }
   const deleting = dr?.relay2Delete;
   const deleteCpu = cpuPerEvent(deleting);
   const deleteLimit = dr?.pgbenchDeleteLimit?.eventsPerSecond;
@@ -824,7 +846,7 @@ ${report.mode === 'quick' ? '\n**Quick mode**: 100,000-event backlog and short r
 | Node | ${m.node} |
 | PostgreSQL | ${escapeCell(m.postgres)} |
 | Redis | ${escapeCell(m.redis)} |
-| wrk / pgbench | ${escapeCell(m.wrk)} / ${escapeCell(m.pgbench)} |
+| wrk / pgbench / redis-benchmark | ${escapeCell(m.wrk)} / ${escapeCell(m.pgbench)} / ${escapeCell(m.redisBenchmark ?? 'not run')} |
 | load average before / after | ${m.loadBefore.map((v) => v.toFixed(2)).join(' ')} / ${m.loadAfter.map((v) => v.toFixed(2)).join(' ')} |${pressureLine(report.pressure)}
 | commit | ${m.commit} |
 

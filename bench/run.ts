@@ -61,6 +61,7 @@ function checkTools(): { missing: string[]; versions: Record<string, string> } {
     ['wrk', ['--version'], 'apt-get install -y wrk (or: bash scripts/setup-machine.sh)'],
     ['pgbench', ['--version'], 'apt-get install -y postgresql (pgbench comes with it)'],
     ['redis-server', ['--version'], 'apt-get install -y redis-server'],
+    ['redis-benchmark', ['--version'], 'apt-get install -y redis-tools (redis-server depends on it)'],
   ];
   for (const [tool, args, hint] of tools) {
     const found = version(tool, args);
@@ -90,6 +91,7 @@ async function machineFacts(versions: Record<string, string>): Promise<Machine> 
     redis: /v=(\S+)/.exec(versions['redis-server'] ?? '')?.[1] ?? versions['redis-server'] ?? 'missing',
     wrk: /wrk (\S+)/.exec(versions.wrk ?? '')?.[1] ?? versions.wrk ?? 'missing',
     pgbench: versions.pgbench ?? 'missing',
+    redisBenchmark: versions['redis-benchmark'] ?? 'missing',
     os: `${os.type()} ${os.release()}`,
     loadBefore: os.loadavg(),
     loadAfter: [],

@@ -1,7 +1,8 @@
 /**
  * Scenario 2 (and the drain half of 5): a backlog of PENDING events drained to Redis by 1 and 2 relay
- * processes, against pgbench running the relay's claim-and-mark work as one statement (the limit),
- * a naive one-event-per-transaction relay, graphile-worker and pg-boss. Also: peak relay memory and
+ * processes, against pgbench running the relay's claim-and-mark work as one statement (the database's
+ * limit), redis-benchmark XADDing entries like the relay's (Redis's limit), a naive
+ * one-event-per-transaction relay, graphile-worker and pg-boss. Also: peak relay memory and
  * CPU during the drain, OutboxAdmin.status() time with the whole backlog pending, and the outbox's
  * size after the drain and after a retention run.
  */
@@ -27,6 +28,7 @@ import {
 } from '../lib/infra.ts';
 import { runPgbench } from '../lib/pgbench.ts';
 import { PROFILED_NODE_ARGS, profileWindow, type WindowProfile } from '../lib/profile.ts';
+import { type RedisBenchmarkRun, runRedisBenchmark } from '../lib/redisBenchmark.ts';
 import { summarize } from '../lib/stats.ts';
 import type { DrainerConfig, Phases } from '../workers/drainer.ts';
 
@@ -68,6 +70,8 @@ export interface DrainResult {
   pgbenchLimit?: DrainRun;
   /** The limit for `deletePublished`: pgbench claiming and deleting in one statement. */
   pgbenchDeleteLimit?: DrainRun;
+  /** Redis's limit: plain XADDs of an entry like the relay's, pipelined. */
+  redisLimit?: RedisBenchmarkRun;
   naive?: DrainRun;
   graphile?: DrainRun;
   pgboss?: DrainRun;
@@ -361,6 +365,44 @@ WHERE id IN (${claim});`
 }
 
 /**
+ * Redis's limit: redis-benchmark XADDing, as many times as the backlog has events, one entry shaped like
+ * the relay's: the backlog's first event with the fields the publish script writes for it.
+ */
+async function redisLimit(backlog: Backlog): Promise<RedisBenchmarkRun> {
+  const fields = await withClient(databaseUrl(backlog.template), async (client) => {
+    const { rows } = await client.query<Record<string, string>>(
+      `SELECT event_id::text AS id, event_type AS type, source, aggregate_id AS subject,
+              to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS time,
+              payload::text AS data
+       FROM event_outbox ORDER BY id LIMIT 1`,
+    );
+    const event = rows[0];
+    if (event === undefined) throw new Error('the backlog is empty');
+    const attributes = ['id', 'type', 'source', 'subject', 'time'].flatMap((name) => [
+      name,
+      event[name] ?? '',
+    ]);
+    return [
+      ...attributes,
+      'specversion',
+      '1.0',
+      'datacontenttype',
+      'application/json',
+      'data',
+      event.data ?? '',
+    ];
+  });
+  return withRedis((redis) =>
+    runRedisBenchmark(
+      redis.port,
+      redis.child.pid,
+      ['XADD', 'bench.redis-limit', '*', ...fields],
+      backlog.events,
+    ),
+  );
+}
+
+/**
  * Times one peer's drainer process: starts it, lets it go, waits until `events` entries are in `stream`
  * or `limitSeconds` pass, and stops it. `note` describes the run (and says when it was time-boxed).
  */
@@ -547,6 +589,10 @@ export async function drainScenario(config: BenchConfig): Promise<DrainResult> {
       pgbenchLimit(backlog, true),
     );
     config.log(`    ${fmt(result.pgbenchDeleteLimit)}`);
+    result.redisLimit = await attempt(result, 'redis-benchmark XADD', config, () => redisLimit(backlog));
+    config.log(
+      `    ${result.redisLimit === undefined ? 'failed' : `${Math.round(result.redisLimit.requestsPerSecond).toLocaleString('en-US')} XADDs/s`}`,
+    );
     result.naive = await attempt(result, 'naive relay', config, () => naiveDrain(config, backlog));
     config.log(`    ${fmt(result.naive)}`);
     result.profile = await attempt(result, 'profile of 2 relays (not timed)', config, () =>
