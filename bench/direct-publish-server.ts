@@ -29,28 +29,19 @@ import {
   tradeQuery,
   tradeResultFromRow,
 } from '../services/trading/src/trades/sql.ts';
+import { streamEntryFields } from './lib/streamEntry.ts';
 
 const SOURCE = '/astra/trading-service';
 
 function cloudEventFields(type: string, subject: string, time: string, data: unknown): string[] {
-  return [
-    'id',
-    newEventId(),
-    'type',
+  return streamEntryFields({
+    id: newEventId(),
     type,
-    'source',
-    SOURCE,
-    'subject',
+    source: SOURCE,
     subject,
-    'time',
     time,
-    'specversion',
-    '1.0',
-    'datacontenttype',
-    'application/json',
-    'data',
-    JSON.stringify(data),
-  ];
+    data: JSON.stringify(data),
+  });
 }
 
 async function main(): Promise<void> {

@@ -35,17 +35,22 @@ export async function runRedisBenchmark(
   // Of the settings tried here (-c 2 to 50, -P 16 to 256), these came out fastest.
   const clients = 8;
   const pipeline = 128;
+  const options = [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-c',
+    String(clients),
+    '-P',
+    String(pipeline),
+    '--csv',
+  ];
   const run = (count: number) =>
-    execFileAsync(
-      'redis-benchmark',
-      ['-h', '127.0.0.1', '-p', String(port), '-n', String(count), '-c', String(clients)].concat([
-        '-P',
-        String(pipeline),
-        '--csv',
-        ...command,
-      ]),
-      { timeout: 300_000, maxBuffer: 16 * 1024 * 1024 },
-    );
+    execFileAsync('redis-benchmark', [...options, '-n', String(count), ...command], {
+      timeout: 300_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
   await run(Math.ceil(requests / 10));
   const before = cpuSeconds(redisPid);
   const { stdout } = await run(requests);

@@ -30,6 +30,7 @@ import { runPgbench } from '../lib/pgbench.ts';
 import { PROFILED_NODE_ARGS, profileWindow, type WindowProfile } from '../lib/profile.ts';
 import { type RedisBenchmarkRun, runRedisBenchmark } from '../lib/redisBenchmark.ts';
 import { summarize } from '../lib/stats.ts';
+import { type EntryAttributes, streamEntryFields } from '../lib/streamEntry.ts';
 import type { DrainerConfig, Phases } from '../workers/drainer.ts';
 
 export interface DrainRun {
@@ -370,27 +371,14 @@ WHERE id IN (${claim});`
  */
 async function redisLimit(backlog: Backlog): Promise<RedisBenchmarkRun> {
   const fields = await withClient(databaseUrl(backlog.template), async (client) => {
-    const { rows } = await client.query<Record<string, string>>(
+    const { rows } = await client.query<EntryAttributes>(
       `SELECT event_id::text AS id, event_type AS type, source, aggregate_id AS subject,
               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS time,
               payload::text AS data
        FROM event_outbox ORDER BY id LIMIT 1`,
     );
-    const event = rows[0];
-    if (event === undefined) throw new Error('the backlog is empty');
-    const attributes = ['id', 'type', 'source', 'subject', 'time'].flatMap((name) => [
-      name,
-      event[name] ?? '',
-    ]);
-    return [
-      ...attributes,
-      'specversion',
-      '1.0',
-      'datacontenttype',
-      'application/json',
-      'data',
-      event.data ?? '',
-    ];
+    if (rows[0] === undefined) throw new Error('the backlog is empty');
+    return streamEntryFields(rows[0]);
   });
   return withRedis((redis) =>
     runRedisBenchmark(
@@ -566,8 +554,10 @@ export async function drainScenario(config: BenchConfig): Promise<DrainResult> {
     backlogBuildSeconds: backlog.buildSeconds,
     errors: [],
   };
+  const perSecond = (value: number | null | undefined, unit: string) =>
+    value === undefined ? 'failed' : `${Math.round(value ?? 0).toLocaleString('en-US')} ${unit}/s`;
   const fmt = (run: DrainRun | undefined) =>
-    run === undefined ? 'failed' : `${Math.round(run.eventsPerSecond ?? 0).toLocaleString('en-US')} events/s`;
+    perSecond(run === undefined ? undefined : run.eventsPerSecond, 'events');
   try {
     result.relay1 = await attempt(result, '1 relay', config, () =>
       relayDrain(config, backlog, { relays: 1, deletePublished: false }, true, result),
@@ -590,9 +580,7 @@ export async function drainScenario(config: BenchConfig): Promise<DrainResult> {
     );
     config.log(`    ${fmt(result.pgbenchDeleteLimit)}`);
     result.redisLimit = await attempt(result, 'redis-benchmark XADD', config, () => redisLimit(backlog));
-    config.log(
-      `    ${result.redisLimit === undefined ? 'failed' : `${Math.round(result.redisLimit.requestsPerSecond).toLocaleString('en-US')} XADDs/s`}`,
-    );
+    config.log(`    ${perSecond(result.redisLimit?.requestsPerSecond, 'XADDs')}`);
     result.naive = await attempt(result, 'naive relay', config, () => naiveDrain(config, backlog));
     config.log(`    ${fmt(result.naive)}`);
     result.profile = await attempt(result, 'profile of 2 relays (not timed)', config, () =>
