@@ -274,7 +274,6 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     this.loop = undefined;
     // Our own publishes have all returned, so nothing of ours is in flight: forget our ids now
     // rather than leave them to the journal's window.
-    for (const pending of this.unconfirmed) pending.due = 0;
     this.confirmDue(true);
     await this.confirming;
     await this.disconnect();
@@ -532,8 +531,8 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
   }
 
   /**
-   * Hands the due confirmations to the publisher, at most once per CONFIRM_INTERVAL_MS unless
-   * `all` (on stop).
+   * Hands the due confirmations to the publisher, at most once per CONFIRM_INTERVAL_MS; with `all`
+   * (on stop) every unconfirmed id at once, due or not.
    * Not awaited on the hot path, but chained so at most one confirmation call is in flight; a failed
    * one is dropped (the journal's window expires it).
    */
@@ -541,8 +540,9 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     const now = Date.now();
     if (!all && now < this.nextConfirm) return;
     this.nextConfirm = now + CONFIRM_INTERVAL_MS;
+    const dueBy = all ? Infinity : now;
     const due: { eventId: string; stream: string }[] = [];
-    while (this.unconfirmed.length > 0 && (this.unconfirmed[0]?.due ?? Infinity) <= now) {
+    while (this.unconfirmed.length > 0 && (this.unconfirmed[0]?.due ?? Infinity) <= dueBy) {
       due.push(...(this.unconfirmed.shift()?.events ?? []));
     }
     if (due.length === 0) return;
