@@ -15,6 +15,9 @@ async function main(): Promise<void> {
   await prepareDatabase(config.databaseUrl, (message) => logger.info(message));
 
   const pool = createPool(config.databaseUrl, config.dbPoolSize);
+  // Before listening, like the migrations: once the service answers, start-up has no database step
+  // left whose failure (a terminated session, say) would stop a process that is already serving.
+  const demoKey = await createDemoKeyIfEmpty(pool);
   const wakePool = createPool(config.databaseUrl, 1);
   const relay = config.relayEnabled ? createRelay(config, logger) : undefined;
   const metrics = createMetrics(relay === undefined ? {} : { relay, admin: new OutboxAdmin(pool) });
@@ -34,7 +37,6 @@ async function main(): Promise<void> {
   const stopPurge = schedulePurge(pool, config.idempotencyKeyTtlHours * 3600, 10 * 60_000, (error) =>
     logger.warn({ err: error }, 'idempotency key purge failed'),
   );
-  const demoKey = await createDemoKeyIfEmpty(pool);
   if (demoKey !== null) process.stdout.write(`${demoBanner(demoKey, config.port)}\n`);
 
   onShutdown(logger, async () => {
