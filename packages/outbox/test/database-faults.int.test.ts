@@ -71,8 +71,11 @@ class CountingPublisher implements Publisher {
     private readonly inner: Publisher,
     readonly acks: Map<string, number>,
   ) {}
-  async publish(events: readonly PublishableEvent[]): Promise<PublishOutcome[]> {
-    const outcomes = await this.inner.publish(events);
+  async publish(
+    events: readonly PublishableEvent[],
+    options?: Parameters<Publisher['publish']>[1],
+  ): Promise<PublishOutcome[]> {
+    const outcomes = await this.inner.publish(events, options);
     outcomes.forEach((outcome, index) => {
       const id = events[index]?.eventId ?? '';
       if (outcome.status === 'published') this.acks.set(id, (this.acks.get(id) ?? 0) + 1);
@@ -81,6 +84,12 @@ class CountingPublisher implements Publisher {
   }
   confirm(events: readonly { eventId: string; stream: string }[]): Promise<void> {
     return this.inner.confirm(events);
+  }
+  check(...args: Parameters<Publisher['check']>) {
+    return this.inner.check(...args);
+  }
+  stream(type: string): string {
+    return this.inner.stream(type);
   }
   ping(): Promise<boolean> {
     return this.inner.ping();

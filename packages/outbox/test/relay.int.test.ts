@@ -48,12 +48,13 @@ async function counts(pool: pg.Pool): Promise<Record<string, number>> {
 async function publishWithoutMarking(pool: pg.Pool, redisUrl: string, type: string) {
   const rows = await pool.query<{
     id: string;
+    partition_no: number;
     event_id: string;
     aggregate_id: string;
     data: string;
     created_at: Date;
   }>(
-    "SELECT id::text, event_id::text, aggregate_id, payload::text AS data, created_at FROM event_outbox WHERE event_type = $1 AND status = 'PENDING' ORDER BY id",
+    "SELECT id::text, partition_no, event_id::text, aggregate_id, payload::text AS data, created_at FROM event_outbox WHERE event_type = $1 AND status = 'PENDING' ORDER BY id",
     [type],
   );
   const ghost = new RedisStreamsPublisher({ url: redisUrl });
@@ -61,6 +62,7 @@ async function publishWithoutMarking(pool: pg.Pool, redisUrl: string, type: stri
     return await ghost.publish(
       rows.rows.map((row) => ({
         rowId: row.id,
+        partition: row.partition_no,
         eventId: row.event_id,
         type,
         source: '/test',
@@ -442,6 +444,7 @@ SELECT n::text FROM bumped`,
     const batch = (type: string, from: number) =>
       Array.from({ length: 500 }, (_, i) => ({
         rowId: String(from + i),
+        partition: 0,
         eventId: randomUUID(),
         type,
         source: '/test',
