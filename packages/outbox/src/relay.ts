@@ -111,7 +111,7 @@ export interface RelayOptions extends OutboxOptions {
    * which takes the partitions over; the broker's fence refuses whatever the frozen one sends when it
    * wakes. Must exceed twice the longest pause of a live relay (rebalance interval, outage backoff).
    * Ending another session needs the same database role or `pg_signal_backend`. 0 turns it off.
-   * @defaultValue 15000
+   * @defaultValue 15000, or twice the longest pause when that is more
    */
   stallTimeoutMs?: number;
 }
@@ -191,10 +191,15 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     retentionIntervalMs: positiveInteger('retentionIntervalMs', options.retentionIntervalMs, 60_000),
     confirmDelayMs: nonNegativeInteger('confirmDelayMs', options.confirmDelayMs, 5000),
     statementTimeoutMs: positiveInteger('statementTimeoutMs', options.statementTimeoutMs, 30_000),
-    stallTimeoutMs: nonNegativeInteger('stallTimeoutMs', options.stallTimeoutMs, 15_000),
+    stallTimeoutMs: 0,
   };
   // A live relay can leave its session idle for a rebalance interval or an outage backoff step.
   const longestPause = Math.max(resolved.rebalanceIntervalMs, resolved.outageBackoff.maxMs);
+  resolved.stallTimeoutMs = nonNegativeInteger(
+    'stallTimeoutMs',
+    options.stallTimeoutMs,
+    Math.max(15_000, 2 * longestPause),
+  );
   if (resolved.stallTimeoutMs > 0 && resolved.stallTimeoutMs < 2 * longestPause) {
     throw invalidOption(
       'stallTimeoutMs',

@@ -10,7 +10,8 @@
  *   the partition and is refused), `m<p>` the last entry id the relay added for p (the marker) and
  *   `c<p>` how many it has added. A relay passes the newest entry id it knows Redis acknowledged for
  *   (stream, p); a marker older than that, or none, means Redis lost data since: the call refuses
- *   that partition's events so the relay can publish the lost ones again first.
+ *   that partition's events so the relay can publish the lost ones again first. Its field `added` says
+ *   the stream has received entries since the state was made: a stream missing then was deleted.
  *
  * PUBLISH_SCRIPT
  * KEYS: stream_1, journal_1, state_1, stream_2, journal_2, state_2, ...
@@ -61,9 +62,10 @@ local checkReplies = {}
 local gone = {}
 for i = 5, first - 1, ${CHECK_ARGS} do
   local k, p, epoch, expected = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  local state = redis.call('HMGET', KEYS[k + 2], 'e' .. p, 'm' .. p, 'c' .. p)
+  local state = redis.call('HMGET', KEYS[k + 2], 'e' .. p, 'm' .. p, 'c' .. p, 'added')
   local fence, marker, count = tonumber(state[1]), state[2], tonumber(state[3]) or 0
-  if marker and gone[k] == nil then gone[k] = redis.call('EXISTS', KEYS[k]) == 0 end
+  -- The stream itself was deleted or evicted while its state survived: its markers mean nothing.
+  if marker and gone[k] == nil then gone[k] = state[4] == '1' and redis.call('EXISTS', KEYS[k]) == 0 end
   if marker and gone[k] then marker = nil end
   local verdict
   if fence and fence > epoch then
@@ -152,6 +154,7 @@ for _, event in ipairs(events) do
       results[#results + 1] = '!err:' .. reply.err
     else
       if mode ~= 'replay' then
+        if not added[event.k] then redis.call('HSET', KEYS[event.k + 2], 'added', 1) end
         added[event.k] = added[event.k] or {}
         table.insert(added[event.k], event.id)
         table.insert(added[event.k], reply)
