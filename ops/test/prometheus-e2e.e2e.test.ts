@@ -47,6 +47,12 @@ const ALERT_INPUTS: Record<string, string[]> = {
   OutboxFailedEvents: ['max(outbox_failed_events)'],
   OutboxBrokerDown: ['outbox_broker_up', 'outbox_relay_running == 1'],
   OutboxNoRelayRunning: [`sum(outbox_relay_running{${JOBS}})`, `sum(up{${JOBS}})`],
+  OutboxBrokerDataLoss: ['increase(outbox_broker_data_loss_total[15m])'],
+  OutboxEventsLostForGood: ['increase(outbox_unrecoverable_events_total[15m])'],
+  OutboxRelayStalled: [
+    'increase(outbox_relay_takeovers_total[15m])',
+    'increase(outbox_fenced_publishes_total[15m])',
+  ],
 };
 
 interface ApiResponse<T> {

@@ -19,6 +19,9 @@ export const ALERTS: Record<string, ExpectedAlert> = {
   OutboxFailedEvents: { severity: 'page', labels: {} },
   OutboxBrokerDown: { severity: 'page', labels: { job: 'outbox-relay', instance: '127.0.0.1:9464' } },
   OutboxNoRelayRunning: { severity: 'page', labels: {} },
+  OutboxBrokerDataLoss: { severity: 'ticket', labels: { stream: 'astra.trading.position_updated.v1' } },
+  OutboxEventsLostForGood: { severity: 'page', labels: { stream: 'astra.trading.position_updated.v1' } },
+  OutboxRelayStalled: { severity: 'ticket', labels: {} },
 };
 
 export const RECEIVER: Record<Severity, string> = { page: 'oncall', ticket: 'ticket' };

@@ -58,11 +58,46 @@ export function registerOutboxMetrics({ registry, relay, admin }: OutboxMetricsO
     registers,
   });
 
+  const dataLoss = new Counter({
+    name: 'outbox_broker_data_loss_total',
+    help: 'Events the broker acknowledged and later no longer held (restart without persistence, failover, flush), by stream.',
+    labelNames: ['stream'],
+    registers,
+  });
+  const republished = new Counter({
+    name: 'outbox_republished_events_total',
+    help: 'Lost events published again from the outbox, in their order and with their ids.',
+    registers,
+  });
+  const unrecoverable = new Counter({
+    name: 'outbox_unrecoverable_events_total',
+    help: 'Lost events the outbox no longer had (past retention, or deletePublished), by stream: gone for good.',
+    labelNames: ['stream'],
+    registers,
+  });
+  const fenced = new Counter({
+    name: 'outbox_fenced_publishes_total',
+    help: 'Calls the broker refused because another relay owns the partition now (this relay had stalled).',
+    registers,
+  });
+  const takeovers = new Counter({
+    name: 'outbox_relay_takeovers_total',
+    help: 'Stalled relay sessions this relay ended to take their partitions over.',
+    registers,
+  });
+
   running.set(relay?.running ? 1 : 0);
   if (relay !== undefined) {
     brokerUp.set(relay.isBrokerUp ? 1 : 0);
+    const streams = new Set<string>();
     relay.on('published', ({ events, ackedAt }) => {
       for (const event of events) {
+        // A stream's loss counters start at 0 when it is first seen, so "no loss" reads 0, not no data.
+        if (!streams.has(event.stream)) {
+          streams.add(event.stream);
+          dataLoss.inc({ stream: event.stream }, 0);
+          unrecoverable.inc({ stream: event.stream }, 0);
+        }
         published.inc({ event_type: event.type });
         latency.observe(Math.max(0, ackedAt.getTime() - event.createdAt.getTime()) / 1000);
       }
@@ -72,6 +107,13 @@ export function registerOutboxMetrics({ registry, relay, admin }: OutboxMetricsO
     relay.on('broker', ({ up }) => brokerUp.set(up ? 1 : 0));
     relay.on('running', (state) => running.set(state.running ? 1 : 0));
     relay.on('partitions', (state) => partitions.set(state.partitions.length));
+    relay.on('dataLoss', (repair) => {
+      dataLoss.inc({ stream: repair.stream }, repair.lost);
+      republished.inc(repair.republished);
+      unrecoverable.inc({ stream: repair.stream }, repair.unrecoverable);
+    });
+    relay.on('fenced', () => fenced.inc());
+    relay.on('takeover', () => takeovers.inc());
   }
 
   if (admin === undefined || relay === undefined) return;

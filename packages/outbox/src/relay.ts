@@ -119,7 +119,7 @@ export interface RelayOptions extends OutboxOptions {
 /** What the relay reports; the Prometheus adapter and logs subscribe. */
 export interface RelayEvents {
   /** A batch went out (entirely or in part). `createdAt` is each published event's write time. */
-  published: [{ events: { type: string; createdAt: Date }[]; ackedAt: Date }];
+  published: [{ events: { type: string; stream: string; createdAt: Date }[]; ackedAt: Date }];
   /** Size of each claimed batch. */
   batch: [{ size: number }];
   /**
@@ -725,7 +725,11 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
           ),
     );
     this.emit('published', {
-      events: batch.acks.map((ack) => ({ type: ack.row.event_type, createdAt: ack.row.created_at })),
+      events: batch.acks.map((ack) => ({
+        type: ack.row.event_type,
+        stream: ack.stream,
+        createdAt: ack.row.created_at,
+      })),
       ackedAt: batch.ackedAt,
     });
     // The marks are committed (synchronously: a mark lost in a database crash after the journal forgot

@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { OutboxAdmin } from '../src/admin.ts';
 import type { StreamRepair } from '../src/recovery.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay, type RelayOptions } from '../src/relay.ts';
@@ -211,5 +212,38 @@ describe('Redis loses data: found, published again in order, bounded where it ca
       writers: 1,
     });
     await waitFor(async () => (await streamLength()) === more, 20_000, 'new events published');
+  });
+
+  test('operator republish: chosen PUBLISHED events again, in order, same ids, past the journal', async () => {
+    startRelay();
+    const written = await writeWorkload({
+      pool: db.pool,
+      prefix: 'again',
+      types: TYPES,
+      aggregates: 10,
+      eventsPerAggregate: 5,
+      writers: 1,
+    });
+    await waitFor(async () => (await streamLength()) === written, 20_000, 'all published');
+    const publisher = new RedisStreamsPublisher({ url: redis.url });
+    try {
+      const admin = new OutboxAdmin(db.pool);
+      const filter = { since: new Date(0), type: TYPES[0] as string, aggregateId: 'again-2' };
+      const dry = await admin.republish(publisher, filter, true);
+      assert.equal(dry.events, 5);
+      assert.equal(await streamLength(), written, 'a dry run sends nothing');
+      const done = await admin.republish(publisher, filter);
+      assert.deepEqual(done, dry);
+    } finally {
+      await publisher.close();
+    }
+    const entries = (await read(TYPES[0] as string)).filter((entry) => entry.fields.subject === 'again-2');
+    const seqs = entries.map((entry) => JSON.parse(entry.fields.data ?? '{}').seq);
+    assert.deepEqual(seqs, [1, 2, 3, 4, 5, 1, 2, 3, 4, 5], 'the five again, after the first five, in order');
+    assert.deepEqual(
+      entries.slice(5).map((entry) => entry.fields.id),
+      entries.slice(0, 5).map((entry) => entry.fields.id),
+      'with the same CloudEvents ids',
+    );
   });
 });

@@ -13,7 +13,16 @@ const ALL = readdirSync(MIGRATIONS_DIR)
   .filter((file) => /^\d{4}_.*\.ts$/.test(file))
   .map((file) => file.replace(/\.ts$/, ''))
   .sort();
-const TABLES = ['accounts', 'api_keys', 'event_outbox', 'idempotency_keys', 'positions', 'trades'];
+const TABLES = [
+  'accounts',
+  'api_keys',
+  'event_outbox',
+  'event_outbox_partitions',
+  'event_outbox_streams',
+  'idempotency_keys',
+  'positions',
+  'trades',
+];
 
 async function tables(db: TestDatabase): Promise<string[]> {
   const result = await db.pool.query<{ name: string }>(
@@ -47,7 +56,7 @@ describe('migrations', () => {
   test('up, down all the way and up again on an empty database; then a trade works', async () => {
     const db = await createTestDatabase({ migrated: false });
     try {
-      assert.deepEqual(ALL, ['0001_event_outbox', '0002_trading']);
+      assert.deepEqual(ALL, ['0001_event_outbox', '0002_trading', '0003_outbox_relay_state']);
       assert.deepEqual(await tables(db), []);
 
       assert.deepEqual(await migrate(db.url, 'up'), ALL);
@@ -56,9 +65,12 @@ describe('migrations', () => {
       assert.deepEqual(await migrate(db.url, 'up'), [], 'a second up has nothing to do');
 
       // One step down reverts only the latest migration.
-      assert.deepEqual(await migrate(db.url, 'down'), ['0002_trading']);
-      assert.deepEqual(await tables(db), ['event_outbox']);
-      assert.deepEqual(await migrate(db.url, 'up'), ['0002_trading']);
+      assert.deepEqual(await migrate(db.url, 'down'), ['0003_outbox_relay_state']);
+      assert.deepEqual(
+        await tables(db),
+        TABLES.filter((table) => !table.startsWith('event_outbox_')),
+      );
+      assert.deepEqual(await migrate(db.url, 'up'), ['0003_outbox_relay_state']);
 
       assert.deepEqual(await migrate(db.url, 'down', Number.POSITIVE_INFINITY), [...ALL].reverse());
       assert.deepEqual(await tables(db), [], 'down removes every table');
