@@ -221,7 +221,7 @@ describe('relay and PostgreSQL failures', () => {
     viaProxy.port = String(proxy.port);
     try {
       const { relay, faults, stoppedEarly } = startRelay(viaProxy.toString());
-      await writeWorkload({
+      const before = await writeWorkload({
         pool: db.pool,
         prefix: 'cut1',
         types: TYPES,
@@ -255,13 +255,18 @@ describe('relay and PostgreSQL failures', () => {
       );
       assert.deepEqual(stoppedEarly, []);
       await stopAll();
-      for (const prefix of ['cut1-%', 'cut2-%']) {
+      for (const [prefix, expected] of [
+        ['cut1-%', before],
+        ['cut2-%', total],
+      ] as const) {
         await assertDelivered({
           pool: db.pool,
           read: (stream) => readStream(redis.url, stream),
           aggregateLike: prefix,
+          expected,
         });
       }
+      assert.deepEqual([before, total], [100, 500], 'the workloads wrote what they planned');
     } finally {
       await stopAll();
       await proxy.down();

@@ -413,6 +413,6 @@ describe('relay and service processes', () => {
     assert.match(await cli(['outbox', 'replay', failedRow.id]), /replayed 1 event\b/);
     await allPublished('poison', 30_000);
     assert.deepEqual(await proc.stop('SIGTERM'), { code: 0, signal: null }, proc.output);
-    await assertDelivered({ pool: db.pool, read, aggregateLike: 'poison-%' });
+    await assertDelivered({ pool: db.pool, read, aggregateLike: 'poison-%', expected: 4 });
   });
 });
