@@ -281,14 +281,19 @@ export async function runChaos(
     const durationMs = options.durationSeconds * 1000;
     const plan = planFaults(options.faults, durationMs, random);
     const loadStart = Date.now();
+    // Faults follow the load's progress, not the clock: on a slow host the load falls behind its pace,
+    // and faults planned by the clock would then all land early in it.
+    let started = 0;
+    let loadDone = false;
     const [load, faultLog] = await Promise.all([
       runLoad(
         http,
         {
           trades: options.trades,
           durationMs,
-          // The load is bounded: nothing starts later than this, however slow the system gets.
-          deadline: loadStart + Math.max(durationMs * 2, durationMs + 60_000),
+          // The load is bounded: nothing starts later than this, however slow the system gets. Generous,
+          // so a busy 2-core host falls behind the pace without failing the run.
+          deadline: loadStart + 4 * durationMs + 120_000,
           concurrency: options.concurrency,
           traders,
           symbols: symbolList(options.symbols),
@@ -297,8 +302,21 @@ export async function runChaos(
           seed: options.seed,
         },
         stopped,
+        () => {
+          started++;
+        },
+      ).finally(() => {
+        loadDone = true;
+      }),
+      injectFaults(
+        plan,
+        actions,
+        random,
+        loadStart,
+        log,
+        () => stopped() || loadDone,
+        () => started / options.trades,
       ),
-      injectFaults(plan, actions, random, loadStart, log, stopped),
     ]);
     const loadSeconds = (Date.now() - loadStart) / 1000;
     log(

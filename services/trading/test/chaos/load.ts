@@ -122,6 +122,8 @@ export async function runLoad(
   http: HttpClient,
   plan: LoadPlan,
   isStopped: () => boolean,
+  /** Told each time a trade is started (its index), so faults can follow the load's progress. */
+  onStart: (index: number) => void = () => {},
 ): Promise<LoadResult> {
   const result: LoadResult = {
     attempted: 0,
@@ -211,6 +213,7 @@ export async function runLoad(
       }
       await sleep(startedAt + index * interval - Date.now());
       result.attempted++;
+      onStart(index);
       await trade(index);
     }
   }
