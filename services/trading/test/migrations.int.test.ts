@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { describe, test } from 'node:test';
@@ -21,6 +22,24 @@ async function tables(db: TestDatabase): Promise<string[]> {
      ORDER BY 1`,
   );
   return result.rows.map((row) => row.name);
+}
+
+/**
+ * The schema as pg_dump --schema-only prints it: every table, column, type, default, constraint, index,
+ * storage parameter and function, not just table names. The migrations' own bookkeeping table and
+ * pg_dump's comment lines and per-run \restrict key are left out.
+ */
+function schemaDump(db: TestDatabase): string {
+  const result = spawnSync(
+    'pg_dump',
+    ['--schema-only', '--no-owner', '--no-privileges', '--exclude-table=pgmigrations*', db.url],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  assert.equal(result.status, 0, `pg_dump failed: ${result.stderr}`);
+  return result.stdout
+    .split('\n')
+    .filter((line) => !line.startsWith('--') && !/^\\(un)?restrict\b/.test(line) && line.trim() !== '')
+    .join('\n');
 }
 
 async function appliedMigrations(db: TestDatabase): Promise<string[]> {
@@ -50,22 +69,37 @@ describe('migrations', () => {
       assert.deepEqual(ALL, ['0001_event_outbox', '0002_trading']);
       assert.deepEqual(await tables(db), []);
 
+      const empty = schemaDump(db);
       assert.deepEqual(await migrate(db.url, 'up'), ALL);
       assert.deepEqual(await tables(db), TABLES);
       assert.deepEqual(await appliedMigrations(db), ALL);
+      const full = schemaDump(db);
+      assert.match(full, /CREATE TABLE public\.trades/, 'the dump holds the schema');
       assert.deepEqual(await migrate(db.url, 'up'), [], 'a second up has nothing to do');
 
-      // One step down reverts only the latest migration.
+      // One step down reverts only the latest migration, to exactly the schema of the first alone.
+      const first = await createTestDatabase({ migrated: false });
+      let firstOnly: string;
+      try {
+        assert.deepEqual(await migrate(first.url, 'up', 1), ['0001_event_outbox']);
+        firstOnly = schemaDump(first);
+      } finally {
+        await first.drop();
+      }
       assert.deepEqual(await migrate(db.url, 'down'), ['0002_trading']);
       assert.deepEqual(await tables(db), ['event_outbox']);
+      assert.equal(schemaDump(db), firstOnly, 'down 1 leaves the schema of 0001 alone');
       assert.deepEqual(await migrate(db.url, 'up'), ['0002_trading']);
+      assert.equal(schemaDump(db), full, 'up again restores the same schema');
 
       assert.deepEqual(await migrate(db.url, 'down', Number.POSITIVE_INFINITY), [...ALL].reverse());
       assert.deepEqual(await tables(db), [], 'down removes every table');
+      assert.equal(schemaDump(db), empty, 'down removes everything up created');
       assert.deepEqual(await appliedMigrations(db), []);
 
       assert.deepEqual(await migrate(db.url, 'up'), ALL);
       assert.deepEqual(await tables(db), TABLES);
+      assert.equal(schemaDump(db), full, 'up after a full down restores the same schema');
       await tradeWorks(db);
     } finally {
       await db.drop();
