@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { afterEach, beforeEach, describe, test } from 'node:test';
 import { ALERTS, RECEIVER } from './support/alerts.ts';
 import { type Daemon, OPS, run, startAlertmanager, waitFor } from './support/processes.ts';
 
@@ -73,10 +73,13 @@ interface AlertStatus {
 describe('a real Alertmanager with the committed configuration', () => {
   let webhook: Server;
   let alertmanager: Daemon;
-  const deliveries: Delivery[] = [];
+  let deliveries: Delivery[] = [];
   const tokens = { oncall: 'oncall-token-for-test', ticket: 'ticket-token-for-test' };
 
-  before(async () => {
+  // A fresh Alertmanager and webhook for each test: no test relies on alerts another one raised, so
+  // each passes alone and in any order.
+  beforeEach(async () => {
+    deliveries = [];
     webhook = createServer((request, response) => {
       let body = '';
       request.on('data', (chunk: Buffer) => {
@@ -120,7 +123,7 @@ describe('a real Alertmanager with the committed configuration', () => {
     });
   });
 
-  after(async () => {
+  afterEach(async () => {
     await alertmanager?.stop();
     await new Promise<void>((resolve) => (webhook ? webhook.close(() => resolve()) : resolve()));
   });
@@ -212,6 +215,16 @@ describe('a real Alertmanager with the committed configuration', () => {
   });
 
   test('OutboxNoRelayRunning mutes the backlog alerts, not the publish errors', async () => {
+    // The backlog is first muted by OutboxBrokerDown, as in the test above.
+    await post([brokerDown, ...backlog]);
+    await waitFor(
+      'OutboxBrokerDown to mute the backlog',
+      async () =>
+        (await inhibition(['OutboxBrokerDown', 'OutboxPendingHigh'])).get('OutboxPendingHigh')?.length
+          ? true
+          : undefined,
+      10_000,
+    );
     // Raised before OutboxBrokerDown resolves, so the backlog alerts are never unmuted in between.
     // (Alertmanager names only the first inhibiting alert, so OutboxBrokerDown's shows until it ends.)
     await post([noRelay]);
@@ -237,6 +250,21 @@ describe('a real Alertmanager with the committed configuration', () => {
   });
 
   test('pages reach the oncall webhook with the token from its credentials file', async () => {
+    // OutboxNoRelayRunning is known before the backlog arrives, so OutboxOldestPendingTooOld (a page)
+    // is muted from its first evaluation and must never be sent.
+    await post([noRelay]);
+    await inhibition(['OutboxNoRelayRunning']);
+    await post(backlog);
+    await waitFor(
+      'OutboxNoRelayRunning to mute the backlog',
+      async () =>
+        (await inhibition(['OutboxNoRelayRunning', 'OutboxOldestPendingTooOld']))
+          .get('OutboxOldestPendingTooOld')
+          ?.includes('OutboxNoRelayRunning')
+          ? true
+          : undefined,
+      10_000,
+    );
     // The page route waits 10 s (group_wait) before its first notification.
     await waitFor(
       'the oncall webhook to receive OutboxNoRelayRunning and OutboxFailedEvents',

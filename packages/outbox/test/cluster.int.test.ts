@@ -5,7 +5,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createClient } from '@redis/client';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
+import { keySlot } from '../src/redis/slot.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
 import {
@@ -153,6 +155,46 @@ describe('relay against a Redis Cluster', () => {
     return (stream) => readStream({ clusterNodes: cluster.nodes }, stream);
   }
 
+  test('keySlot() agrees with CLUSTER KEYSLOT on 2,000 keys, hash tags and odd bytes included', async () => {
+    // Deterministic keys (a fixed LCG), so a mismatch names the same key on every run.
+    let state = 20_261_203;
+    const next = (n: number) => {
+      state = (Math.imul(state, 1_103_515_245) + 12_345) >>> 0;
+      return state % n;
+    };
+    const alphabet = ['a', 'b', 'z', '0', '9', '{', '}', '.', ':', '-', ' ', 'é', '日', '\u0000', '\u00ff'];
+    const keys = [
+      '',
+      '{}',
+      '{{}}',
+      '}{',
+      'a{',
+      '{a',
+      ...TYPES,
+      ...TYPES.map((type) => `{${type}}:outbox-journal`),
+    ];
+    while (keys.length < 2000) {
+      keys.push(
+        Array.from({ length: 1 + next(24) }, () => alphabet[next(alphabet.length)] as string).join(''),
+      );
+    }
+    const [port] = cluster.ports as [number];
+    const client = createClient({ url: `redis://127.0.0.1:${port}` });
+    client.on('error', () => {});
+    await client.connect();
+    try {
+      const mismatches: string[] = [];
+      for (const key of keys) {
+        const slot = Number(await client.sendCommand(['CLUSTER', 'KEYSLOT', key]));
+        if (keySlot(key) !== slot)
+          mismatches.push(`${JSON.stringify(key)}: ours ${keySlot(key)}, Redis ${slot}`);
+      }
+      assert.deepEqual(mismatches.slice(0, 10), []);
+    } finally {
+      client.destroy();
+    }
+  });
+
   test('a 3-master cluster receives every event once, in order per aggregate, across masters', async () => {
     const masters = new Set(await Promise.all(TYPES.map((type) => cluster.masterOf(type))));
     assert.ok(masters.size >= 2, `the streams land on ${masters.size} masters`);
@@ -210,8 +252,14 @@ describe('relay against a Redis Cluster', () => {
       await Promise.all(relays.map((relay) => relay.stop()));
 
       const read = await readStreams();
-      assert.equal(await assertDelivered({ pool: db.pool, read, aggregateLike: 'one-%' }), single);
-      assert.equal(await assertDelivered({ pool: db.pool, read, aggregateLike: 'mix-%' }), mixed);
+      assert.equal(
+        await assertDelivered({ pool: db.pool, read, aggregateLike: 'one-%', expected: 1000 }),
+        single,
+      );
+      assert.equal(
+        await assertDelivered({ pool: db.pool, read, aggregateLike: 'mix-%', expected: 400 }),
+        mixed,
+      );
       const used = new Set<number>();
       for (const type of TYPES) if ((await read(type)).length > 0) used.add(await cluster.masterOf(type));
       assert.ok(used.size >= 2, `entries on ${used.size} masters`);
@@ -249,7 +297,12 @@ describe('relay against a Redis Cluster', () => {
       await publisher.close();
     }
     assert.equal(
-      await assertDelivered({ pool: db.pool, read: await readStreams(), aggregateLike: 'backlog-%' }),
+      await assertDelivered({
+        pool: db.pool,
+        read: await readStreams(),
+        aggregateLike: 'backlog-%',
+        expected: 400,
+      }),
       total,
     );
   });

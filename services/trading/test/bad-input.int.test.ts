@@ -223,7 +223,7 @@ describe('bad input: a 4xx error body, and nothing written', () => {
       url: '/v1/trades',
       headers: { authorization: auth },
     });
-    assertError(response, { status: 400 });
+    assertError(response, { status: 400, code: 'INVALID_BODY', field: null });
     assert.deepEqual(await writeCounts(t.db.pool), counts);
   });
 

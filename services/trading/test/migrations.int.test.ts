@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { describe, test } from 'node:test';
@@ -32,6 +33,24 @@ async function tables(db: TestDatabase): Promise<string[]> {
   return result.rows.map((row) => row.name);
 }
 
+/**
+ * The schema as pg_dump --schema-only prints it: every table, column, type, default, constraint, index,
+ * storage parameter and function, not just table names. The migrations' own bookkeeping table and
+ * pg_dump's comment lines and per-run \restrict key are left out.
+ */
+function schemaDump(db: TestDatabase): string {
+  const result = spawnSync(
+    'pg_dump',
+    ['--schema-only', '--no-owner', '--no-privileges', '--exclude-table=pgmigrations*', db.url],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  assert.equal(result.status, 0, `pg_dump failed: ${result.stderr}`);
+  return result.stdout
+    .split('\n')
+    .filter((line) => !line.startsWith('--') && !/^\\(un)?restrict\b/.test(line) && line.trim() !== '')
+    .join('\n');
+}
+
 async function appliedMigrations(db: TestDatabase): Promise<string[]> {
   const result = await db.pool.query<{ name: string }>('SELECT name FROM pgmigrations ORDER BY run_on, id');
   return result.rows.map((row) => row.name);
@@ -59,25 +78,40 @@ describe('migrations', () => {
       assert.deepEqual(ALL, ['0001_event_outbox', '0002_trading', '0003_outbox_relay_state']);
       assert.deepEqual(await tables(db), []);
 
+      const empty = schemaDump(db);
       assert.deepEqual(await migrate(db.url, 'up'), ALL);
       assert.deepEqual(await tables(db), TABLES);
       assert.deepEqual(await appliedMigrations(db), ALL);
+      const full = schemaDump(db);
+      assert.match(full, /CREATE TABLE public\.trades/, 'the dump holds the schema');
       assert.deepEqual(await migrate(db.url, 'up'), [], 'a second up has nothing to do');
 
-      // One step down reverts only the latest migration.
-      assert.deepEqual(await migrate(db.url, 'down'), ['0003_outbox_relay_state']);
+      // One step down reverts only the latest migration, to exactly the schema of the ones before.
+      const before = await createTestDatabase({ migrated: false });
+      let allButLast: string;
+      try {
+        assert.deepEqual(await migrate(before.url, 'up', ALL.length - 1), ALL.slice(0, -1));
+        allButLast = schemaDump(before);
+      } finally {
+        await before.drop();
+      }
+      assert.deepEqual(await migrate(db.url, 'down'), ALL.slice(-1));
       assert.deepEqual(
         await tables(db),
         TABLES.filter((table) => !table.startsWith('event_outbox_')),
       );
-      assert.deepEqual(await migrate(db.url, 'up'), ['0003_outbox_relay_state']);
+      assert.equal(schemaDump(db), allButLast, 'down 1 leaves the schema of the migrations before it');
+      assert.deepEqual(await migrate(db.url, 'up'), ALL.slice(-1));
+      assert.equal(schemaDump(db), full, 'up again restores the same schema');
 
       assert.deepEqual(await migrate(db.url, 'down', Number.POSITIVE_INFINITY), [...ALL].reverse());
       assert.deepEqual(await tables(db), [], 'down removes every table');
+      assert.equal(schemaDump(db), empty, 'down removes everything up created');
       assert.deepEqual(await appliedMigrations(db), []);
 
       assert.deepEqual(await migrate(db.url, 'up'), ALL);
       assert.deepEqual(await tables(db), TABLES);
+      assert.equal(schemaDump(db), full, 'up after a full down restores the same schema');
       await tradeWorks(db);
     } finally {
       await db.drop();

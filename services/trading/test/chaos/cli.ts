@@ -1,7 +1,13 @@
 import { parseArgs } from 'node:util';
 import { killLeftovers } from '../e2e/stack.ts';
 import type { FaultCounts } from './faults.ts';
-import { type ChaosSummary, DEFAULT_CHAOS_OPTIONS, resolveChaosOptions, runChaos } from './harness.ts';
+import {
+  CHAOS_MODES,
+  type ChaosSummary,
+  DEFAULT_CHAOS_OPTIONS,
+  resolveChaosOptions,
+  runChaos,
+} from './harness.ts';
 
 /**
  * `npm run chaos -- --trades N --duration S [...]`: one chaos run against real processes; prints the
@@ -15,7 +21,10 @@ const USAGE = `usage: npm run chaos -- [options]
   --concurrency N       requests in flight (default ${d.concurrency})
   --accounts N          accounts trading (default ${d.accounts})
   --symbols N           symbols traded (default ${d.symbols})
+  --mode NAME           a named setup: ${Object.keys(CHAOS_MODES).join(', ')} (default: the options below)
   --relays N            standalone relays running together (default ${d.relays})
+  --service-relay       the service runs the relay inside its process too (RELAY_ENABLED=true)
+  --delete-published    relays delete events as they publish them (OUTBOX_DELETE_PUBLISHED=true)
   --relay-kills N       relay SIGKILLs (default ${d.faults.relayKill})
   --redis-kills N       redis-server SIGKILLs and restarts (default ${d.faults.redisKill})
   --pg-terminations N   rounds of pg_terminate_backend (default ${d.faults.pgTerminate})
@@ -63,6 +72,9 @@ function parse(argv: string[]) {
       allowPositionals: false,
       options: {
         ...Object.fromEntries(names.map((name) => [name, { type: 'string' as const }])),
+        mode: { type: 'string' },
+        'service-relay': { type: 'boolean', default: false },
+        'delete-published': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
@@ -82,8 +94,22 @@ function parse(argv: string[]) {
     const raw = values[flag];
     if (typeof raw === 'string') faults[kind] = wholeNumber(flag, raw);
   }
+  let mode = {};
+  if (typeof values.mode === 'string') {
+    if (!Object.hasOwn(CHAOS_MODES, values.mode)) {
+      throw new UsageError(
+        `--mode must be one of ${Object.keys(CHAOS_MODES).join(', ')}, got "${values.mode}"`,
+      );
+    }
+    mode = CHAOS_MODES[values.mode as keyof typeof CHAOS_MODES];
+  }
+  // Explicit flags win over the mode's settings.
+  const flags = {
+    ...(values['service-relay'] === true ? { serviceRelay: true } : {}),
+    ...(values['delete-published'] === true ? { deletePublished: true } : {}),
+  };
   return {
-    input: { ...input, faults },
+    input: { ...mode, ...input, ...flags, faults },
     json: values.json === true,
     quiet: values.quiet === true,
     help: values.help === true,
@@ -102,10 +128,12 @@ function format(summary: ChaosSummary): string {
           .join(', ')})`;
   return [
     `chaos run ${summary.ok ? 'PASSED' : 'FAILED'} (seed ${summary.seed})`,
+    `setup      ${summary.setup.relays} standalone relays${summary.setup.serviceRelay ? ', relay in the service' : ''}${summary.setup.deletePublished ? ', deletePublished' : ''}`,
     `trades     attempted ${t.attempted} of ${t.requested}, accepted (201) ${t.accepted}, rejected ${t.rejectedTotal}${counts(t.rejected)}, unknown ${t.unknownTotal}${counts(t.unknown)}`,
     `           in database ${t.inDatabase}; retries ${t.retries}, resolved by retry ${t.resolvedByRetry}, replayed ${t.replayed}; 5xx seen${counts(t.serverErrors) || ' none'}`,
     `events     outbox ${e.outbox}, published (stream entries) ${e.published}, pending ${e.pending}, failed ${e.failed}`,
     `           lost ${e.lost}, duplicated ${e.duplicated}, out of order ${e.outOfOrder}, gaps ${e.gaps}, orphans ${e.orphans}`,
+    `           wrong positions ${e.wrongPositions}, oversold ${e.oversold}, 5xx outside faults ${e.serverErrorsOutsideFaults}`,
     `faults     relay SIGKILL ${f.relayKill}, redis SIGKILL ${f.redisKill}, pg_terminate_backend rounds ${f.pgTerminate} (${f.pgBackendsTerminated} sessions), service SIGKILL ${f.serviceKill}`,
     `seconds    load ${summary.seconds.load.toFixed(1)}, drain ${summary.seconds.drain.toFixed(1)}, total ${summary.seconds.total.toFixed(1)}`,
     ...(summary.problems.length === 0

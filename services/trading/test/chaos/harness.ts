@@ -17,10 +17,15 @@ import { Random } from './random.ts';
 import { verifyRun } from './verify.ts';
 
 /**
- * The chaos run: the real service (RELAY_ENABLED=false) and standalone relays as OS processes, a
- * throwaway redis-server with an fsynced append-only file, a fresh database; a bounded, paced load of
- * trades over HTTP while faults hit every part; then a bounded drain and the checks of verify.ts.
- * Everything it starts is stopped and the database dropped, whatever happens.
+ * The chaos run: the real service and standalone relays as OS processes, a throwaway redis-server with
+ * an fsynced append-only file, a fresh database; a bounded, paced load of trades over HTTP while faults
+ * hit every part; then a bounded drain and the checks of verify.ts. Everything it starts is stopped and
+ * the database dropped, whatever happens.
+ *
+ * How the system under test is set up is a set of independent options (where relays run, whether they
+ * delete what they publish, ...); CHAOS_MODES names the combinations the test suite runs. A new mode
+ * is a new option handled where the stack is started (and, if it changes what must hold, in verify.ts)
+ * plus an entry in CHAOS_MODES.
  */
 
 export interface ChaosOptions {
@@ -32,8 +37,18 @@ export interface ChaosOptions {
   concurrency: number;
   accounts: number;
   symbols: number;
-  /** Standalone relays running side by side. */
+  /** Standalone relays running side by side (0 needs `serviceRelay`). */
   relays: number;
+  /**
+   * The service runs the relay inside its own process (RELAY_ENABLED=true), as `npm start` does, beside
+   * any standalone relays; a service SIGKILL then also kills a relay. @defaultValue false
+   */
+  serviceRelay: boolean;
+  /**
+   * Every relay deletes each event as it publishes it (OUTBOX_DELETE_PUBLISHED=true): the checks then
+   * take the streams as the events' only record. @defaultValue false
+   */
+  deletePublished: boolean;
   faults: FaultCounts;
   /** Extra tries of an idempotent trade after an unknown outcome. */
   retries: number;
@@ -54,6 +69,8 @@ export const DEFAULT_CHAOS_OPTIONS: Omit<ChaosOptions, 'seed' | 'log'> = {
   accounts: 40,
   symbols: 10,
   relays: 2,
+  serviceRelay: false,
+  deletePublished: false,
   faults: DEFAULT_FAULTS,
   retries: 4,
   requestTimeoutMs: 10_000,
@@ -67,7 +84,7 @@ export const OPTION_LIMITS = {
   concurrency: [1, 256],
   accounts: [1, 10_000],
   symbols: [1, 500],
-  relays: [1, 8],
+  relays: [0, 8],
   retries: [0, 10],
   requestTimeoutMs: [100, 120_000],
   drainTimeoutSeconds: [1, 3600],
@@ -97,15 +114,37 @@ export function resolveChaosOptions(
       throw new RangeError(`faults.${kind} must be a whole number from 0 to ${FAULT_LIMIT}, got ${value}`);
     }
   }
+  if (resolved.relays === 0 && !resolved.serviceRelay) {
+    throw new RangeError('relays must be at least 1 unless the service runs the relay (serviceRelay)');
+  }
+  if (resolved.relays === 0 && resolved.faults.relayKill > 0) {
+    throw new RangeError('faults.relayKill needs standalone relays to kill (relays >= 1)');
+  }
   if (!Number.isInteger(resolved.seed) || resolved.seed < 0 || resolved.seed >= 2 ** 32) {
     throw new RangeError(`seed must be a whole number from 0 to ${2 ** 32 - 1}, got ${resolved.seed}`);
   }
   return resolved;
 }
 
+/**
+ * The setups the suite runs, by name (`npm run chaos -- --mode NAME`). Each sets only the options that
+ * make it what it is; counts and durations come from the caller.
+ */
+export const CHAOS_MODES = {
+  /** Standalone relays only, the service without its relay. */
+  'standalone-relays': { relays: 2, serviceRelay: false, deletePublished: false },
+  /** The relay inside the service, as `npm start` runs it, beside one standalone relay. */
+  'service-relay': { relays: 1, serviceRelay: true, deletePublished: false },
+  /** Relays that delete each event as they publish it: verified from the streams. */
+  'delete-published': { relays: 2, serviceRelay: false, deletePublished: true },
+} as const satisfies Record<string, Partial<ChaosOptions>>;
+
+export type ChaosMode = keyof typeof CHAOS_MODES;
+
 export interface ChaosSummary {
   ok: boolean;
   seed: number;
+  setup: { relays: number; serviceRelay: boolean; deletePublished: boolean };
   trades: {
     requested: number;
     attempted: number;
@@ -131,6 +170,10 @@ export interface ChaosSummary {
     outOfOrder: number;
     gaps: number;
     orphans: number;
+    /** Positions or events whose quantity or average price differs from the replayed trades. */
+    wrongPositions: number;
+    oversold: number;
+    serverErrorsOutsideFaults: number;
   };
   faults: Record<FaultKind, number> & { pgBackendsTerminated: number };
   faultLog: FaultRecord[];
@@ -166,14 +209,17 @@ export async function runChaos(
   const stack = await Stack.create({
     label: 'chaos',
     durableRedis: true,
-    env: { RELAY_POLL_INTERVAL_MS: '250' },
+    env: {
+      RELAY_POLL_INTERVAL_MS: '250',
+      ...(options.deletePublished ? { OUTBOX_DELETE_PUBLISHED: 'true' } : {}),
+    },
   });
   crashed = () => stack.crashes.length > 0;
   let ok = false;
   let http: HttpClient | undefined;
   let killer: pg.Client | undefined;
   try {
-    let service: ServiceHandle = await stack.startService({ relay: false });
+    let service: ServiceHandle = await stack.startService({ relay: options.serviceRelay });
     const relays: RelayHandle[] = [];
     for (let i = 0; i < options.relays; i++) relays.push(await stack.startRelay());
 
@@ -226,7 +272,7 @@ export async function runChaos(
       serviceKill: async () => {
         const victim = service;
         await victim.process.kill('SIGKILL');
-        service = await stack.startService({ relay: false, port: victim.port });
+        service = await stack.startService({ relay: options.serviceRelay, port: victim.port });
         return `${victim.process.name} (pid ${victim.process.pid}) SIGKILLed; ${service.process.name} started`;
       },
     };
@@ -235,14 +281,19 @@ export async function runChaos(
     const durationMs = options.durationSeconds * 1000;
     const plan = planFaults(options.faults, durationMs, random);
     const loadStart = Date.now();
+    // Faults follow the load's progress, not the clock: on a slow host the load falls behind its pace,
+    // and faults planned by the clock would then all land early in it.
+    let started = 0;
+    let loadDone = false;
     const [load, faultLog] = await Promise.all([
       runLoad(
         http,
         {
           trades: options.trades,
           durationMs,
-          // The load is bounded: nothing starts later than this, however slow the system gets.
-          deadline: loadStart + Math.max(durationMs * 2, durationMs + 60_000),
+          // The load is bounded: nothing starts later than this, however slow the system gets. Generous,
+          // so a busy 2-core host falls behind the pace without failing the run.
+          deadline: loadStart + 4 * durationMs + 120_000,
           concurrency: options.concurrency,
           traders,
           symbols: symbolList(options.symbols),
@@ -251,8 +302,21 @@ export async function runChaos(
           seed: options.seed,
         },
         stopped,
+        () => {
+          started++;
+        },
+      ).finally(() => {
+        loadDone = true;
+      }),
+      injectFaults(
+        plan,
+        actions,
+        random,
+        loadStart,
+        log,
+        () => stopped() || loadDone,
+        () => started / options.trades,
       ),
-      injectFaults(plan, actions, random, loadStart, log, stopped),
     ]);
     const loadSeconds = (Date.now() - loadStart) / 1000;
     log(
@@ -294,7 +358,15 @@ export async function runChaos(
 
     for (const crash of stack.crashes) problems.push(crash);
     const unknownTotal = total(load.unknown);
-    const verification = await verifyRun(stack.db.pool, stack.redis.url, load.accepted, unknownTotal);
+    const verification = await verifyRun(stack.db.pool, stack.redis.url, load.accepted, unknownTotal, {
+      serverErrors: load.serverErrorLog,
+      faultWindows: faultLog.map((fault) => ({
+        kind: fault.kind,
+        start: loadStart + fault.startedMs,
+        end: loadStart + fault.startedMs + fault.tookMs,
+      })),
+      deletePublished: options.deletePublished,
+    });
     problems.push(...verification.problems);
     ok = problems.length === 0;
     const faults = Object.fromEntries(
@@ -344,6 +416,11 @@ function summarize(
   return {
     ok: problems.length === 0,
     seed: options.seed,
+    setup: {
+      relays: options.relays,
+      serviceRelay: options.serviceRelay,
+      deletePublished: options.deletePublished,
+    },
     trades: {
       requested: options.trades,
       attempted: load.attempted,
@@ -369,6 +446,9 @@ function summarize(
       outOfOrder: verification.outOfOrder,
       gaps: verification.gaps,
       orphans: verification.orphans,
+      wrongPositions: verification.wrongPositions,
+      oversold: verification.oversold,
+      serverErrorsOutsideFaults: verification.serverErrorsOutsideFaults,
     },
     faults: { ...faults, pgBackendsTerminated },
     faultLog,
