@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createClient } from '@redis/client';
+import type { StreamRepair } from '../src/recovery.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { keySlot } from '../src/redis/slot.ts';
 import { OutboxRelay } from '../src/relay.ts';
@@ -58,31 +59,48 @@ class TestCluster {
     return this.ports.map((port) => `127.0.0.1:${port}`);
   }
 
-  private async boot(): Promise<void> {
-    for (const port of this.ports) {
-      this.processes.push(
-        spawn(
-          'redis-server',
-          [
-            '--port',
-            String(port),
-            '--bind',
-            '127.0.0.1',
-            '--cluster-enabled',
-            'yes',
-            '--cluster-config-file',
-            join(this.dir, `nodes-${port}.conf`),
-            '--dir',
-            this.dir,
-            '--save',
-            '',
-            '--appendonly',
-            'no',
-          ],
-          { stdio: 'ignore' },
-        ),
+  private spawnNode(port: number): ChildProcess {
+    return spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(this.dir, `nodes-${port}.conf`),
+        '--dir',
+        this.dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+      ],
+      { stdio: 'ignore' },
+    );
+  }
+
+  /** SIGKILLs one master and starts it again: it keeps its slots (its nodes file) and loses its data. */
+  async restartEmpty(port: number): Promise<void> {
+    const index = this.ports.indexOf(port);
+    const child = this.processes[index] as ChildProcess;
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+    this.processes[index] = this.spawnNode(port);
+    for (const node of this.ports) {
+      await waitFor(
+        async () => (await this.cli(node, ['CLUSTER', 'INFO'])).includes('cluster_state:ok'),
+        30_000,
+        `cluster_state:ok on ${node}`,
       );
     }
+  }
+
+  private async boot(): Promise<void> {
+    for (const port of this.ports) this.processes.push(this.spawnNode(port));
     for (const port of this.ports) {
       await waitFor(async () => (await this.cli(port, ['PING'])) === 'PONG', 10_000, `redis on ${port}`);
     }
@@ -305,5 +323,63 @@ describe('relay against a Redis Cluster', () => {
       }),
       total,
     );
+  });
+
+  test('one master restarted empty under load: its streams are repaired alone, every event once, in order', async () => {
+    const lostPort = await cluster.masterOf(TYPES[0] as string);
+    const publisher = new RedisStreamsPublisher({ clusterNodes: cluster.nodes, timeoutMs: 2000 });
+    const repairs: StreamRepair[] = [];
+    const relays = [0, 1].map(() => {
+      const relay = new OutboxRelay({
+        connectionString: db.url,
+        publisher,
+        batchSize: 200,
+        pollIntervalMs: 50,
+        rebalanceIntervalMs: 200,
+        outageBackoff: { initialMs: 20, maxMs: 300 },
+      });
+      relay.on('dataLoss', (repair) => repairs.push(repair));
+      return relay;
+    });
+    try {
+      for (const relay of relays) relay.start();
+      const workload = writeWorkload({
+        pool: db.pool,
+        prefix: 'shard',
+        types: TYPES,
+        aggregates: 80,
+        eventsPerAggregate: 25,
+        writers: 4,
+        pauseMs: 5,
+      });
+      await waitFor(
+        async () => Number(await cluster.cli(lostPort, ['XLEN', TYPES[0] as string])) > 100,
+        20_000,
+        'events on the master that will lose them',
+      );
+      await cluster.restartEmpty(lostPort);
+      const written = await workload;
+      const read = await readStreams();
+      await waitFor(
+        () =>
+          assertDelivered({ pool: db.pool, read, aggregateLike: 'shard-%', expected: written }).then(
+            () => true,
+          ),
+        60_000,
+        'every event on the cluster once, in order',
+      );
+      assert.ok(repairs.length > 0, 'the loss was found');
+      for (const repair of repairs) {
+        assert.equal(
+          await cluster.masterOf(repair.stream),
+          lostPort,
+          `${repair.stream} was on the lost master`,
+        );
+        assert.equal(repair.unrecoverable, 0);
+      }
+    } finally {
+      await Promise.all(relays.map((relay) => relay.stop()));
+      await publisher.close();
+    }
   });
 });
