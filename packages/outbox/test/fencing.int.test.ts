@@ -151,6 +151,9 @@ describe('a relay frozen with its session open', () => {
     const relay = new OutboxRelay({ connectionString: db.url, publisher, ...options });
     const takeovers: { pid: number; partitions: number[] }[] = [];
     relay.on('takeover', (takeover) => takeovers.push(takeover));
+    relay.on('running', ({ running }) => {
+      if (!running) void publisher.close();
+    });
     relays.push(relay);
     relay.start();
     await waitFor(() => relay.partitions.length === 32, 10_000, 'the two relays sharing the partitions');

@@ -182,3 +182,20 @@ describe('event ids', () => {
     assert.equal(new Set(ids).size, ids.length);
   });
 });
+
+test('the publisher checks its Sentinel and WAIT options', () => {
+  for (const options of [
+    { sentinel: { nodes: [], name: 'm' } },
+    { sentinel: { nodes: ['localhost'], name: 'm' } },
+    { sentinel: { nodes: ['localhost:26379'], name: '' } },
+    { sentinel: { nodes: ['localhost:26379'], name: 'm' }, url: 'redis://a' },
+    { waitReplicas: -1 },
+    { waitReplicas: 1, timeoutMs: 1000, waitTimeoutMs: 1000 },
+  ]) {
+    assert.throws(
+      () => new RedisStreamsPublisher(options),
+      { code: 'OUTBOX_INVALID_OPTION' },
+      JSON.stringify(options),
+    );
+  }
+});

@@ -258,7 +258,8 @@ export class RedisStreamsPublisher implements Publisher {
       Math.max(1, Math.floor(this.timeoutMs / 2)),
     );
     // The WAIT must end before the call's own timeout, or a missing replica reads as a hung Redis.
-    if (this.waitTimeoutMs >= this.timeoutMs) throw invalidOption('waitTimeoutMs', 'must be below timeoutMs');
+    if (this.waitReplicas > 0 && this.waitTimeoutMs >= this.timeoutMs)
+      throw invalidOption('waitTimeoutMs', 'must be below timeoutMs');
     const queueMax = positiveInteger('commandsQueueMaxLength', options.commandsQueueMaxLength, 100);
     this.clustered = (options.clusterNodes?.length ?? 0) > 0;
     this.newConnection = connectionFactory(options, this.timeoutMs, queueMax);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { killLeftovers } from '../e2e/stack.ts';
-import { CHAOS_MODES, type ChaosSummary, runChaos } from './harness.ts';
+import { CHAOS_MODES, CHAOS_STALL_TIMEOUT_MS, type ChaosSummary, runChaos } from './harness.ts';
 
 after(killLeftovers);
 
@@ -96,20 +96,34 @@ test('chaos: 5,000 trades while relays, Redis, the service and their database se
 });
 
 // The other setups, smaller: each proves its own path (the relay inside the service, woken by the
-// service's own trades and killed with it; relays that delete what they publish) under the same faults.
+// service's own trades and killed with it; relays that delete what they publish; a Redis that keeps
+// nothing on disk; relays frozen and woken) under the same faults.
 const MODE_RUNS = [
   {
     mode: 'service-relay',
-    faults: { relayKill: 1, redisKill: 1, pgTerminate: 1, serviceKill: 2 },
+    faults: { relayKill: 1, redisKill: 1, pgTerminate: 1, serviceKill: 2, relayFreeze: 0 },
   },
   {
     mode: 'delete-published',
-    faults: { relayKill: 2, redisKill: 1, pgTerminate: 1, serviceKill: 1 },
+    faults: { relayKill: 2, redisKill: 1, pgTerminate: 1, serviceKill: 1, relayFreeze: 0 },
+  },
+  {
+    mode: 'volatile-redis',
+    faults: { relayKill: 1, redisKill: 2, pgTerminate: 1, serviceKill: 1, relayFreeze: 0 },
+  },
+  {
+    // One freeze with the sessions ended meanwhile, one with the session left open past the stall timeout.
+    mode: 'standalone-relays',
+    faults: { relayKill: 1, redisKill: 0, pgTerminate: 0, serviceKill: 0, relayFreeze: 2 },
+    durationSeconds: 45,
   },
 ] as const;
 
-for (const { mode, faults } of MODE_RUNS) {
-  test(`chaos, ${mode}: 1,500 trades under faults lose, duplicate and reorder nothing`, {
+for (const run of MODE_RUNS) {
+  const { mode, faults } = run;
+  const durationSeconds = 'durationSeconds' in run ? run.durationSeconds : 20;
+  const name = faults.relayFreeze > 0 ? `${mode}, frozen relays` : mode;
+  test(`chaos, ${name}: 1,500 trades under faults lose, duplicate and reorder nothing`, {
     timeout: 10 * 60_000,
   }, async (t) => {
     const lines: string[] = [];
@@ -117,7 +131,7 @@ for (const { mode, faults } of MODE_RUNS) {
     const summary = await runChaos({
       ...CHAOS_MODES[mode],
       trades,
-      durationSeconds: 20,
+      durationSeconds,
       concurrency: 8,
       accounts: 20,
       symbols: 5,
@@ -137,11 +151,19 @@ for (const { mode, faults } of MODE_RUNS) {
         redisKill: summary.faults.redisKill,
         pgTerminate: summary.faults.pgTerminate,
         serviceKill: summary.faults.serviceKill,
+        relayFreeze: summary.faults.relayFreeze,
       },
       faults,
       replay(summary),
     );
-    assert.ok(summary.faults.pgBackendsTerminated > 0);
+    // A relay frozen with its session open held its partitions for the stall timeout, not longer
+    // (plus a rebalance, a claim and the load's own pace: generous, it is a bound, not a timing).
+    if (faults.relayFreeze > 1)
+      assert.ok(
+        summary.faults.frozenMaxPendingSeconds < CHAOS_STALL_TIMEOUT_MS / 1000 + 8,
+        `oldest pending event while frozen: ${summary.faults.frozenMaxPendingSeconds} s; ${replay(summary)}`,
+      );
+    assert.ok(summary.faults.pgBackendsTerminated > 0, 'sessions were ended (a pgTerminate or a freeze)');
     assert.deepEqual(
       {
         lost: summary.events.lost,

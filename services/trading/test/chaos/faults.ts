@@ -6,9 +6,12 @@ import type { Random } from './random.ts';
  * - relayKill: SIGKILL a relay process (mid-batch, between XADD and mark, wherever it is), restart it;
  * - redisKill: SIGKILL redis-server, keep it down a moment, restart it on the same port;
  * - pgTerminate: pg_terminate_backend on every session of the test database (service pool, relays);
- * - serviceKill: SIGKILL the service process mid-request, restart it on the same port.
+ * - serviceKill: SIGKILL the service process mid-request, restart it on the same port;
+ * - relayFreeze: SIGSTOP a relay (a GC pause, a paused VM), then SIGCONT it after longer than the
+ *   dedupe journal's confirmation delay; in turns with its database sessions ended meanwhile, or
+ *   left open for longer than the stall timeout, so another relay has to end them itself.
  */
-export const FAULT_KINDS = ['relayKill', 'redisKill', 'pgTerminate', 'serviceKill'] as const;
+export const FAULT_KINDS = ['relayKill', 'redisKill', 'pgTerminate', 'serviceKill', 'relayFreeze'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export type FaultCounts = Record<FaultKind, number>;
@@ -35,12 +38,16 @@ export interface FaultRecord extends PlannedFault {
   error?: string;
 }
 
-/** Random moments between 5% and 85% of the load, in time order. */
+/**
+ * Random moments between 5% and 85% of the load, in time order; freezes between 5% and 35%, since each
+ * lasts many seconds and the faults after it wait for it, yet all must fall inside the load.
+ */
 export function planFaults(counts: FaultCounts, windowMs: number, random: Random): PlannedFault[] {
   const plan: PlannedFault[] = [];
   for (const kind of FAULT_KINDS) {
+    const span = kind === 'relayFreeze' ? 0.3 : 0.8;
     for (let i = 0; i < counts[kind]; i++) {
-      const share = 0.05 + 0.8 * random.next();
+      const share = 0.05 + span * random.next();
       plan.push({ kind, atMs: Math.round(windowMs * share), atShare: share });
     }
   }

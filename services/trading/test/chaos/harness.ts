@@ -49,6 +49,11 @@ export interface ChaosOptions {
    * take the streams as the events' only record. @defaultValue false
    */
   deletePublished: boolean;
+  /**
+   * Redis keeps nothing on disk: every redisKill loses every stream, and the relays must find the loss
+   * and publish the lost events again from the outbox. @defaultValue false (an fsynced append-only file)
+   */
+  volatileRedis: boolean;
   faults: FaultCounts;
   /** Extra tries of an idempotent trade after an unknown outcome. */
   retries: number;
@@ -60,7 +65,16 @@ export interface ChaosOptions {
   log: (line: string) => void;
 }
 
-export const DEFAULT_FAULTS: FaultCounts = { relayKill: 3, redisKill: 1, pgTerminate: 2, serviceKill: 1 };
+export const DEFAULT_FAULTS: FaultCounts = {
+  relayKill: 3,
+  redisKill: 1,
+  pgTerminate: 2,
+  serviceKill: 1,
+  relayFreeze: 0,
+};
+
+/** The relays' stall timeout in chaos runs: the least the relay accepts with its default backoff. */
+export const CHAOS_STALL_TIMEOUT_MS = 10_000;
 
 export const DEFAULT_CHAOS_OPTIONS: Omit<ChaosOptions, 'seed' | 'log'> = {
   trades: 5000,
@@ -71,6 +85,7 @@ export const DEFAULT_CHAOS_OPTIONS: Omit<ChaosOptions, 'seed' | 'log'> = {
   relays: 2,
   serviceRelay: false,
   deletePublished: false,
+  volatileRedis: false,
   faults: DEFAULT_FAULTS,
   retries: 4,
   requestTimeoutMs: 10_000,
@@ -117,8 +132,11 @@ export function resolveChaosOptions(
   if (resolved.relays === 0 && !resolved.serviceRelay) {
     throw new RangeError('relays must be at least 1 unless the service runs the relay (serviceRelay)');
   }
-  if (resolved.relays === 0 && resolved.faults.relayKill > 0) {
-    throw new RangeError('faults.relayKill needs standalone relays to kill (relays >= 1)');
+  if (resolved.relays === 0 && resolved.faults.relayKill + resolved.faults.relayFreeze > 0) {
+    throw new RangeError('faults.relayKill and relayFreeze need standalone relays (relays >= 1)');
+  }
+  if (resolved.faults.relayFreeze > 0 && resolved.relays + (resolved.serviceRelay ? 1 : 0) < 2) {
+    throw new RangeError('faults.relayFreeze needs a second relay to take over (relays >= 2)');
   }
   if (!Number.isInteger(resolved.seed) || resolved.seed < 0 || resolved.seed >= 2 ** 32) {
     throw new RangeError(`seed must be a whole number from 0 to ${2 ** 32 - 1}, got ${resolved.seed}`);
@@ -137,6 +155,8 @@ export const CHAOS_MODES = {
   'service-relay': { relays: 1, serviceRelay: true, deletePublished: false },
   /** Relays that delete each event as they publish it: verified from the streams. */
   'delete-published': { relays: 2, serviceRelay: false, deletePublished: true },
+  /** Redis keeps nothing on disk: each Redis kill loses the streams, which the relays repair. */
+  'volatile-redis': { relays: 2, serviceRelay: false, deletePublished: false, volatileRedis: true },
 } as const satisfies Record<string, Partial<ChaosOptions>>;
 
 export type ChaosMode = keyof typeof CHAOS_MODES;
@@ -144,7 +164,7 @@ export type ChaosMode = keyof typeof CHAOS_MODES;
 export interface ChaosSummary {
   ok: boolean;
   seed: number;
-  setup: { relays: number; serviceRelay: boolean; deletePublished: boolean };
+  setup: { relays: number; serviceRelay: boolean; deletePublished: boolean; volatileRedis?: boolean };
   trades: {
     requested: number;
     attempted: number;
@@ -175,7 +195,11 @@ export interface ChaosSummary {
     oversold: number;
     serverErrorsOutsideFaults: number;
   };
-  faults: Record<FaultKind, number> & { pgBackendsTerminated: number };
+  faults: Record<FaultKind, number> & {
+    pgBackendsTerminated: number;
+    /** The oldest PENDING event's age while a relay was frozen with its session open (seconds). */
+    frozenMaxPendingSeconds: number;
+  };
   faultLog: FaultRecord[];
   seconds: { load: number; drain: number; total: number };
   problems: string[];
@@ -208,9 +232,10 @@ export async function runChaos(
 
   const stack = await Stack.create({
     label: 'chaos',
-    durableRedis: true,
+    durableRedis: !options.volatileRedis,
     env: {
       RELAY_POLL_INTERVAL_MS: '250',
+      RELAY_STALL_TIMEOUT_MS: String(CHAOS_STALL_TIMEOUT_MS),
       ...(options.deletePublished ? { OUTBOX_DELETE_PUBLISHED: 'true' } : {}),
     },
   });
@@ -242,6 +267,18 @@ export async function runChaos(
     await killer.connect();
     let backendsTerminated = 0;
     const terminator = killer;
+    const terminateAll = async () => {
+      const result = await terminator.query<{ terminated: number }>(
+        `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS terminated
+         FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+      );
+      const terminated = result.rows[0]?.terminated ?? 0;
+      backendsTerminated += terminated;
+      return terminated;
+    };
+    let freezes = 0;
+    /** The oldest PENDING event's age, sampled while a relay was frozen with its session open. */
+    let frozenMaxPendingSeconds = 0;
 
     const actions: FaultActions = {
       relayKill: async (rnd) => {
@@ -260,14 +297,31 @@ export async function runChaos(
         await stack.redis.start();
         return `redis-server SIGKILLed, restarted on port ${stack.redis.port} after ${down} ms`;
       },
-      pgTerminate: async () => {
-        const result = await terminator.query<{ terminated: number }>(
-          `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS terminated
-           FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
-        );
-        const terminated = result.rows[0]?.terminated ?? 0;
-        backendsTerminated += terminated;
-        return `pg_terminate_backend on ${terminated} sessions`;
+      pgTerminate: async () => `pg_terminate_backend on ${await terminateAll()} sessions`,
+      relayFreeze: async (rnd) => {
+        const victim = relays[rnd.int(0, relays.length - 1)] as RelayHandle;
+        const sessionOpen = freezes++ % 2 === 1;
+        victim.process.signalGroup('SIGSTOP');
+        try {
+          if (!sessionOpen) {
+            const terminated = await terminateAll();
+            // Longer than the journal's confirmation delay (5 s): the journal has forgotten its batch.
+            await sleep(7000);
+            return `${victim.process.name} frozen 7 s, ${terminated} sessions ended meanwhile`;
+          }
+          // Longer than the stall timeout: the other relays must end its session and take over.
+          const until = Date.now() + CHAOS_STALL_TIMEOUT_MS + 6000;
+          while (Date.now() < until) {
+            const age = await terminator.query<{ seconds: number | null }>(
+              "SELECT extract(epoch FROM now() - min(created_at))::float8 AS seconds FROM event_outbox WHERE status = 'PENDING'",
+            );
+            frozenMaxPendingSeconds = Math.max(frozenMaxPendingSeconds, age.rows[0]?.seconds ?? 0);
+            await sleep(250);
+          }
+          return `${victim.process.name} frozen ${(CHAOS_STALL_TIMEOUT_MS + 6000) / 1000} s with its session open`;
+        } finally {
+          victim.process.signalGroup('SIGCONT');
+        }
       },
       serviceKill: async () => {
         const victim = service;
@@ -350,6 +404,14 @@ export async function runChaos(
         options.drainTimeoutSeconds * 1000,
         250,
       );
+      // A Redis that lost the streams: wait until every loss is repaired (markers back in step).
+      if (options.volatileRedis)
+        await waitFor(
+          'every stream repaired',
+          () => streamsInStep(stack),
+          options.drainTimeoutSeconds * 1000,
+          250,
+        );
     } catch (error) {
       problems.push(error instanceof Error ? error.message : String(error));
     }
@@ -381,6 +443,7 @@ export async function runChaos(
       verification,
       faults,
       backendsTerminated,
+      frozenMaxPendingSeconds,
       faultLog,
       {
         load: loadSeconds,
@@ -402,12 +465,31 @@ export async function runChaos(
   }
 }
 
+/**
+ * True once Redis's marker of every stream and partition equals the outbox's durable record: no loss
+ * is waiting for its repair.
+ */
+async function streamsInStep(stack: Stack): Promise<boolean> {
+  const { rows } = await stack.db.pool.query<{ stream: string; partition_no: number; last_entry_id: string }>(
+    'SELECT stream, partition_no, last_entry_id FROM event_outbox_streams',
+  );
+  const states = new Map<string, Map<string, string>>();
+  for (const stream of new Set(rows.map((row) => row.stream))) {
+    const fields = (await stack.redis.cli(['HGETALL', `{${stream}}:outbox-state`])).split('\n');
+    const state = new Map<string, string>();
+    for (let i = 0; i + 1 < fields.length; i += 2) state.set(fields[i] as string, fields[i + 1] as string);
+    states.set(stream, state);
+  }
+  return rows.every((row) => states.get(row.stream)?.get(`m${row.partition_no}`) === row.last_entry_id);
+}
+
 function summarize(
   options: ChaosOptions,
   load: LoadResult,
   verification: Awaited<ReturnType<typeof verifyRun>>,
   faults: Record<FaultKind, number>,
   pgBackendsTerminated: number,
+  frozenMaxPendingSeconds: number,
   faultLog: FaultRecord[],
   seconds: ChaosSummary['seconds'],
   problems: string[],
@@ -420,6 +502,7 @@ function summarize(
       relays: options.relays,
       serviceRelay: options.serviceRelay,
       deletePublished: options.deletePublished,
+      ...(options.volatileRedis ? { volatileRedis: true } : {}),
     },
     trades: {
       requested: options.trades,
@@ -450,7 +533,7 @@ function summarize(
       oversold: verification.oversold,
       serverErrorsOutsideFaults: verification.serverErrorsOutsideFaults,
     },
-    faults: { ...faults, pgBackendsTerminated },
+    faults: { ...faults, pgBackendsTerminated, frozenMaxPendingSeconds },
     faultLog,
     seconds,
     problems,
