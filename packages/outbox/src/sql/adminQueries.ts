@@ -1,5 +1,6 @@
 import { PARTITION_COUNT } from '../schema.ts';
 import type { SqlQuery } from './client.ts';
+import { EVENT_COLUMNS } from './relayQueries.ts';
 
 /**
  * Counts per status, the oldest PENDING event's age (the oldest of each partition's first PENDING
@@ -72,10 +73,7 @@ export function republishCandidatesQuery(
   return {
     name: `outbox_republish_candidates_${table}`,
     text: `
-SELECT o.id::text AS id, o.partition_no AS partition, o.event_id::text AS event_id, o.event_type,
-       o.source, o.aggregate_type, o.aggregate_id, o.payload::text AS data,
-       o.headers->>'traceparent' AS traceparent, o.headers->>'tracestate' AS tracestate, o.created_at,
-       o.attempts
+SELECT ${EVENT_COLUMNS}
 FROM ${table} o
 WHERE o.status = 'PUBLISHED' AND o.id > $1::bigint AND o.created_at >= $3
   AND ($4::timestamptz IS NULL OR o.created_at < $4)

@@ -5,6 +5,11 @@ import type { SqlQuery } from './client.ts';
  * validated as an identifier before it reaches here.
  */
 
+/** The columns of a ClaimedRow, from the outbox table aliased `o`. */
+export const EVENT_COLUMNS = `o.id::text AS id, o.partition_no AS partition, o.event_id::text AS event_id,
+  o.event_type, o.source, o.aggregate_type, o.aggregate_id, o.payload::text AS data,
+  o.headers->>'traceparent' AS traceparent, o.headers->>'tracestate' AS tracestate, o.created_at, o.attempts`;
+
 export interface ClaimedRow {
   id: string;
   partition: number;
@@ -41,9 +46,7 @@ export function claimEventsQuery(
     text: `
 SELECT claimed.* FROM unnest($1::smallint[]) AS p(no)
 CROSS JOIN LATERAL (
-  SELECT o.id::text AS id, o.partition_no AS partition, o.event_id::text AS event_id, o.event_type, o.source, o.aggregate_type,
-         o.aggregate_id, o.payload::text AS data, o.headers->>'traceparent' AS traceparent,
-         o.headers->>'tracestate' AS tracestate, o.created_at, o.attempts
+  SELECT ${EVENT_COLUMNS}
   FROM ${table} o
   WHERE o.status = 'PENDING'
     AND o.partition_no = p.no
@@ -207,10 +210,7 @@ export function publishedEventsQuery(
   return {
     name: `outbox_published_events_${table}`,
     text: `
-SELECT o.id::text AS id, o.partition_no AS partition, o.event_id::text AS event_id, o.event_type,
-       o.source, o.aggregate_type, o.aggregate_id, o.payload::text AS data,
-       o.headers->>'traceparent' AS traceparent, o.headers->>'tracestate' AS tracestate, o.created_at,
-       o.attempts, o.stream_entry_id
+SELECT ${EVENT_COLUMNS}, o.stream_entry_id
 FROM ${table} o
 WHERE o.status = 'PUBLISHED' AND o.partition_no = ANY($1::smallint[]) AND o.id > $2::bigint
 ORDER BY o.id

@@ -75,6 +75,8 @@ export const DEFAULT_FAULTS: FaultCounts = {
 
 /** The relays' stall timeout in chaos runs: the least the relay accepts with its default backoff. */
 export const CHAOS_STALL_TIMEOUT_MS = 10_000;
+/** How long a relay stays frozen with its session open: three stall timeouts. */
+const FROZEN_OPEN_MS = 3 * CHAOS_STALL_TIMEOUT_MS;
 
 export const DEFAULT_CHAOS_OPTIONS: Omit<ChaosOptions, 'seed' | 'log'> = {
   trades: 5000,
@@ -310,7 +312,7 @@ export async function runChaos(
             return `${victim.process.name} frozen 7 s, ${terminated} sessions ended meanwhile`;
           }
           // Longer than the stall timeout: the other relays must end its session and take over.
-          const until = Date.now() + CHAOS_STALL_TIMEOUT_MS + 6000;
+          const until = Date.now() + FROZEN_OPEN_MS;
           while (Date.now() < until) {
             const age = await terminator.query<{ seconds: number | null }>(
               "SELECT extract(epoch FROM now() - min(created_at))::float8 AS seconds FROM event_outbox WHERE status = 'PENDING'",
@@ -318,7 +320,7 @@ export async function runChaos(
             frozenMaxPendingSeconds = Math.max(frozenMaxPendingSeconds, age.rows[0]?.seconds ?? 0);
             await sleep(250);
           }
-          return `${victim.process.name} frozen ${(CHAOS_STALL_TIMEOUT_MS + 6000) / 1000} s with its session open`;
+          return `${victim.process.name} frozen ${FROZEN_OPEN_MS / 1000} s with its session open`;
         } finally {
           victim.process.signalGroup('SIGCONT');
         }
