@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { createClient, createCluster } from '@redis/client';
 import pg from 'pg';
 import { outboxSchema } from '../src/migrations.ts';
@@ -131,6 +132,9 @@ export class TestRedis {
       '',
       '--appendonly',
       'no',
+      // A primary writes an RDB file to sync its replicas: into the temp dir, not the checkout.
+      '--dir',
+      tmpdir(),
       ...this.extraArgs,
     ];
     this.process = spawn('redis-server', args, { stdio: 'ignore' });
