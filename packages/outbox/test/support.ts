@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createClient, createCluster } from '@redis/client';
 import pg from 'pg';
 import { outboxSchema } from '../src/migrations.ts';
@@ -107,6 +109,7 @@ export function waitAllPublished(
 /** A throwaway redis-server on a free loopback port that a test may kill and restart. */
 export class TestRedis {
   private process: ChildProcess | undefined;
+  private readonly dir = mkdtempSync(join(tmpdir(), 'outbox-redis-'));
   private constructor(
     readonly port: number,
     private readonly extraArgs: string[],
@@ -132,9 +135,9 @@ export class TestRedis {
       '',
       '--appendonly',
       'no',
-      // A primary writes an RDB file to sync its replicas: into the temp dir, not the checkout.
+      // A primary writes an RDB file to sync its replicas: into a dir of its own, not the checkout.
       '--dir',
-      tmpdir(),
+      this.dir,
       ...this.extraArgs,
     ];
     this.process = spawn('redis-server', args, { stdio: 'ignore' });
