@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
+import type { PublishOutcome } from '../src/publisher.ts';
 import type { StreamRepair } from '../src/recovery.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
@@ -213,7 +214,7 @@ describe('waitReplicas', () => {
       assert.equal(refused?.status, 'unavailable');
       assert.match(refused?.status === 'unavailable' ? refused.error : '', /WAIT: [01] of 2 replicas/);
       // Retried as the relay would (a busy host can miss one WAIT timeout): the journal keeps it single.
-      let published = refused;
+      let published: PublishOutcome | undefined = refused;
       for (let attempt = 0; attempt < 10 && published?.status !== 'published'; attempt++)
         [published] = await enough.publish([event], { fence });
       assert.equal(published?.status, 'published');
