@@ -61,6 +61,14 @@ test('the panels cover every metric of the contract', () => {
     'outbox_broker_up',
     'outbox_relay_running',
     'outbox_relay_partitions_held',
+    'outbox_relay_leader',
+    'outbox_status_query_errors_total',
+    'outbox_events_enqueued_total',
+    'outbox_events_failed_total',
+    'outbox:commit_to_ack_slo_errors:ratio_rate5m',
+    'outbox:commit_to_ack_slo_errors:ratio_rate1h',
+    'up',
+    'http_request_duration_seconds_count',
     'trades_executed_total',
     'http_request_duration_seconds_bucket',
     'process_resident_memory_bytes',
@@ -122,14 +130,37 @@ test('queries use the provisioned data source, whose interval matches Prometheus
   assert.match(prometheus, new RegExp(`^ {2}scrape_interval: ${SCRAPE_INTERVAL}$`, 'm'));
 });
 
-test('panelQueries substitutes $__rate_interval and rejects any other Grafana variable', () => {
-  for (const query of panelQueries({ rateInterval: '2m' })) {
+test('panelQueries substitutes $__rate_interval, $job and $instance and rejects any other variable', () => {
+  for (const query of panelQueries({ rateInterval: '2m', instance: 'r1:9464' })) {
     assert.ok(!query.promql.includes('$'), query.promql);
     if (query.expr.includes('$__rate_interval')) assert.ok(query.promql.includes('[2m]'), query.promql);
+    if (query.expr.includes('$instance'))
+      assert.ok(query.promql.includes('instance=~"r1:9464"'), query.promql);
   }
   const model: Dashboard = buildOutboxDashboard();
   const first = dashboardPanels(model)[0]?.targets?.[0];
   assert.ok(first && 'expr' in first);
-  first.expr = 'max(outbox_pending_events_total{instance="$instance"})';
+  first.expr = 'max(outbox_pending_events_total{cluster="$cluster"})';
   assert.throws(() => panelQueries({ model }), /unhandled variable/);
+});
+
+test('the job and instance variables list the outbox processes, "All" by default', () => {
+  const variables = buildOutboxDashboard().templating?.list ?? [];
+  for (const name of ['job', 'instance']) {
+    const variable = variables.find((item) => item.name === name);
+    assert.ok(variable, `no ${name} variable`);
+    assert.equal(variable.includeAll, true, name);
+    assert.equal(variable.allValue, '.*', name);
+    assert.match(String(variable.query), /label_values\(up\{job=~"trading-service\|outbox-relay"/, name);
+  }
+});
+
+test('the broker panel shows running relays only, and count stats show 0 rather than no data', () => {
+  const queries = panelQueries();
+  const broker = queries.find((query) => query.panel === 'Redis connection by relay');
+  assert.match(broker?.promql ?? '', /and on \(job, instance\) \(outbox_relay_running == 1\)/);
+  for (const panel of ['Relays running', 'Metrics leaders', 'HTTP 5xx share']) {
+    const query = queries.find((candidate) => candidate.panel === panel);
+    assert.match(query?.promql ?? '', /or vector\(0\)/, panel);
+  }
 });
