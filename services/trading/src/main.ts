@@ -38,6 +38,7 @@ async function main(): Promise<void> {
     logger,
     registry: metrics.registry,
     onTradeExecuted: metrics.tradeExecuted,
+    outageSummaryMs: config.logOutageSummaryMs,
   });
   await app.listen({ host: config.host, port: config.port });
   relay?.start();
