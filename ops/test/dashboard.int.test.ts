@@ -14,6 +14,7 @@ import {
   panelQueries,
   SCRAPE_INTERVAL,
 } from '../grafana/generate.ts';
+import { ALERTS } from './support/alerts.ts';
 import { OPS } from './support/processes.ts';
 
 test('the committed dashboard and provisioning files are what the generator produces', () => {
@@ -163,4 +164,24 @@ test('the broker panel shows running relays only, and count stats show 0 rather 
     const query = queries.find((candidate) => candidate.panel === panel);
     assert.match(query?.promql ?? '', /or vector\(0\)/, panel);
   }
+});
+
+test('every alert runbook links its dashboard panels, by the ids and titles the generator gives them', () => {
+  const markdown = readFileSync(join(OPS, '..', 'docs', 'runbooks.md'), 'utf8');
+  const titles = new Map<number, string>();
+  for (const panel of buildOutboxDashboard().panels ?? []) {
+    if (panel.id !== undefined) titles.set(panel.id, panel.title ?? '');
+  }
+  const link = /\[([^\]]+)\]\(\/d\/trading-outbox\/trading-outbox\?viewPanel=(\d+)\)/g;
+  const sections = new Map(
+    markdown.split(/^## /m).map((section) => [section.slice(0, section.indexOf('\n')).trim(), section]),
+  );
+  for (const name of Object.keys(ALERTS)) {
+    const section = sections.get(name);
+    assert.ok(section, `docs/runbooks.md has no section ${name}`);
+    const links = [...section.matchAll(link)];
+    assert.ok(links.length > 0, `the ${name} runbook links no dashboard panel`);
+  }
+  for (const [, title, id] of markdown.matchAll(link))
+    assert.equal(titles.get(Number(id)), title, `runbook link viewPanel=${id} says "${title}"`);
 });
