@@ -37,7 +37,7 @@ export class OutageLog {
     private readonly sink: LogSink,
     /** How often a line says an outage (or refusals) still go on. */
     readonly summaryIntervalMs: number,
-    /** What is failing, e.g. 'the relay' or 'trades'. */
+    /** What it means while it lasts, e.g. 'requests that need it fail with 503'. */
     private readonly what: string,
   ) {}
 
@@ -63,7 +63,7 @@ export class OutageLog {
     });
     this.sink.error(
       { dependency, err: error },
-      `${NAMES[dependency]} unreachable: ${this.what} will retry; further failures are summarised`,
+      `${NAMES[dependency]} unreachable: ${this.what}; further failures are summarised`,
     );
   }
 

@@ -24,7 +24,7 @@ export function createRelay(config: Config, logger: Logger): OutboxRelay {
   const log = logger.child({ component: 'outbox-relay' });
   // Outages are logged when they begin and end, with a summary every LOG_OUTAGE_SUMMARY_SECONDS in
   // between: the relay retries every few milliseconds, and a line per attempt drowned the logs.
-  const outages = createOutageLog(log, config.logOutageSummaryMs, 'the relay (events stay PENDING)');
+  const outages = createOutageLog(log, config.logOutageSummaryMs, 'the relay retries, events stay PENDING');
   relay.on('fault', ({ kind, error, count }) => {
     if (kind === 'event') outages.log.refusedEvents(error.message, count, Date.now());
     else outages.log.failed(kind, error.message, count, Date.now());

@@ -19,7 +19,7 @@ function recorder(): { sink: LogSink; lines: Line[] } {
 
 test('an outage writes a line when it begins, one per summary interval, and one when it ends', () => {
   const { sink, lines } = recorder();
-  const log = new OutageLog(sink, 10_000, 'the relay');
+  const log = new OutageLog(sink, 10_000, 'the relay retries');
   // 30 s of failures every 5 ms, with the timer ticking every second: 6,000 attempts.
   for (let now = 0; now < 30_000; now += 5) {
     log.failed('broker', 'OOM command not allowed', 500, now);
@@ -29,7 +29,7 @@ test('an outage writes a line when it begins, one per summary interval, and one 
   assert.deepEqual(
     lines.map((line) => `${line.level} ${line.message}`),
     [
-      'error Redis unreachable: the relay will retry; further failures are summarised',
+      'error Redis unreachable: the relay retries; further failures are summarised',
       'warn Redis still unreachable',
       'warn Redis still unreachable',
       'info Redis reachable again',
@@ -51,7 +51,7 @@ test('an outage writes a line when it begins, one per summary interval, and one 
 
 test('Redis and the database are tracked apart; a recovery of one does not end the other', () => {
   const { sink, lines } = recorder();
-  const log = new OutageLog(sink, 60_000, 'the relay');
+  const log = new OutageLog(sink, 60_000, 'the relay retries');
   log.failed('database', 'connection refused', 1, 0);
   log.failed('broker', 'ECONNREFUSED', 10, 100);
   log.recovered('broker', 200);
@@ -62,8 +62,8 @@ test('Redis and the database are tracked apart; a recovery of one does not end t
   assert.deepEqual(
     lines.map((line) => `${line.level} ${line.message}`),
     [
-      'error the database unreachable: the relay will retry; further failures are summarised',
-      'error Redis unreachable: the relay will retry; further failures are summarised',
+      'error the database unreachable: the relay retries; further failures are summarised',
+      'error Redis unreachable: the relay retries; further failures are summarised',
       'info Redis reachable again',
       'info the database reachable again',
     ],
@@ -73,7 +73,7 @@ test('Redis and the database are tracked apart; a recovery of one does not end t
 
 test('refused events are logged at once, then summed per interval', () => {
   const { sink, lines } = recorder();
-  const log = new OutageLog(sink, 10_000, 'the relay');
+  const log = new OutageLog(sink, 10_000, 'the relay retries');
   for (let now = 0; now <= 25_000; now += 100) {
     log.refusedEvents('ERR too large', 2, now);
     log.tick(now);

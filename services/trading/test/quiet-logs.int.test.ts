@@ -9,7 +9,10 @@ import { after, before, describe, test } from 'node:test';
 import { createOutboxWriter, type OutboxRelay } from '@astra/outbox';
 import { pino } from 'pino';
 import { TestRedis, waitFor } from '../../../packages/outbox/test/support.ts';
+import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
+import { createPool } from '../src/database.ts';
+import { createApiKey } from '../src/http/auth.ts';
 import { createRelay } from '../src/outbox.ts';
 import { createTestDatabase, type TestDatabase } from './support.ts';
 
@@ -191,5 +194,52 @@ describe('relay logs during outages', { timeout: 120_000 }, () => {
       60_000,
       'every event published',
     );
+  });
+});
+
+describe('HTTP service logs during a database outage', { timeout: 60_000 }, () => {
+  test('every request fails with 503, and the outage costs a few lines, not one per request', async () => {
+    const db = await createTestDatabase();
+    const proxy = await DatabaseProxy.start(new URL(db.url));
+    const viaProxy = new URL(db.url);
+    viaProxy.hostname = '127.0.0.1';
+    viaProxy.port = String(proxy.port);
+    const pool = createPool(viaProxy.toString(), 4);
+    const lines: LogLine[] = [];
+    const logger = pino(
+      { level: 'info' },
+      { write: (line: string) => lines.push(JSON.parse(line) as LogLine) },
+    );
+    const app = await buildApp({ pool, eventSource: '/test/quiet-logs', logger, outageSummaryMs: 60_000 });
+    try {
+      const authorization = `Bearer ${await createApiKey(db.pool, 'alice', false)}`;
+      const get = () =>
+        app.inject({ method: 'GET', url: '/v1/accounts/alice/positions', headers: { authorization } });
+      assert.equal((await get()).statusCode, 200);
+      const from = lines.length;
+      proxy.setDown(true);
+      const statuses = new Map<number, number>();
+      for (let i = 0; i < 200; i++) {
+        const { statusCode } = await get();
+        statuses.set(statusCode, (statuses.get(statusCode) ?? 0) + 1);
+      }
+      assert.deepEqual(Object.fromEntries(statuses), { 503: 200 });
+      proxy.setDown(false);
+      await waitFor(async () => (await get()).statusCode === 200, 20_000, 'the database back');
+      const logged = lines.slice(from);
+      assert.deepEqual(
+        logged.map((line) => line.msg),
+        [
+          'the database unreachable: requests that need it fail with 503; further failures are summarised',
+          'the database reachable again',
+        ],
+      );
+      assert.ok(Number(logged[1]?.failedAttempts) >= 200, JSON.stringify(logged[1]));
+    } finally {
+      await app.close();
+      await pool.end();
+      await proxy.close();
+      await db.drop();
+    }
   });
 });

@@ -91,9 +91,9 @@ function isUnavailable(error: { code?: string; message?: string }): boolean {
   );
 }
 
-/** `fieldRules` gives the message for a field whose value breaks its pattern, by field name. */
 /**
- * @param onDatabaseUnavailable called instead of logging each request the database failed: the caller
+ * `fieldRules` gives the message for a field whose value breaks its pattern, by field name.
+ * `onDatabaseUnavailable` is called instead of logging each request the database failed: the caller
  * logs the outage once (OutageLog), not once per request. Without it each one is logged.
  */
 export function registerErrorHandling(
