@@ -47,16 +47,18 @@ export function tracedBenchRelay(
   const loopDelay = watchLoopDelay();
   let batches: { claimed: number; replied: number; events: readonly PublishableEvent[] }[] = [];
   const traced: Publisher = {
-    publish: async (events) => {
+    publish: async (events, options) => {
       const batch = { claimed, replied: 0, events };
       try {
-        return await publisher.publish(events);
+        return await publisher.publish(events, options);
       } finally {
         batch.replied = epochNow();
         batches.push(batch);
       }
     },
     confirm: (events) => publisher.confirm(events),
+    check: (...args: Parameters<Publisher['check']>) => publisher.check(...args),
+    stream: (type: string) => publisher.stream(type),
     ping: () => publisher.ping(),
     close: () => publisher.close(),
   };

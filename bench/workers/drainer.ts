@@ -10,7 +10,12 @@
  * 100 ms, answers 'trace' with what a traced relay saw, and stops on 'stop' or when the benchmark goes away.
  */
 import { performance } from 'node:perf_hooks';
-import { type OutboxRelay, type PublishableEvent, RedisStreamsPublisher } from '@astra/outbox';
+import {
+  type OutboxRelay,
+  type PublishableEvent,
+  type Publisher,
+  RedisStreamsPublisher,
+} from '@astra/outbox';
 import { createClient } from '@redis/client';
 import { Logger, run } from 'graphile-worker';
 import pg from 'pg';
@@ -105,16 +110,18 @@ function prepareRelay(config: Extract<DrainerConfig, { mode: 'relay' }>): () => 
   let claimed: number | undefined;
   let publishEnd: number | undefined;
   const timed = {
-    publish: async (events: readonly PublishableEvent[]) => {
+    publish: async (events: readonly PublishableEvent[], options?: Parameters<Publisher['publish']>[1]) => {
       const start = performance.now();
       try {
-        return await publisher.publish(events);
+        return await publisher.publish(events, options);
       } finally {
         publishEnd = performance.now();
         timing.publishMs += publishEnd - start;
       }
     },
     confirm: (events: readonly { eventId: string; stream: string }[]) => publisher.confirm(events),
+    check: (...args: Parameters<Publisher['check']>) => publisher.check(...args),
+    stream: (type: string) => publisher.stream(type),
     ping: () => publisher.ping(),
     close: () => publisher.close(),
   };

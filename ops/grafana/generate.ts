@@ -552,6 +552,41 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
         ],
       }),
     )
+
+    .withRow(new dashboard.RowBuilder('Broker durability and relay stalls'))
+    .withPanel(
+      graph({
+        title: 'Broker data loss and relay stalls',
+        description:
+          'Events Redis acknowledged and later lost, by stream (OutboxBrokerDataLoss), those published again ' +
+          'from the outbox, those the outbox no longer had (OutboxEventsLostForGood), and stalled relays ' +
+          'taken over or fenced off (OutboxRelayStalled), per interval.',
+        unit: 'short',
+        width: 24,
+        queries: [
+          {
+            expr: `sum by (stream) (increase(outbox_broker_data_loss_total{${PICKED}}[${RATE}]))`,
+            legend: 'lost {{stream}}',
+          },
+          {
+            expr: `sum(increase(outbox_republished_events_total{${PICKED}}[${RATE}]))`,
+            legend: 'published again',
+          },
+          {
+            expr: `sum by (stream) (increase(outbox_unrecoverable_events_total{${PICKED}}[${RATE}]))`,
+            legend: 'lost for good {{stream}}',
+          },
+          {
+            expr: `sum(increase(outbox_relay_takeovers_total{${PICKED}}[${RATE}]))`,
+            legend: 'takeovers',
+          },
+          {
+            expr: `sum(increase(outbox_fenced_publishes_total{${PICKED}}[${RATE}]))`,
+            legend: 'fenced calls',
+          },
+        ],
+      }),
+    )
     .build();
   // Stable ids, in layout order, so links to a panel (?viewPanel=N) survive regeneration.
   let id = 0;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { afterEach, beforeEach, describe, test } from 'node:test';
 import { ALERTS, RECEIVER } from './support/alerts.ts';
 import { type Daemon, OPS, run, startAlertmanager, waitFor } from './support/processes.ts';
 
@@ -96,14 +96,17 @@ interface AlertStatus {
 describe('a real Alertmanager with the committed configuration', () => {
   let webhook: Server;
   let alertmanager: Daemon;
-  const deliveries: Delivery[] = [];
+  let deliveries: Delivery[] = [];
   const tokens: Record<string, string> = {
     oncall: 'oncall-token-for-test',
     ticket: 'ticket-token-for-test',
     watchdog: 'watchdog-token-for-test',
   };
 
-  before(async () => {
+  // A fresh Alertmanager and webhook for each test: no test relies on alerts another one raised, so
+  // each passes alone and in any order.
+  beforeEach(async () => {
+    deliveries = [];
     webhook = createServer((request, response) => {
       let body = '';
       request.on('data', (chunk: Buffer) => {
@@ -148,7 +151,7 @@ describe('a real Alertmanager with the committed configuration', () => {
     });
   });
 
-  after(async () => {
+  afterEach(async () => {
     await alertmanager?.stop();
     await new Promise<void>((resolve) => (webhook ? webhook.close(() => resolve()) : resolve()));
   });
@@ -248,7 +251,7 @@ describe('a real Alertmanager with the committed configuration', () => {
   });
 
   test('OutboxBrokerDownAllRelays mutes its consequences in its own environment only', async () => {
-    await post([allRelays, ...staging]);
+    await post([allRelays, brokerDown, ...production, ...staging]);
     const inhibitedBy = await waitFor(
       'OutboxBrokerDownAllRelays to mute the production backlog',
       async () => {
@@ -273,6 +276,16 @@ describe('a real Alertmanager with the committed configuration', () => {
   });
 
   test('OutboxNoRelayRunning mutes the backlog alerts and the SLO burn, not the publish errors', async () => {
+    // The backlog is first muted by OutboxBrokerDownAllRelays, as in the test above.
+    await post([allRelays, brokerDown, ...production, ...staging]);
+    await waitFor(
+      'OutboxBrokerDownAllRelays to mute the backlog',
+      async () =>
+        (await inhibition([key(allRelays.labels), 'OutboxPendingHigh'])).get('OutboxPendingHigh')?.length
+          ? true
+          : undefined,
+      10_000,
+    );
     // Raised before OutboxBrokerDownAllRelays resolves, so the backlog alerts are never unmuted in
     // between. (Alertmanager names only the first inhibiting alert, so that one shows until it ends.)
     await post([noRelay]);
@@ -305,6 +318,8 @@ describe('a real Alertmanager with the committed configuration', () => {
   });
 
   test('alerts are grouped per alert name and environment', async () => {
+    await post([...production, ...staging]);
+    await inhibition([...production, ...staging].map((alert) => key(alert.labels)));
     const response = await fetch(`${alertmanager.url}/api/v2/alerts/groups`, {
       signal: AbortSignal.timeout(5_000),
     });
@@ -320,7 +335,24 @@ describe('a real Alertmanager with the committed configuration', () => {
   });
 
   test("pages reach the oncall webhook, the Watchdog the dead man's switch, each with its token", async () => {
-    await post([{ labels: { alertname: 'Watchdog', severity: 'none', environment: 'production' } }]);
+    // OutboxNoRelayRunning is known before the backlog arrives, so OutboxOldestPendingTooOld (a page)
+    // is muted from its first evaluation and must never be sent.
+    await post([noRelay]);
+    await inhibition([key(noRelay.labels)]);
+    await post([
+      ...production,
+      { labels: { alertname: 'Watchdog', severity: 'none', environment: 'production' } },
+    ]);
+    await waitFor(
+      'OutboxNoRelayRunning to mute the backlog',
+      async () =>
+        (await inhibition([key(noRelay.labels), 'OutboxOldestPendingTooOld']))
+          .get('OutboxOldestPendingTooOld')
+          ?.includes('OutboxNoRelayRunning')
+          ? true
+          : undefined,
+      10_000,
+    );
     // The page route waits 10 s (group_wait) before its first notification; the Watchdog's none.
     await waitFor(
       'the oncall webhook to receive OutboxNoRelayRunning and OutboxFailedEvents, and the Watchdog',

@@ -23,6 +23,9 @@ export const ALERTS: Record<string, ExpectedAlert> = {
   OutboxBrokerDown: { severity: 'page', labels: { job: 'outbox-relay', instance: '127.0.0.1:9464' } },
   OutboxBrokerDownAllRelays: { severity: 'page', labels: {} },
   OutboxNoRelayRunning: { severity: 'page', labels: {} },
+  OutboxBrokerDataLoss: { severity: 'ticket', labels: { stream: 'astra.trading.position_updated.v1' } },
+  OutboxEventsLostForGood: { severity: 'page', labels: { stream: 'astra.trading.position_updated.v1' } },
+  OutboxRelayStalled: { severity: 'ticket', labels: {} },
   Watchdog: { severity: 'none', labels: {} },
 };
 

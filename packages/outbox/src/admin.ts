@@ -1,7 +1,32 @@
 import { invalidOption, OutboxError } from './errors.ts';
 import { type OutboxOptions, resolveOutboxOptions } from './options.ts';
-import { failedEventsQuery, publishedCountQuery, replayQuery, statusQuery } from './sql/adminQueries.ts';
+import type { Publisher } from './publisher.ts';
+import { toPublishable } from './recovery.ts';
+import {
+  failedEventsQuery,
+  publishedCountQuery,
+  replayQuery,
+  republishCandidatesQuery,
+  statusQuery,
+} from './sql/adminQueries.ts';
 import { queryRows, type SqlClient } from './sql/client.ts';
+import type { ClaimedRow } from './sql/relayQueries.ts';
+
+/** Which PUBLISHED events an operator publishes again. */
+export interface RepublishFilter {
+  since: Date;
+  until?: Date;
+  type?: string;
+  aggregateId?: string;
+}
+
+export interface RepublishReport {
+  events: number;
+  first: { eventId: string; time: Date } | undefined;
+  last: { eventId: string; time: Date } | undefined;
+  /** Events per stream. */
+  streams: Record<string, number>;
+}
 
 export interface OutboxStatus {
   pending: number;
@@ -82,6 +107,54 @@ export class OutboxAdmin {
       createdAt: row.created_at,
       updatedAt: row.updated_at,
     }));
+  }
+
+  /**
+   * Publishes PUBLISHED events again, in order, with their ids, for a consumer that must rebuild or
+   * entries trimmed by MAXLEN. Deliberately past the dedupe journal: every event is added again, after
+   * newer ones, so consumers must dedupe by id and ignore versions they have passed. With `dryRun`,
+   * only reports what it would publish. Throws when the broker refuses a page (what went out is counted).
+   */
+  async republish(publisher: Publisher, filter: RepublishFilter, dryRun = false): Promise<RepublishReport> {
+    for (const [field, value] of [
+      ['since', filter.since],
+      ['until', filter.until],
+    ] as const) {
+      if (value !== undefined && !(value instanceof Date && Number.isFinite(value.getTime())))
+        throw invalidOption(field, 'must be a valid time');
+    }
+    const report: RepublishReport = { events: 0, first: undefined, last: undefined, streams: {} };
+    let afterRowId = '0';
+    for (;;) {
+      const rows = await queryRows<ClaimedRow>(
+        this.db,
+        republishCandidatesQuery(this.table, {
+          afterRowId,
+          limit: 1000,
+          since: filter.since,
+          until: filter.until ?? null,
+          type: filter.type ?? null,
+          aggregateId: filter.aggregateId ?? null,
+        }),
+      );
+      if (rows.length === 0) return report;
+      afterRowId = (rows.at(-1) as ClaimedRow).id;
+      if (!dryRun) {
+        const outcomes = await publisher.publish(rows.map(toPublishable), { mode: 'replay' });
+        const refused = outcomes.find((outcome) => outcome.status !== 'published');
+        if (refused !== undefined)
+          throw new Error(
+            `the broker refused a republish after ${report.events} events: ${'error' in refused ? refused.error : refused.status}`,
+          );
+      }
+      for (const row of rows) {
+        const stream = publisher.stream(row.event_type);
+        report.streams[stream] = (report.streams[stream] ?? 0) + 1;
+        report.first ??= { eventId: row.event_id, time: row.created_at };
+        report.last = { eventId: row.event_id, time: row.created_at };
+      }
+      report.events += rows.length;
+    }
   }
 
   /** Puts one FAILED event (by row id), or all of them, back to PENDING. Returns how many. */

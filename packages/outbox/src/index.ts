@@ -1,10 +1,26 @@
-export { type FailedEvent, OutboxAdmin, type OutboxStatus } from './admin.ts';
+export {
+  type FailedEvent,
+  OutboxAdmin,
+  type OutboxStatus,
+  type RepublishFilter,
+  type RepublishReport,
+} from './admin.ts';
 export type { Backoff } from './backoff.ts';
 export type { CloudEvent } from './cloudevents.ts';
 export { isValidTraceparent } from './cloudevents.ts';
 export { OutboxError, type OutboxErrorCode } from './errors.ts';
 export type { OutboxOptions } from './options.ts';
-export type { PublishableEvent, Publisher, PublishOutcome } from './publisher.ts';
+export type {
+  LostOutcome,
+  PublishableEvent,
+  Publisher,
+  PublishFence,
+  PublishMode,
+  PublishOutcome,
+  StreamCheck,
+  StreamVerdict,
+} from './publisher.ts';
+export type { StreamRepair } from './recovery.ts';
 export { RedisStreamsPublisher, type RedisStreamsPublisherOptions } from './redis/publisher.ts';
 export { OutboxRelay, type RelayEvents, type RelayOptions } from './relay.ts';
 export { PARTITION_COUNT } from './schema.ts';

@@ -44,8 +44,8 @@ export class PartitionOwnership {
     });
   }
 
-  /** Moves towards the fair share. Returns the partitions owned afterwards. */
-  async rebalance(): Promise<number[]> {
+  /** Moves towards the fair share. Returns the partitions it took and released. */
+  async rebalance(): Promise<{ taken: number[]; released: number[] }> {
     const [state] = await queryRows<{ relays: number; leader: boolean }>(this.db, {
       name: `outbox_relays_${this.namespace.presence}`,
       text: `
@@ -63,6 +63,8 @@ SELECT (SELECT count(*)::int FROM pg_locks
     this.leader = state?.leader === true;
 
     const share = Math.ceil(PARTITION_COUNT / relays);
+    const taken: number[] = [];
+    const released: number[] = [];
     if (this.held.size > share) {
       const surplus = this.partitions.slice(share);
       await this.db.query({
@@ -70,18 +72,56 @@ SELECT (SELECT count(*)::int FROM pg_locks
         values: [this.namespace.partitions, surplus],
       });
       for (const partition of surplus) this.held.delete(partition);
+      released.push(...surplus);
     } else if (this.held.size < share) {
       const candidates = shuffle(
         Array.from({ length: PARTITION_COUNT }, (_, partition) => partition).filter((p) => !this.held.has(p)),
       );
       // The executor evaluates the WHERE row by row, so LIMIT stops taking locks at the fair share.
-      const taken = await queryRows<{ p: number }>(this.db, {
+      const rows = await queryRows<{ p: number }>(this.db, {
         text: 'SELECT p FROM unnest($2::int[]) AS p WHERE pg_try_advisory_lock($1, p) LIMIT $3',
         values: [this.namespace.partitions, candidates, share - this.held.size],
       });
-      for (const row of taken) this.held.add(row.p);
+      for (const row of rows) {
+        this.held.add(row.p);
+        taken.push(row.p);
+      }
     }
-    return this.partitions;
+    return { taken, released };
+  }
+
+  /**
+   * Ends the sessions of relays that have made no progress for `stallMs` while they hold partitions
+   * with events waiting that long, or the leader role: a frozen process keeps its session and locks.
+   * A live relay queries at least every rebalance and outage backoff step, so its session is never
+   * idle that long; one running a slow statement is active, not idle. Safe because the broker fences
+   * whatever the ended relay may still send. Returns the relays ended and the partitions they held.
+   */
+  async endStalled(table: string, stallMs: number): Promise<{ pid: number; partitions: number[] }[]> {
+    const held = (classid: string) =>
+      `k.pid = r.pid AND k.locktype = 'advisory' AND k.granted AND k.objsubid = 2 AND k.classid = ${classid}::int::oid`;
+    return queryRows<{ pid: number; partitions: number[] }>(this.db, {
+      name: `outbox_end_stalled_${this.namespace.presence}`,
+      text: `
+WITH relays AS (
+  SELECT r.pid FROM pg_locks r JOIN pg_stat_activity a ON a.pid = r.pid
+  WHERE r.locktype = 'advisory' AND r.granted AND r.objsubid = 2 AND r.classid = $1::int::oid
+    AND r.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND r.pid <> pg_backend_pid()
+    AND a.state = 'idle' AND a.state_change < now() - $4 * interval '1 millisecond'
+), stalled AS (
+  SELECT r.pid, array(SELECT k.objid::int FROM pg_locks k WHERE ${held('$2')} ORDER BY 1) AS partitions
+  FROM relays r
+  WHERE EXISTS (SELECT 1 FROM pg_locks k WHERE ${held('$3')})
+     OR EXISTS (
+       SELECT 1 FROM pg_locks k JOIN ${table} o ON o.partition_no = k.objid::int
+       WHERE ${held('$2')} AND o.status = 'PENDING'
+         -- next_attempt_at is the write time until a first refusal: "due for that long".
+         AND o.next_attempt_at < now() - $4 * interval '1 millisecond')
+)
+SELECT pid, partitions FROM stalled WHERE pg_terminate_backend(pid, 1000)`,
+      values: [this.namespace.presence, this.namespace.partitions, this.namespace.leader, stallMs],
+    });
   }
 
   /** Forgets ownership without talking to the database (its session is gone, and the locks with it). */

@@ -110,15 +110,51 @@ export function registerOutboxMetrics({
     registers,
   });
 
+  const dataLoss = new Counter({
+    name: 'outbox_broker_data_loss_total',
+    help: 'Events the broker acknowledged and later no longer held (restart without persistence, failover, flush), by stream.',
+    labelNames: ['stream'],
+    registers,
+  });
+  const republished = new Counter({
+    name: 'outbox_republished_events_total',
+    help: 'Lost events published again from the outbox, in their order and with their ids.',
+    registers,
+  });
+  const unrecoverable = new Counter({
+    name: 'outbox_unrecoverable_events_total',
+    help: 'Lost events the outbox no longer had (past retention, or deletePublished), by stream: gone for good.',
+    labelNames: ['stream'],
+    registers,
+  });
+  const fenced = new Counter({
+    name: 'outbox_fenced_publishes_total',
+    help: 'Calls the broker refused because another relay owns the partition now (this relay had stalled).',
+    registers,
+  });
+  const takeovers = new Counter({
+    name: 'outbox_relay_takeovers_total',
+    help: 'Stalled relay sessions this relay ended to take their partitions over.',
+    registers,
+  });
+
   const metrics: OutboxMetrics = {
     enqueued: (eventType, count = 1) => enqueued.inc({ event_type: eventType }, count),
   };
+
   running.set(relay?.running ? 1 : 0);
   leader.set(relay?.isLeader ? 1 : 0);
   if (relay !== undefined) {
     brokerUp.set(relay.isBrokerUp ? 1 : 0);
+    const streams = new Set<string>();
     relay.on('published', ({ events, ackedAt }) => {
       for (const event of events) {
+        // A stream's loss counters start at 0 when it is first seen, so "no loss" reads 0, not no data.
+        if (!streams.has(event.stream)) {
+          streams.add(event.stream);
+          dataLoss.inc({ stream: event.stream }, 0);
+          unrecoverable.inc({ stream: event.stream }, 0);
+        }
         published.inc({ event_type: event.type });
         latency.observe(Math.max(0, ackedAt.getTime() - event.createdAt.getTime()) / 1000);
       }
@@ -135,6 +171,13 @@ export function registerOutboxMetrics({
       partitions.set(state.partitions.length);
       leader.set(state.leader ? 1 : 0);
     });
+    relay.on('dataLoss', (repair) => {
+      dataLoss.inc({ stream: repair.stream }, repair.lost);
+      republished.inc(repair.republished);
+      unrecoverable.inc({ stream: repair.stream }, repair.unrecoverable);
+    });
+    relay.on('fenced', () => fenced.inc());
+    relay.on('takeover', () => takeovers.inc());
   }
 
   if (admin === undefined || relay === undefined) return metrics;

@@ -11,7 +11,8 @@ import {
   resolveOutboxOptions,
 } from './options.ts';
 import { lockNamespace, PartitionOwnership } from './partitions.ts';
-import type { PublishableEvent, Publisher } from './publisher.ts';
+import { compareEntryIds, type LostOutcome, type Publisher, type PublishFence } from './publisher.ts';
+import { repairStreams, type StreamRepair, streamKey, toPublishable } from './recovery.ts';
 import { queryRows } from './sql/client.ts';
 import {
   type ClaimedRow,
@@ -20,6 +21,10 @@ import {
   deletePublishedQuery,
   markPublishedQuery,
   markRejectedQuery,
+  type StreamRecord,
+  type StreamRecordRow,
+  streamRecordsQuery,
+  takePartitionsQuery,
 } from './sql/relayQueries.ts';
 
 export interface RelayOptions extends OutboxOptions {
@@ -100,12 +105,21 @@ export interface RelayOptions extends OutboxOptions {
    * @defaultValue 30000
    */
   statementTimeoutMs?: number;
+  /**
+   * A relay whose database session has been idle this long while its partitions have events due for
+   * as long (a frozen process: GC pause, SIGSTOP, paused VM) has its session ended by another relay,
+   * which takes the partitions over; the broker's fence refuses whatever the frozen one sends when it
+   * wakes. Must exceed twice the longest pause of a live relay (rebalance interval, outage backoff).
+   * Ending another session needs the same database role or `pg_signal_backend`. 0 turns it off.
+   * @defaultValue 15000, or twice the longest pause when that is more
+   */
+  stallTimeoutMs?: number;
 }
 
 /** What the relay reports; the Prometheus adapter and logs subscribe. */
 export interface RelayEvents {
   /** A batch went out (entirely or in part). `createdAt` is each published event's write time. */
-  published: [{ events: { type: string; createdAt: Date }[]; ackedAt: Date }];
+  published: [{ events: { type: string; stream: string; createdAt: Date }[]; ackedAt: Date }];
   /** Size of each claimed batch. */
   batch: [{ size: number }];
   /**
@@ -115,6 +129,12 @@ export interface RelayEvents {
   fault: [{ kind: 'broker' | 'event' | 'database'; error: Error; count: number }];
   /** Events that used their last attempt and are now FAILED. */
   failed: [{ rowIds: string[] }];
+  /** The broker no longer holds entries it acknowledged: found, and (as far as the outbox still can) repaired. */
+  dataLoss: [StreamRepair];
+  /** The broker refused this relay's call: another relay owns one of its partitions now. */
+  fenced: [{ partitions: number[] }];
+  /** This relay ended a frozen relay's session to take its partitions over. */
+  takeover: [{ pid: number; partitions: number[] }];
   broker: [{ up: boolean }];
   partitions: [{ partitions: number[]; leader: boolean }];
   retention: [{ deleted: number }];
@@ -137,6 +157,7 @@ interface ResolvedRelayOptions extends ResolvedOutboxOptions {
   retentionIntervalMs: number;
   confirmDelayMs: number;
   statementTimeoutMs: number;
+  stallTimeoutMs: number;
 }
 
 function resolveBackoff(field: string, value: Backoff | undefined, fallback: Backoff): Backoff {
@@ -153,7 +174,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
   if (options.publisher === undefined || typeof options.publisher.publish !== 'function') {
     throw invalidOption('publisher', 'is required');
   }
-  return {
+  const resolved: ResolvedRelayOptions = {
     ...resolveOutboxOptions(options),
     connectionString: options.connectionString,
     publisher: options.publisher,
@@ -170,7 +191,22 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     retentionIntervalMs: positiveInteger('retentionIntervalMs', options.retentionIntervalMs, 60_000),
     confirmDelayMs: nonNegativeInteger('confirmDelayMs', options.confirmDelayMs, 5000),
     statementTimeoutMs: positiveInteger('statementTimeoutMs', options.statementTimeoutMs, 30_000),
+    stallTimeoutMs: 0,
   };
+  // A live relay can leave its session idle for a rebalance interval or an outage backoff step.
+  const longestPause = Math.max(resolved.rebalanceIntervalMs, resolved.outageBackoff.maxMs);
+  resolved.stallTimeoutMs = nonNegativeInteger(
+    'stallTimeoutMs',
+    options.stallTimeoutMs,
+    Math.max(15_000, 2 * longestPause),
+  );
+  if (resolved.stallTimeoutMs > 0 && resolved.stallTimeoutMs < 2 * longestPause) {
+    throw invalidOption(
+      'stallTimeoutMs',
+      `must be 0 or at least twice the longer of rebalanceIntervalMs and outageBackoff.maxMs (${2 * longestPause})`,
+    );
+  }
+  return resolved;
 }
 
 /**
@@ -188,23 +224,42 @@ interface Acknowledged {
   row: ClaimedRow;
 }
 
-function toPublishable(row: ClaimedRow): PublishableEvent {
-  return {
-    rowId: row.id,
-    eventId: row.event_id,
-    type: row.event_type,
-    source: row.source,
-    aggregateType: row.aggregate_type,
-    aggregateId: row.aggregate_id,
-    time: row.created_at.toISOString(),
-    data: row.data,
-    traceparent: row.traceparent,
-    tracestate: row.tracestate,
-  };
-}
-
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
+}
+
+/** The broker refused a call: this relay lost a partition it believed it owned. */
+class FencedError extends Error {
+  constructor(readonly partitions: number[]) {
+    super(
+      `the broker fenced this relay off partitions ${partitions.join(', ')}: another relay owns them now`,
+    );
+  }
+}
+
+/** Per stream and partition, the newest of a batch's acknowledged entries, and how many there were. */
+function streamRecords(acks: Acknowledged[]): StreamRecord[] {
+  const records = new Map<string, StreamRecord>();
+  for (const ack of acks) {
+    const key = streamKey(ack.stream, ack.row.partition);
+    const record = records.get(key);
+    if (record === undefined) {
+      records.set(key, {
+        stream: ack.stream,
+        partition: ack.row.partition,
+        lastEntryId: ack.entryId,
+        lastEventId: ack.eventId,
+        count: 1,
+      });
+      continue;
+    }
+    record.count++;
+    if (compareEntryIds(ack.entryId, record.lastEntryId) > 0) {
+      record.lastEntryId = ack.entryId;
+      record.lastEventId = ack.eventId;
+    }
+  }
+  return [...records.values()];
 }
 
 /**
@@ -236,6 +291,19 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
   private confirming: Promise<void> = Promise.resolve();
   private nextConfirm = 0;
   private rotation = 0;
+  /** The ownership epoch of each partition held: carried with every publish, checked by the broker. */
+  private readonly epochs = new Map<number, number>();
+  /**
+   * Per stream and partition held, the newest entry id the broker acknowledged: a broker whose marker
+   * is older has lost data since. Starts from the durable record when a partition is taken.
+   */
+  private readonly acknowledged = new Map<string, string>();
+  /** Streams and partitions where the broker lost data, waiting for their repair. */
+  private readonly losses = new Map<string, LostOutcome>();
+  private readonly fence: PublishFence = {
+    epochs: this.epochs,
+    expected: (stream, partition) => this.acknowledged.get(streamKey(stream, partition)),
+  };
 
   constructor(options: RelayOptions) {
     super();
@@ -345,6 +413,10 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     this.client = undefined;
     this.ownership?.reset();
     this.ownership = undefined;
+    // The partitions go with the session; whoever takes them next starts from the durable records.
+    this.epochs.clear();
+    this.acknowledged.clear();
+    this.losses.clear();
     if (client !== undefined) await client.end().catch(() => {});
   }
 
@@ -357,9 +429,17 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
         if (now >= this.nextRebalance) {
           // Partitions may change hands: their events must be marked first.
           await this.markUnmarked();
-          await ownership.rebalance();
+          if (options.stallTimeoutMs > 0) {
+            for (const ended of await ownership.endStalled(options.table, options.stallTimeoutMs))
+              this.emit('takeover', ended);
+          }
+          const { taken, released } = await ownership.rebalance();
+          this.release(released);
+          if (taken.length > 0) await this.take(taken);
           this.nextRebalance = now + options.rebalanceIntervalMs;
           this.emit('partitions', { partitions: ownership.partitions, leader: ownership.isLeader });
+          // Quiet streams too: a loss is found within a rebalance interval, not at the next event.
+          if (this.brokerUp) await this.verify();
         }
         if (ownership.isLeader && options.retentionSeconds > 0 && now >= this.nextRetention)
           await this.retain();
@@ -367,6 +447,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
 
         this.confirmDue();
         if (!this.brokerUp && !(await this.brokerAnswers())) continue;
+        if (this.losses.size > 0 && !(await this.repair())) continue;
         const more = ownership.partitions.length > 0 && (await this.publishBatch(ownership.partitions));
         if (more && this.brokerUp) continue;
         // Woken during this round: the commit may be one the claim missed. Claim again at once and
@@ -379,7 +460,8 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
         await this.markUnmarked();
         await this.idle(Math.min(options.pollIntervalMs, Math.max(0, this.nextRebalance - Date.now())));
       } catch (error) {
-        this.emit('fault', { kind: 'database', error: asError(error), count: 1 });
+        if (error instanceof FencedError) this.emit('fenced', { partitions: error.partitions });
+        else this.emit('fault', { kind: 'database', error: asError(error), count: 1 });
         // Unmarked events stay PENDING and are offered again; the publisher's dedupe drops them.
         this.unmarked = undefined;
         await this.disconnect();
@@ -392,6 +474,117 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
       this.unmarked = undefined;
       this.emit('fault', { kind: 'database', error: asError(error), count: 1 });
     });
+  }
+
+  /** Raises the epochs of partitions just taken and loads what the broker acknowledged there. */
+  private async take(partitions: number[]): Promise<void> {
+    const client = this.client as pg.Client;
+    const { table } = this.options;
+    for (const row of await queryRows<{ partition: number; epoch: string }>(
+      client,
+      takePartitionsQuery(table, partitions),
+    ))
+      this.epochs.set(row.partition, Number(row.epoch));
+    for (const record of await queryRows<StreamRecordRow>(client, streamRecordsQuery(table, partitions)))
+      this.acknowledged.set(streamKey(record.stream, record.partition), record.last_entry_id);
+  }
+
+  private release(partitions: number[]): void {
+    const released = new Set(partitions);
+    for (const partition of partitions) this.epochs.delete(partition);
+    for (const map of [this.acknowledged, this.losses]) {
+      for (const key of map.keys()) if (released.has(Number(key.split('\n')[0]))) map.delete(key);
+    }
+  }
+
+  /** Checks fences and markers of every stream and partition held where the broker acknowledged something. */
+  private async verify(): Promise<void> {
+    const checks = [...this.acknowledged].map(([key, expected]) => {
+      const [partition = '', stream = ''] = key.split('\n');
+      return { stream, partition: Number(partition), expected };
+    });
+    if (checks.length === 0) return;
+    const verdicts = await this.options.publisher.check(checks, this.epochs);
+    const fenced: number[] = [];
+    verdicts.forEach((verdict, index) => {
+      const check = checks[index] as (typeof checks)[number];
+      if (verdict.status === 'fenced') fenced.push(check.partition);
+      else if (verdict.status === 'lost') this.losses.set(streamKey(check.stream, check.partition), verdict);
+      else if (verdict.status === 'unmarked')
+        this.losses.set(streamKey(check.stream, check.partition), {
+          status: 'lost',
+          stream: check.stream,
+          partition: check.partition,
+          marker: null,
+          count: 0,
+        });
+    });
+    if (fenced.length > 0) throw new FencedError(fenced);
+  }
+
+  /**
+   * Publishes again what the broker lost, before anything newer of those partitions goes out (their
+   * events are refused by the broker until then). Returns false when the broker could not finish it.
+   */
+  private async repair(): Promise<boolean> {
+    await this.markUnmarked();
+    const { publisher, table } = this.options;
+    const client = this.client as pg.Client;
+    const losses = [...this.losses.values()];
+    // Look again: the marker may be gone while the stream is whole (only the state key was lost).
+    const checks = losses.map(({ stream, partition }) => ({
+      stream,
+      partition,
+      expected: this.acknowledged.get(streamKey(stream, partition)),
+    }));
+    const verdicts = await publisher.check(checks, this.epochs);
+    const confirmed: LostOutcome[] = [];
+    const records = new Map(
+      (
+        await queryRows<StreamRecordRow>(
+          client,
+          streamRecordsQuery(
+            table,
+            losses.map((loss) => loss.partition),
+          ),
+        )
+      ).map((record) => [streamKey(record.stream, record.partition), record]),
+    );
+    for (const [index, verdict] of verdicts.entries()) {
+      const check = checks[index] as (typeof checks)[number];
+      const key = streamKey(check.stream, check.partition);
+      if (verdict.status === 'fenced') throw new FencedError([check.partition]);
+      if (verdict.status === 'unavailable') return this.brokerTrouble(verdict.error, 1);
+      if (verdict.status === 'lost') confirmed.push(verdict);
+      else if (verdict.status === 'unmarked') {
+        const record = records.get(key);
+        const restore = { ...check, count: Number(record?.published ?? 0) };
+        const [restored] = await publisher.check([restore], this.epochs, true);
+        if (restored?.status !== 'ok') return this.brokerTrouble('the marker could not be restored', 1);
+        this.losses.delete(key);
+      } else this.losses.delete(key);
+    }
+    if (confirmed.length === 0) return true;
+
+    const result = await repairStreams(client, table, publisher, this.fence, confirmed);
+    if (result.status === 'fenced') throw new FencedError(confirmed.map((loss) => loss.partition));
+    if (result.status === 'unavailable') return this.brokerTrouble(result.error, confirmed.length);
+    for (const repaired of result.repairs) {
+      const key = streamKey(repaired.stream, repaired.partition);
+      this.acknowledged.set(key, repaired.marker);
+      this.losses.delete(key);
+      this.emit('dataLoss', repaired);
+    }
+    if (result.republished.length > 0)
+      this.unconfirmed.push({ due: Date.now() + this.options.confirmDelayMs, events: result.republished });
+    return true;
+  }
+
+  /** The broker failed a repair step: back off as for an outage and try again. */
+  private async brokerTrouble(error: string, count: number): Promise<boolean> {
+    this.emit('fault', { kind: 'broker', error: new Error(error), count });
+    this.setBroker(false);
+    return false;
   }
 
   /** While the broker is down: one ping per backoff step instead of claiming batches. */
@@ -437,7 +630,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     this.emit('batch', { size: rows.length });
     // The broker publishes this batch while the database marks the last one. Redis runs one
     // connection's calls in order, so this batch still lands after the last.
-    const publishing = options.publisher.publish(rows.map(toPublishable));
+    const publishing = options.publisher.publish(rows.map(toPublishable), { fence: this.fence });
     const marking = this.markUnmarked();
     const [outcomes] = await Promise.all([publishing, marking]);
     const ackedAt = new Date();
@@ -447,6 +640,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     let unavailable: string | undefined;
     let unavailableCount = 0;
     let held = 0;
+    const fenced = new Set<number>();
     outcomes.forEach((outcome, index) => {
       const row = rows[index] as ClaimedRow;
       if (outcome.status === 'published') {
@@ -457,6 +651,14 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
           stream: outcome.stream,
           row,
         });
+        const key = streamKey(outcome.stream, row.partition);
+        const known = this.acknowledged.get(key);
+        if (known === undefined || compareEntryIds(outcome.entryId, known) > 0)
+          this.acknowledged.set(key, outcome.entryId);
+      } else if (outcome.status === 'fenced') fenced.add(row.partition);
+      else if (outcome.status === 'lost') {
+        this.losses.set(streamKey(outcome.stream, outcome.partition), outcome);
+        held++;
       } else if (outcome.status === 'rejected') {
         rejected.push({
           rowId: row.id,
@@ -470,6 +672,8 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
         held++;
       }
     });
+    // A stale owner drops its batch whole: the new owner publishes it (the journal drops repeats).
+    if (fenced.size > 0) throw new FencedError([...fenced]);
     if (acks.length > 0) this.unmarked = { acks, ackedAt };
 
     // Refusals are recorded before the next claim, which must see their aggregates as held back.
@@ -509,17 +713,23 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     this.unmarked = undefined;
     const { options } = this;
     const rowIds = batch.acks.map((ack) => ack.rowId);
+    const records = streamRecords(batch.acks);
     await (this.client as pg.Client).query(
       options.deletePublished
-        ? deleteOnPublishQuery(options.table, rowIds)
+        ? deleteOnPublishQuery(options.table, rowIds, records)
         : markPublishedQuery(
             options.table,
             rowIds,
             batch.acks.map((ack) => ack.entryId),
+            records,
           ),
     );
     this.emit('published', {
-      events: batch.acks.map((ack) => ({ type: ack.row.event_type, createdAt: ack.row.created_at })),
+      events: batch.acks.map((ack) => ({
+        type: ack.row.event_type,
+        stream: ack.stream,
+        createdAt: ack.row.created_at,
+      })),
       ackedAt: batch.ackedAt,
     });
     // The marks are committed (synchronously: a mark lost in a database crash after the journal forgot

@@ -75,5 +75,36 @@ CREATE INDEX ${bare}_published_idx ON ${table} (published_at) WHERE status = 'PU
         pgm.sql(`DROP TABLE ${table};`);
       },
     },
+    {
+      name: 'outbox-0002-relay-state',
+      up(pgm: SqlMigrationBuilder) {
+        pgm.sql(`
+-- Who may publish for a partition: each relay that takes one raises its epoch, and the broker refuses
+-- calls carrying an older one (fencing a relay that was paused while its partitions moved on).
+CREATE TABLE ${table}_partitions (
+  partition_no smallint PRIMARY KEY,
+  epoch        bigint   NOT NULL DEFAULT 0
+);
+INSERT INTO ${table}_partitions (partition_no) SELECT generate_series(0, ${PARTITION_COUNT - 1});
+
+-- What the broker acknowledged per stream and partition, kept when retention deletes the events:
+-- a broker whose own marker is older has lost data. \`published\` counts every event ever published
+-- there; \`base_count\` is how many of them were published before the oldest the stream may still
+-- hold (after a loss, the stream starts again from what could be published again).
+CREATE TABLE ${table}_streams (
+  stream        text     NOT NULL,
+  partition_no  smallint NOT NULL,
+  last_entry_id text     NOT NULL,
+  last_event_id uuid     NOT NULL,
+  published     bigint   NOT NULL,
+  base_count    bigint   NOT NULL DEFAULT 0,
+  PRIMARY KEY (stream, partition_no)
+);
+`);
+      },
+      down(pgm: SqlMigrationBuilder) {
+        pgm.sql(`DROP TABLE ${table}_streams; DROP TABLE ${table}_partitions;`);
+      },
+    },
   ] as const;
 }

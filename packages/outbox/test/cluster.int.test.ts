@@ -5,7 +5,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createClient } from '@redis/client';
+import type { StreamRepair } from '../src/recovery.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
+import { keySlot } from '../src/redis/slot.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
 import {
@@ -56,31 +59,48 @@ class TestCluster {
     return this.ports.map((port) => `127.0.0.1:${port}`);
   }
 
-  private async boot(): Promise<void> {
-    for (const port of this.ports) {
-      this.processes.push(
-        spawn(
-          'redis-server',
-          [
-            '--port',
-            String(port),
-            '--bind',
-            '127.0.0.1',
-            '--cluster-enabled',
-            'yes',
-            '--cluster-config-file',
-            join(this.dir, `nodes-${port}.conf`),
-            '--dir',
-            this.dir,
-            '--save',
-            '',
-            '--appendonly',
-            'no',
-          ],
-          { stdio: 'ignore' },
-        ),
+  private spawnNode(port: number): ChildProcess {
+    return spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(this.dir, `nodes-${port}.conf`),
+        '--dir',
+        this.dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+      ],
+      { stdio: 'ignore' },
+    );
+  }
+
+  /** SIGKILLs one master and starts it again: it keeps its slots (its nodes file) and loses its data. */
+  async restartEmpty(port: number): Promise<void> {
+    const index = this.ports.indexOf(port);
+    const child = this.processes[index] as ChildProcess;
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+    this.processes[index] = this.spawnNode(port);
+    for (const node of this.ports) {
+      await waitFor(
+        async () => (await this.cli(node, ['CLUSTER', 'INFO'])).includes('cluster_state:ok'),
+        30_000,
+        `cluster_state:ok on ${node}`,
       );
     }
+  }
+
+  private async boot(): Promise<void> {
+    for (const port of this.ports) this.processes.push(this.spawnNode(port));
     for (const port of this.ports) {
       await waitFor(async () => (await this.cli(port, ['PING'])) === 'PONG', 10_000, `redis on ${port}`);
     }
@@ -153,6 +173,46 @@ describe('relay against a Redis Cluster', () => {
     return (stream) => readStream({ clusterNodes: cluster.nodes }, stream);
   }
 
+  test('keySlot() agrees with CLUSTER KEYSLOT on 2,000 keys, hash tags and odd bytes included', async () => {
+    // Deterministic keys (a fixed LCG), so a mismatch names the same key on every run.
+    let state = 20_261_203;
+    const next = (n: number) => {
+      state = (Math.imul(state, 1_103_515_245) + 12_345) >>> 0;
+      return state % n;
+    };
+    const alphabet = ['a', 'b', 'z', '0', '9', '{', '}', '.', ':', '-', ' ', 'é', '日', '\u0000', '\u00ff'];
+    const keys = [
+      '',
+      '{}',
+      '{{}}',
+      '}{',
+      'a{',
+      '{a',
+      ...TYPES,
+      ...TYPES.map((type) => `{${type}}:outbox-journal`),
+    ];
+    while (keys.length < 2000) {
+      keys.push(
+        Array.from({ length: 1 + next(24) }, () => alphabet[next(alphabet.length)] as string).join(''),
+      );
+    }
+    const [port] = cluster.ports as [number];
+    const client = createClient({ url: `redis://127.0.0.1:${port}` });
+    client.on('error', () => {});
+    await client.connect();
+    try {
+      const mismatches: string[] = [];
+      for (const key of keys) {
+        const slot = Number(await client.sendCommand(['CLUSTER', 'KEYSLOT', key]));
+        if (keySlot(key) !== slot)
+          mismatches.push(`${JSON.stringify(key)}: ours ${keySlot(key)}, Redis ${slot}`);
+      }
+      assert.deepEqual(mismatches.slice(0, 10), []);
+    } finally {
+      client.destroy();
+    }
+  });
+
   test('a 3-master cluster receives every event once, in order per aggregate, across masters', async () => {
     const masters = new Set(await Promise.all(TYPES.map((type) => cluster.masterOf(type))));
     assert.ok(masters.size >= 2, `the streams land on ${masters.size} masters`);
@@ -210,8 +270,14 @@ describe('relay against a Redis Cluster', () => {
       await Promise.all(relays.map((relay) => relay.stop()));
 
       const read = await readStreams();
-      assert.equal(await assertDelivered({ pool: db.pool, read, aggregateLike: 'one-%' }), single);
-      assert.equal(await assertDelivered({ pool: db.pool, read, aggregateLike: 'mix-%' }), mixed);
+      assert.equal(
+        await assertDelivered({ pool: db.pool, read, aggregateLike: 'one-%', expected: 1000 }),
+        single,
+      );
+      assert.equal(
+        await assertDelivered({ pool: db.pool, read, aggregateLike: 'mix-%', expected: 400 }),
+        mixed,
+      );
       const used = new Set<number>();
       for (const type of TYPES) if ((await read(type)).length > 0) used.add(await cluster.masterOf(type));
       assert.ok(used.size >= 2, `entries on ${used.size} masters`);
@@ -249,8 +315,69 @@ describe('relay against a Redis Cluster', () => {
       await publisher.close();
     }
     assert.equal(
-      await assertDelivered({ pool: db.pool, read: await readStreams(), aggregateLike: 'backlog-%' }),
+      await assertDelivered({
+        pool: db.pool,
+        read: await readStreams(),
+        aggregateLike: 'backlog-%',
+        expected: 400,
+      }),
       total,
     );
+  });
+
+  test('one master restarted empty under load: its streams are repaired alone, every event once, in order', async () => {
+    const lostPort = await cluster.masterOf(TYPES[0] as string);
+    const publisher = new RedisStreamsPublisher({ clusterNodes: cluster.nodes, timeoutMs: 2000 });
+    const repairs: StreamRepair[] = [];
+    const relays = [0, 1].map(() => {
+      const relay = new OutboxRelay({
+        connectionString: db.url,
+        publisher,
+        batchSize: 200,
+        pollIntervalMs: 50,
+        rebalanceIntervalMs: 200,
+        outageBackoff: { initialMs: 20, maxMs: 300 },
+      });
+      relay.on('dataLoss', (repair) => repairs.push(repair));
+      return relay;
+    });
+    try {
+      for (const relay of relays) relay.start();
+      const workload = writeWorkload({
+        pool: db.pool,
+        prefix: 'shard',
+        types: TYPES,
+        aggregates: 80,
+        eventsPerAggregate: 25,
+        writers: 4,
+        pauseMs: 5,
+      });
+      await waitFor(
+        async () => Number(await cluster.cli(lostPort, ['XLEN', TYPES[0] as string])) > 100,
+        20_000,
+        'events on the master that will lose them',
+      );
+      await cluster.restartEmpty(lostPort);
+      const written = await workload;
+      const read = await readStreams();
+      await waitFor(
+        async () =>
+          repairs.length > 0 &&
+          (await assertDelivered({ pool: db.pool, read, aggregateLike: 'shard-%', expected: written })) > 0,
+        60_000,
+        'every event on the cluster once, in order',
+      );
+      for (const repair of repairs) {
+        assert.equal(
+          await cluster.masterOf(repair.stream),
+          lostPort,
+          `${repair.stream} was on the lost master`,
+        );
+        assert.equal(repair.unrecoverable, 0);
+      }
+    } finally {
+      await Promise.all(relays.map((relay) => relay.stop()));
+      await publisher.close();
+    }
   });
 });

@@ -106,8 +106,11 @@ export interface DeliveryCheck {
   aggregateLike?: string;
   /** Which events to check: only these types (default: all). */
   types?: string[];
-  /** Events expected in the table (a guard against a workload that wrote less than planned). */
-  expected?: number;
+  /**
+   * Events expected in the table (a guard against a workload that wrote less than planned, and against
+   * a selection that matches nothing, which would otherwise pass every check). Must be above zero.
+   */
+  expected: number;
   /** Maps an event type to its stream. @defaultValue the type itself */
   stream?: (type: string) => string;
   /**
@@ -139,7 +142,8 @@ export async function assertDelivered(check: DeliveryCheck): Promise<number> {
      FROM ${table} WHERE aggregate_id LIKE $1 AND ($3::text[] IS NULL OR event_type = ANY($3)) ORDER BY id`,
     [check.aggregateLike ?? '%', seqField, check.types ?? null],
   );
-  if (check.expected !== undefined) assert.equal(rows.length, check.expected, 'events in the table');
+  assert.ok(check.expected > 0, 'assertDelivered needs the number of events it expects, above zero');
+  assert.equal(rows.length, check.expected, 'events in the table');
   const notPublished = rows.filter((row) => row.status !== 'PUBLISHED');
   assert.equal(notPublished.length, 0, `not PUBLISHED: ${JSON.stringify(notPublished.slice(0, 5))}`);
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
+import { PARTITION_COUNT } from '../src/schema.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
 import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis, waitFor } from './support.ts';
 
@@ -98,6 +99,13 @@ describe('several relays at once', () => {
     relays.forEach((tracked, index) => {
       assert.ok(tracked.maxPartitions > 0, `relay ${index} owned partitions at some point`);
       assert.ok(tracked.published > 0, `relay ${index} published events`);
+      // Shared, not merely touched: each reached its fair share of the partitions, and published a
+      // real part of the events (a quarter is the fair part; a twentieth leaves room for the start).
+      assert.ok(
+        tracked.maxPartitions >= Math.ceil(PARTITION_COUNT / 4),
+        `relay ${index} held at most ${tracked.maxPartitions} partitions`,
+      );
+      assert.ok(tracked.published >= 500, `relay ${index} published only ${tracked.published} events`);
     });
     assert.equal(
       relays.reduce((sum, tracked) => sum + tracked.published, 0),
@@ -149,6 +157,11 @@ describe('several relays at once', () => {
     for (const [name, tracked] of Object.entries({ a, b, c, d })) {
       assert.ok(tracked.maxPartitions > 0, `relay ${name} owned partitions`);
       assert.ok(tracked.published > 0, `relay ${name} published events`);
+      // Never more than three relays at once: each reached at least a quarter of the partitions.
+      assert.ok(
+        tracked.maxPartitions >= Math.ceil(PARTITION_COUNT / 4),
+        `relay ${name} held at most ${tracked.maxPartitions} partitions`,
+      );
     }
     assert.equal(a.published + b.published + c.published + d.published, total, 'each event marked once');
   });

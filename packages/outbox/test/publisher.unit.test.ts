@@ -9,12 +9,30 @@ import { resolveRelayOptions } from '../src/relay.ts';
 import { createOutboxWriter, newEventId } from '../src/writer.ts';
 
 describe('cluster key slots', () => {
-  test('match the Redis Cluster specification', () => {
-    // Reference values from the Redis Cluster spec and CLUSTER KEYSLOT.
-    assert.equal(keySlot('123456789'), 0x31c3 % 16384);
-    assert.equal(keySlot('foo'), 12182);
-    assert.equal(keySlot('{user1000}.following'), keySlot('user1000'));
-    assert.equal(keySlot('foo{}{bar}'), keySlot('foo{}{bar}'));
+  test('match what CLUSTER KEYSLOT answers', () => {
+    // Each pair is the answer of CLUSTER KEYSLOT on a cluster-enabled redis-server 7.0.15 (the int
+    // tier, cluster.int.test.ts, compares many more keys with a live one).
+    const fromRedis: [string, number][] = [
+      ['123456789', 12739],
+      ['foo', 12182],
+      ['', 0],
+      ['{user1000}.following', 3443],
+      ['user1000', 3443],
+      ['foo{}{bar}', 8363],
+      ['foo{{bar}}zap', 4015],
+      ['{bar', 4015],
+      ['foo{bar}{zap}', 5061],
+      ['a{b}c', 3300],
+      ['{}', 15257],
+      ['{', 4092],
+      ['}', 12090],
+      ['héllo', 11061],
+      ['日本', 10949],
+      ['astra.trading.trade_executed.v1', 4793],
+      ['astra.trading.position_updated.v1', 14457],
+      ['{astra.trading.trade_executed.v1}:outbox-journal', 4793],
+    ];
+    for (const [key, slot] of fromRedis) assert.equal(keySlot(key), slot, JSON.stringify(key));
     assert.equal(hashTag('foo{}{bar}'), 'foo{}{bar}', 'an empty tag means no tag');
     assert.equal(hashTag('foo{{bar}}zap'), '{bar');
   });
@@ -163,4 +181,21 @@ describe('event ids', () => {
     assert.deepEqual([...ids].sort(), ids, 'in the order they were made');
     assert.equal(new Set(ids).size, ids.length);
   });
+});
+
+test('the publisher checks its Sentinel and WAIT options', () => {
+  for (const options of [
+    { sentinel: { nodes: [], name: 'm' } },
+    { sentinel: { nodes: ['localhost'], name: 'm' } },
+    { sentinel: { nodes: ['localhost:26379'], name: '' } },
+    { sentinel: { nodes: ['localhost:26379'], name: 'm' }, url: 'redis://a' },
+    { waitReplicas: -1 },
+    { waitReplicas: 1, timeoutMs: 1000, waitTimeoutMs: 1000 },
+  ]) {
+    assert.throws(
+      () => new RedisStreamsPublisher(options),
+      { code: 'OUTBOX_INVALID_OPTION' },
+      JSON.stringify(options),
+    );
+  }
 });

@@ -48,12 +48,13 @@ async function counts(pool: pg.Pool): Promise<Record<string, number>> {
 async function publishWithoutMarking(pool: pg.Pool, redisUrl: string, type: string) {
   const rows = await pool.query<{
     id: string;
+    partition_no: number;
     event_id: string;
     aggregate_id: string;
     data: string;
     created_at: Date;
   }>(
-    "SELECT id::text, event_id::text, aggregate_id, payload::text AS data, created_at FROM event_outbox WHERE event_type = $1 AND status = 'PENDING' ORDER BY id",
+    "SELECT id::text, partition_no, event_id::text, aggregate_id, payload::text AS data, created_at FROM event_outbox WHERE event_type = $1 AND status = 'PENDING' ORDER BY id",
     [type],
   );
   const ghost = new RedisStreamsPublisher({ url: redisUrl });
@@ -61,6 +62,7 @@ async function publishWithoutMarking(pool: pg.Pool, redisUrl: string, type: stri
     return await ghost.publish(
       rows.rows.map((row) => ({
         rowId: row.id,
+        partition: row.partition_no,
         eventId: row.event_id,
         type,
         source: '/test',
@@ -442,6 +444,7 @@ SELECT n::text FROM bumped`,
     const batch = (type: string, from: number) =>
       Array.from({ length: 500 }, (_, i) => ({
         rowId: String(from + i),
+        partition: 0,
         eventId: randomUUID(),
         type,
         source: '/test',
@@ -501,26 +504,73 @@ SELECT n::text FROM bumped`,
   });
 
   test('retention deletes PUBLISHED events older than the retention, and nothing else', async () => {
+    // Its own rows, so the test holds alone or after any other: old and recent PUBLISHED events, and
+    // old PENDING and FAILED ones, which retention must never touch whatever their age.
+    const type = 'test.retention.v1';
+    await write(db.pool, [
+      ...[1, 2, 3].map((seq) => event(type, 'ret-old', seq)),
+      event(type, 'ret-recent', 1),
+      event(type, 'ret-pending', 1),
+      event(type, 'ret-waiting', 1),
+      event(type, 'ret-failed', 1),
+    ]);
     await db.pool.query(
-      "UPDATE event_outbox SET published_at = now() - interval '2 hours' WHERE status = 'PUBLISHED'",
+      `UPDATE event_outbox SET status = 'PUBLISHED', published_at = now() - interval '2 hours',
+              stream_entry_id = '0-' || id WHERE aggregate_id = 'ret-old'`,
     );
-    const old = (await counts(db.pool)).PUBLISHED ?? 0;
-    assert.ok(old > 0);
-    await write(db.pool, [event('test.retention.v1', 'r-1', 1)]);
+    await db.pool.query(
+      `UPDATE event_outbox SET status = 'PUBLISHED', published_at = now(), stream_entry_id = '0-' || id
+       WHERE aggregate_id = 'ret-recent'`,
+    );
+    await db.pool.query(
+      `UPDATE event_outbox SET status = 'FAILED', attempts = 3, last_error = 'refused',
+              created_at = now() - interval '2 days', updated_at = now() - interval '2 days'
+       WHERE aggregate_id = 'ret-failed'`,
+    );
+    await db.pool.query(
+      "UPDATE event_outbox SET created_at = now() - interval '2 days' WHERE aggregate_id = 'ret-pending'",
+    );
+    // PENDING and waiting for a retry an hour away: still PENDING when the retention has run.
+    await db.pool.query(
+      `UPDATE event_outbox SET attempts = 1, next_attempt_at = now() + interval '1 hour',
+              created_at = now() - interval '2 days' WHERE aggregate_id = 'ret-waiting'`,
+    );
+    // What else is old and PUBLISHED in the table (rows of tests that ran before) goes too.
+    const old = Number(
+      (
+        await db.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM event_outbox
+           WHERE status = 'PUBLISHED' AND published_at < now() - interval '1 hour'`,
+        )
+      ).rows[0]?.n,
+    );
+    assert.ok(old >= 3, `${old} old PUBLISHED rows`);
     const relay = startRelay({ retentionSeconds: 3600, retentionBatchSize: 2 });
     let deleted = 0;
     relay.on('retention', (report) => {
       deleted += report.deleted;
     });
     await waitFor(() => deleted === old, 10_000, 'old events deleted');
-    await waitFor(async () => (await counts(db.pool)).PENDING === 0, 10_000, 'new event published');
+    await waitAllPublished(db.pool, "aggregate_id = 'ret-pending'", 'the old PENDING event published');
     await stopAll();
-    const left = await db.pool.query<{ event_type: string; status: string }>(
-      'SELECT event_type, status FROM event_outbox',
+    assert.equal(deleted, old, 'nothing deleted beyond the old PUBLISHED rows');
+    const left = await db.pool.query<{ aggregate_id: string; status: string }>(
+      'SELECT aggregate_id, status FROM event_outbox WHERE event_type = $1 ORDER BY id',
+      [type],
     );
     assert.deepEqual(
-      left.rows.filter((row) => row.status === 'PUBLISHED').map((row) => row.event_type),
-      ['test.retention.v1'],
+      left.rows.map((row) => [row.aggregate_id, row.status]),
+      [
+        ['ret-recent', 'PUBLISHED'],
+        ['ret-pending', 'PUBLISHED'],
+        ['ret-waiting', 'PENDING'],
+        ['ret-failed', 'FAILED'],
+      ],
+    );
+    const entries = await readStream(redis.url, type);
+    assert.deepEqual(
+      entries.map((entry) => entry.fields.subject),
+      ['ret-pending'],
     );
   });
 });

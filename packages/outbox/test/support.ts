@@ -141,6 +141,12 @@ export class TestRedis {
     );
   }
 
+  /** Sends a signal that does not end the server (SIGSTOP freezes it, SIGCONT thaws it). */
+  signal(signal: 'SIGSTOP' | 'SIGCONT'): void {
+    if (this.process === undefined || this.process.exitCode !== null) throw new Error('redis is not running');
+    this.process.kill(signal);
+  }
+
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const child = this.process;
     this.process = undefined;

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from './config.ts';
 import { createPool, ensureDatabase, migrate } from './database.ts';
 import { createApiKey } from './http/auth.ts';
-import { OutboxAdmin } from './outbox.ts';
+import { createPublisher, OutboxAdmin } from './outbox.ts';
 import { ACCOUNT_ID_PATTERN } from './trades/schema.ts';
 
 const USAGE = `usage:
@@ -11,7 +11,8 @@ const USAGE = `usage:
   npm run cli -- keys create --admin
   npm run cli -- outbox status
   npm run cli -- outbox failed [--limit N]
-  npm run cli -- outbox replay <id> | --all`;
+  npm run cli -- outbox replay <id> | --all
+  npm run cli -- outbox republish --since <ISO time> [--until <ISO time>] [--type T] [--aggregate A] [--dry-run]`;
 
 class UsageError extends Error {}
 
@@ -53,7 +54,15 @@ async function outboxCommand(args: string[]): Promise<void> {
   const { positionals, values } = parseArgs({
     args,
     allowPositionals: true,
-    options: { all: { type: 'boolean', default: false }, limit: { type: 'string', default: '100' } },
+    options: {
+      all: { type: 'boolean', default: false },
+      limit: { type: 'string', default: '100' },
+      since: { type: 'string' },
+      until: { type: 'string' },
+      type: { type: 'string' },
+      aggregate: { type: 'string' },
+      'dry-run': { type: 'boolean', default: false },
+    },
   });
   const [action, id] = positionals;
   const pool = createPool(loadConfig().databaseUrl, 1);
@@ -89,11 +98,52 @@ async function outboxCommand(args: string[]): Promise<void> {
       if (values.all === (id !== undefined)) throw new UsageError('outbox replay takes an event id or --all');
       const replayed = await admin.replay(values.all ? 'all' : (id as string));
       console.log(`replayed ${replayed} event${replayed === 1 ? '' : 's'}`);
+    } else if (action === 'republish') {
+      await republish(admin, values);
     } else {
-      throw new UsageError('outbox takes status, failed or replay');
+      throw new UsageError('outbox takes status, failed, replay or republish');
     }
   } finally {
     await pool.end();
+  }
+}
+
+function time(option: string, value: string | undefined): Date | undefined {
+  if (value === undefined) return undefined;
+  const parsed = new Date(value);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || !Number.isFinite(parsed.getTime()))
+    throw new UsageError(`--${option} must be an ISO time, e.g. 2026-12-03T08:00:00Z; got "${value}"`);
+  return parsed;
+}
+
+async function republish(
+  admin: OutboxAdmin,
+  values: { since?: string; until?: string; type?: string; aggregate?: string; 'dry-run'?: boolean },
+): Promise<void> {
+  const since = time('since', values.since);
+  if (since === undefined) throw new UsageError('outbox republish needs --since');
+  const until = time('until', values.until);
+  const dryRun = values['dry-run'] === true;
+  const publisher = createPublisher(loadConfig());
+  try {
+    const report = await admin.republish(
+      publisher,
+      {
+        since,
+        ...(until === undefined ? {} : { until }),
+        ...(values.type === undefined ? {} : { type: values.type }),
+        ...(values.aggregate === undefined ? {} : { aggregateId: values.aggregate }),
+      },
+      dryRun,
+    );
+    console.log(`${dryRun ? 'would republish' : 'republished'} ${report.events} events`);
+    for (const [stream, count] of Object.entries(report.streams)) console.log(`  ${stream}: ${count}`);
+    if (report.first !== undefined && report.last !== undefined) {
+      console.log(`  first: ${report.first.eventId} (${report.first.time.toISOString()})`);
+      console.log(`  last:  ${report.last.eventId} (${report.last.time.toISOString()})`);
+    }
+  } finally {
+    await publisher.close();
   }
 }
 

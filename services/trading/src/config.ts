@@ -8,6 +8,12 @@ export interface Config {
   redisUrl: string;
   /** Comma-separated host:port list; when set, the relay publishes to a Redis Cluster instead. */
   redisClusterNodes: string[];
+  /** Sentinels (host:port list) and the primary's name; when set, the relay follows its failovers. */
+  redisSentinel: { nodes: string[]; name: string } | undefined;
+  /** Replicas that must confirm a publish (WAIT) before its events are marked PUBLISHED. */
+  relayRedisWaitReplicas: number;
+  /** A relay idle this long while holding due events is ended and its partitions taken over. */
+  relayStallTimeoutMs: number;
   host: string;
   port: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -79,6 +85,20 @@ function url(env: Env, name: string, fallback: string, protocols: string[]): str
   return value;
 }
 
+/** A comma-separated host:port list. */
+function nodeList(env: Env, name: string): string[] {
+  const nodes = text(env, name, '')
+    .split(',')
+    .map((node) => node.trim())
+    .filter((node) => node !== '');
+  for (const node of nodes) {
+    if (!/^[^\s:]+:\d{1,5}$/.test(node)) {
+      throw new ConfigError(name, `must be host:port[,host:port...], got "${node}"`);
+    }
+  }
+  return nodes;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function loadConfig(env: Env = process.env): Config {
@@ -86,15 +106,16 @@ export function loadConfig(env: Env = process.env): Config {
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
   }
-  const clusterNodes = text(env, 'REDIS_CLUSTER_NODES', '')
-    .split(',')
-    .map((node) => node.trim())
-    .filter((node) => node !== '');
-  for (const node of clusterNodes) {
-    if (!/^[^\s:]+:\d{1,5}$/.test(node)) {
-      throw new ConfigError('REDIS_CLUSTER_NODES', `must be host:port[,host:port...], got "${node}"`);
-    }
-  }
+  const clusterNodes = nodeList(env, 'REDIS_CLUSTER_NODES');
+  const sentinelNodes = nodeList(env, 'REDIS_SENTINEL_NODES');
+  const sentinelName = text(env, 'REDIS_SENTINEL_NAME', '');
+  if (sentinelNodes.length > 0 && sentinelName === '')
+    throw new ConfigError('REDIS_SENTINEL_NAME', 'is required with REDIS_SENTINEL_NODES');
+  if (sentinelNodes.length > 0 && clusterNodes.length > 0)
+    throw new ConfigError(
+      'REDIS_SENTINEL_NODES',
+      'give REDIS_SENTINEL_NODES or REDIS_CLUSTER_NODES, not both',
+    );
   const maxLen = integer(env, 'RELAY_STREAM_MAXLEN', 0, 0, 2 ** 31 - 1);
   return {
     databaseUrl: url(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/astra_trading', [
@@ -103,6 +124,9 @@ export function loadConfig(env: Env = process.env): Config {
     ]),
     redisUrl: url(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
     redisClusterNodes: clusterNodes,
+    redisSentinel: sentinelNodes.length > 0 ? { nodes: sentinelNodes, name: sentinelName } : undefined,
+    relayRedisWaitReplicas: integer(env, 'RELAY_REDIS_WAIT_REPLICAS', 0, 0, 100),
+    relayStallTimeoutMs: integer(env, 'RELAY_STALL_TIMEOUT_MS', 15_000, 0, 3_600_000),
     host: text(env, 'HOST', '0.0.0.0'),
     port: integer(env, 'PORT', 3000, 0, 65535),
     logLevel: logLevel as Config['logLevel'],

@@ -223,7 +223,7 @@ describe('bad input: a 4xx error body, and nothing written', () => {
       url: '/v1/trades',
       headers: { authorization: auth },
     });
-    assertError(response, { status: 400 });
+    assertError(response, { status: 400, code: 'INVALID_BODY', field: null });
     assert.deepEqual(await writeCounts(t.db.pool), counts);
   });
 
@@ -254,7 +254,17 @@ describe('bad input: a 4xx error body, and nothing written', () => {
     );
     assert.deepEqual(
       tables.rows.map((row) => row.name),
-      ['accounts', 'api_keys', 'event_outbox', 'idempotency_keys', 'pgmigrations', 'positions', 'trades'],
+      [
+        'accounts',
+        'api_keys',
+        'event_outbox',
+        'event_outbox_partitions',
+        'event_outbox_streams',
+        'idempotency_keys',
+        'pgmigrations',
+        'positions',
+        'trades',
+      ],
     );
     assert.deepEqual(await writeCounts(t.db.pool), { trades: 1, positions: 1, outbox: 2, versions: 1 });
   });

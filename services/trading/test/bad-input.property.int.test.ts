@@ -93,15 +93,16 @@ function couldTrade(body: string): boolean {
 
 const anyBadBody = fc.oneof(badBody, brokenBody).filter((body) => !couldTrade(body));
 
-const CLIENT_ERRORS = new Set([
-  'MALFORMED_JSON',
-  'INVALID_BODY',
-  'UNKNOWN_FIELD',
-  'MISSING_FIELD',
-  'INVALID_FIELD',
-  'INSUFFICIENT_POSITION',
-  'FORBIDDEN',
-  'BODY_TOO_LARGE',
+/** Every code a bad body may get, with the one status that goes with it. */
+const CLIENT_ERRORS = new Map([
+  ['MALFORMED_JSON', 400],
+  ['INVALID_BODY', 400],
+  ['UNKNOWN_FIELD', 400],
+  ['MISSING_FIELD', 400],
+  ['INVALID_FIELD', 400],
+  ['INSUFFICIENT_POSITION', 422],
+  ['FORBIDDEN', 403],
+  ['BODY_TOO_LARGE', 413],
 ]);
 const FIELD_ERRORS = new Set(['UNKNOWN_FIELD', 'MISSING_FIELD', 'INVALID_FIELD', 'INSUFFICIENT_POSITION']);
 
@@ -125,6 +126,12 @@ describe('property: generated bad bodies', () => {
         sent++;
         const error = assertError(response);
         assert.ok(CLIENT_ERRORS.has(error.code), `unexpected code ${error.code} for ${body}`);
+        // The code is known, so its status is too: not merely "some 4xx".
+        assert.equal(
+          response.statusCode,
+          CLIENT_ERRORS.get(error.code),
+          `status of ${error.code} for ${body}`,
+        );
         if (FIELD_ERRORS.has(error.code)) assert.notEqual(error.field, null, `no field for ${body}`);
         seen.set(error.code, (seen.get(error.code) ?? 0) + 1);
       }),

@@ -59,3 +59,40 @@ describe('npm run cli -- keys create', { concurrency: true }, () => {
     assert.equal(traded.statusCode, 201, traded.body);
   });
 });
+
+describe('npm run cli -- outbox republish', () => {
+  test('without --since, or with a time that is not one, is refused with exit code 2', async () => {
+    const results = await Promise.all([
+      cli(['outbox', 'republish']),
+      cli(['outbox', 'republish', '--since', 'yesterday']),
+    ]);
+    for (const result of results) {
+      assert.equal(result.code, 2, result.output);
+      assert.match(result.stderr, /--since/, result.output);
+    }
+  });
+
+  test('--dry-run reports the PUBLISHED events it would send, per stream, and sends nothing', async () => {
+    const key = await t.accountKey('erin');
+    for (let i = 0; i < 3; i++) {
+      const traded = await postTrade(t.app, key, tradeBody({ accountId: 'erin' }));
+      assert.equal(traded.statusCode, 201, traded.body);
+    }
+    // As the relay would have left them.
+    await t.db.pool.query(
+      "UPDATE event_outbox SET status = 'PUBLISHED', published_at = now(), stream_entry_id = '1-1' WHERE aggregate_id LIKE 'erin:%' OR payload->>'accountId' = 'erin'",
+    );
+    const result = await cli([
+      'outbox',
+      'republish',
+      '--since',
+      '2000-01-01T00:00:00Z',
+      '--type',
+      'astra.trading.position_updated.v1',
+      '--dry-run',
+    ]);
+    assert.equal(result.code, 0, result.output);
+    assert.match(result.stdout, /would republish 3 events/, result.output);
+    assert.match(result.stdout, /astra\.trading\.position_updated\.v1: 3/, result.output);
+  });
+});

@@ -117,3 +117,96 @@ describe('200 concurrent trades on one position', () => {
     assert.equal(position.averagePrice, formatDecimal(average));
   });
 });
+
+describe('concurrent SELLs against one position', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await createTestApp();
+  });
+  after(() => t.close());
+
+  // Each case buys `held` in one trade, then sends `sells` SELLs of `each` at once: exactly
+  // floor(held / each) may execute, the rest are refused, and the position never goes below zero.
+  for (const { account, held, sells, each } of [
+    { account: 'seller-1', held: '10', sells: 40, each: '1' },
+    { account: 'seller-2', held: '10', sells: 20, each: '3' },
+  ]) {
+    const fits = Number(parseDecimal(held) / parseDecimal(each));
+    test(`${sells} concurrent SELL ${each} against a position of ${held}: exactly ${fits} execute, no oversell`, async () => {
+      const auth = await t.accountKey(account);
+      const bought = await postTrade(
+        t.app,
+        auth,
+        tradeBody({ accountId: account, quantity: held, price: '50' }),
+      );
+      assert.equal(bought.statusCode, 201, bought.body);
+      const before = await writeCounts(t.db.pool);
+
+      const responses = await Promise.all(
+        Array.from({ length: sells }, () =>
+          postTrade(
+            t.app,
+            auth,
+            tradeBody({ accountId: account, side: 'SELL', quantity: each, price: '60' }),
+          ),
+        ),
+      );
+      const statuses = responses.map((response) => response.statusCode);
+      assert.deepEqual(
+        [statuses.filter((s) => s === 201).length, statuses.filter((s) => s === 422).length],
+        [fits, sells - fits],
+        `statuses: ${JSON.stringify(statuses)}`,
+      );
+      for (const response of responses.filter((r) => r.statusCode === 422)) {
+        assert.equal(response.json().error.code, 'INSUFFICIENT_POSITION', response.body);
+      }
+      const accepted = responses.filter((r) => r.statusCode === 201).map((r) => r.json());
+      // Versions 2..fits+1, each once; the quantities the answers report step down by `each`.
+      assert.deepEqual(
+        accepted.map((body) => body.trade.positionVersion).sort((a: number, b: number) => a - b),
+        Array.from({ length: fits }, (_, i) => i + 2),
+      );
+      const remaining = parseDecimal(held) - BigInt(fits) * parseDecimal(each);
+      assert.deepEqual(
+        accepted.map((body) => body.position.quantity).sort(),
+        Array.from({ length: fits }, (_, i) =>
+          formatDecimal(parseDecimal(held) - BigInt(i + 1) * parseDecimal(each)),
+        ).sort(),
+      );
+
+      const position = await t.db.pool.query<{ quantity: string; version: number }>(
+        'SELECT trim_scale(quantity)::text AS quantity, version FROM positions WHERE account_id = $1',
+        [account],
+      );
+      assert.deepEqual(position.rows, [{ quantity: formatDecimal(remaining), version: fits + 1 }]);
+      assert.deepEqual(await writeCounts(t.db.pool), {
+        trades: before.trades + fits,
+        positions: before.positions,
+        outbox: before.outbox + 2 * fits,
+        versions: before.versions + fits,
+      });
+      const events = await t.db.pool.query<{ event_type: string; n: number }>(
+        `SELECT event_type, count(*)::int AS n FROM event_outbox
+         WHERE aggregate_id = $1 OR payload->>'accountId' = $2 GROUP BY 1 ORDER BY 1`,
+        [`${account}:AAPL`, account],
+      );
+      assert.deepEqual(events.rows, [
+        { event_type: 'astra.trading.position_updated.v1', n: fits + 1 },
+        { event_type: 'astra.trading.trade_executed.v1', n: fits + 1 },
+      ]);
+      // The position's events, in id order, step down by `each` from `held` and never below zero.
+      const updates = await t.db.pool.query<{ quantity: string; version: number }>(
+        `SELECT payload->>'quantity' AS quantity, (payload->>'version')::int AS version FROM event_outbox
+         WHERE event_type = 'astra.trading.position_updated.v1' AND aggregate_id = $1 ORDER BY id`,
+        [`${account}:AAPL`],
+      );
+      assert.deepEqual(
+        updates.rows,
+        Array.from({ length: fits + 1 }, (_, i) => ({
+          quantity: formatDecimal(parseDecimal(held) - BigInt(i) * parseDecimal(each)),
+          version: i + 1,
+        })),
+      );
+    });
+  }
+});

@@ -73,6 +73,9 @@ describe('loadConfig', () => {
     ['REDIS_CLUSTER_NODES', 'r1:7000,r2 :7001'],
     ['RELAY_BATCH_SIZE', 'many'],
     ['METRICS_PORT', '99999'],
+    ['RELAY_REDIS_WAIT_REPLICAS', '-1'],
+    ['RELAY_STALL_TIMEOUT_MS', 'soon'],
+    ['REDIS_SENTINEL_NODES', 's1'],
   ];
   for (const [variable, value] of invalid) {
     test(`${variable}=${JSON.stringify(value)} is refused with an error naming ${variable}`, () => {
@@ -87,4 +90,22 @@ describe('loadConfig', () => {
       );
     });
   }
+
+  test('Sentinel: nodes and name together, never with a cluster', () => {
+    const config = loadConfig({ REDIS_SENTINEL_NODES: 's1:26379,s2:26379', REDIS_SENTINEL_NAME: 'primary' });
+    assert.deepEqual(config.redisSentinel, { nodes: ['s1:26379', 's2:26379'], name: 'primary' });
+    assert.equal(loadConfig({}).redisSentinel, undefined);
+    assert.throws(() => loadConfig({ REDIS_SENTINEL_NODES: 's1:26379' }), {
+      variable: 'REDIS_SENTINEL_NAME',
+    });
+    assert.throws(
+      () =>
+        loadConfig({
+          REDIS_SENTINEL_NODES: 's1:26379',
+          REDIS_SENTINEL_NAME: 'p',
+          REDIS_CLUSTER_NODES: 'r1:7000',
+        }),
+      { variable: 'REDIS_SENTINEL_NODES' },
+    );
+  });
 });

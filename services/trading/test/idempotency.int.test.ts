@@ -31,21 +31,30 @@ describe('Idempotency-Key', () => {
   });
 
   test('the same key with another body is refused with 422 and writes nothing', async () => {
+    const first = await postTrade(t.app, auth, tradeBody({ quantity: '3', price: '10.5' }), {
+      'idempotency-key': 'order-reused',
+    });
+    assert.equal(first.statusCode, 201, first.body);
     const counts = await writeCounts(t.db.pool);
     const other = await postTrade(t.app, auth, tradeBody({ quantity: '4', price: '10.5' }), {
-      'idempotency-key': 'order-1',
+      'idempotency-key': 'order-reused',
     });
     assertError(other, { status: 422, code: 'IDEMPOTENCY_KEY_REUSED', field: 'idempotency-key' });
     assert.deepEqual(await writeCounts(t.db.pool), counts);
   });
 
   test('keys belong to the API key that used them: another key may reuse the value', async () => {
+    const first = await postTrade(t.app, auth, tradeBody({ quantity: '3' }), {
+      'idempotency-key': 'order-shared',
+    });
+    assert.equal(first.statusCode, 201, first.body);
     const otherAuth = await t.accountKey('alice');
     const response = await postTrade(t.app, otherAuth, tradeBody({ quantity: '4' }), {
-      'idempotency-key': 'order-1',
+      'idempotency-key': 'order-shared',
     });
     assert.equal(response.statusCode, 201, response.body);
     assert.equal(response.headers['idempotent-replayed'], undefined);
+    assert.notEqual(response.json().trade.id, first.json().trade.id, 'a trade of its own');
   });
 
   test('10 concurrent requests with one key execute exactly one trade', async () => {
@@ -86,6 +95,15 @@ describe('Idempotency-Key', () => {
   });
 
   test('an invalid Idempotency-Key is refused with 400 and writes nothing', async () => {
+    const keyCount = async () =>
+      (await t.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM idempotency_keys')).rows[0]?.n;
+    // A valid key first, so "no key row written" is measured against a table that is not empty.
+    const valid = await postTrade(t.app, auth, tradeBody({ symbol: 'AMD' }), {
+      'idempotency-key': 'valid-1',
+    });
+    assert.equal(valid.statusCode, 201, valid.body);
+    const keysBefore = await keyCount();
+    assert.ok(keysBefore !== undefined && keysBefore >= 1);
     const counts = await writeCounts(t.db.pool);
     for (const key of ['has space', 'x'.repeat(256), 'tab\there', 'é']) {
       const response = await postTrade(t.app, auth, tradeBody(), { 'idempotency-key': key });
@@ -95,8 +113,7 @@ describe('Idempotency-Key', () => {
     const empty = await postTrade(t.app, auth, tradeBody(), { 'idempotency-key': '' });
     assertError(empty, { status: 400, code: 'INVALID_HEADER', field: 'idempotency-key' });
     assert.deepEqual(await writeCounts(t.db.pool), counts);
-    const keys = await t.db.pool.query('SELECT count(*)::int AS n FROM idempotency_keys');
-    assert.deepEqual(keys.rows, [{ n: 4 }]);
+    assert.equal(await keyCount(), keysBefore, 'no key stored for a refused header');
   });
 
   test('keys older than their TTL are purged in batches; newer ones keep protecting retries', async () => {

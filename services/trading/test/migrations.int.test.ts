@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { describe, test } from 'node:test';
@@ -13,7 +14,16 @@ const ALL = readdirSync(MIGRATIONS_DIR)
   .filter((file) => /^\d{4}_.*\.ts$/.test(file))
   .map((file) => file.replace(/\.ts$/, ''))
   .sort();
-const TABLES = ['accounts', 'api_keys', 'event_outbox', 'idempotency_keys', 'positions', 'trades'];
+const TABLES = [
+  'accounts',
+  'api_keys',
+  'event_outbox',
+  'event_outbox_partitions',
+  'event_outbox_streams',
+  'idempotency_keys',
+  'positions',
+  'trades',
+];
 
 async function tables(db: TestDatabase): Promise<string[]> {
   const result = await db.pool.query<{ name: string }>(
@@ -21,6 +31,24 @@ async function tables(db: TestDatabase): Promise<string[]> {
      ORDER BY 1`,
   );
   return result.rows.map((row) => row.name);
+}
+
+/**
+ * The schema as pg_dump --schema-only prints it: every table, column, type, default, constraint, index,
+ * storage parameter and function, not just table names. The migrations' own bookkeeping table and
+ * pg_dump's comment lines and per-run \restrict key are left out.
+ */
+function schemaDump(db: TestDatabase): string {
+  const result = spawnSync(
+    'pg_dump',
+    ['--schema-only', '--no-owner', '--no-privileges', '--exclude-table=pgmigrations*', db.url],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  assert.equal(result.status, 0, `pg_dump failed: ${result.stderr}`);
+  return result.stdout
+    .split('\n')
+    .filter((line) => !line.startsWith('--') && !/^\\(un)?restrict\b/.test(line) && line.trim() !== '')
+    .join('\n');
 }
 
 async function appliedMigrations(db: TestDatabase): Promise<string[]> {
@@ -47,25 +75,43 @@ describe('migrations', () => {
   test('up, down all the way and up again on an empty database; then a trade works', async () => {
     const db = await createTestDatabase({ migrated: false });
     try {
-      assert.deepEqual(ALL, ['0001_event_outbox', '0002_trading']);
+      assert.deepEqual(ALL, ['0001_event_outbox', '0002_trading', '0003_outbox_relay_state']);
       assert.deepEqual(await tables(db), []);
 
+      const empty = schemaDump(db);
       assert.deepEqual(await migrate(db.url, 'up'), ALL);
       assert.deepEqual(await tables(db), TABLES);
       assert.deepEqual(await appliedMigrations(db), ALL);
+      const full = schemaDump(db);
+      assert.match(full, /CREATE TABLE public\.trades/, 'the dump holds the schema');
       assert.deepEqual(await migrate(db.url, 'up'), [], 'a second up has nothing to do');
 
-      // One step down reverts only the latest migration.
-      assert.deepEqual(await migrate(db.url, 'down'), ['0002_trading']);
-      assert.deepEqual(await tables(db), ['event_outbox']);
-      assert.deepEqual(await migrate(db.url, 'up'), ['0002_trading']);
+      // One step down reverts only the latest migration, to exactly the schema of the ones before.
+      const before = await createTestDatabase({ migrated: false });
+      let allButLast: string;
+      try {
+        assert.deepEqual(await migrate(before.url, 'up', ALL.length - 1), ALL.slice(0, -1));
+        allButLast = schemaDump(before);
+      } finally {
+        await before.drop();
+      }
+      assert.deepEqual(await migrate(db.url, 'down'), ALL.slice(-1));
+      assert.deepEqual(
+        await tables(db),
+        TABLES.filter((table) => !table.startsWith('event_outbox_')),
+      );
+      assert.equal(schemaDump(db), allButLast, 'down 1 leaves the schema of the migrations before it');
+      assert.deepEqual(await migrate(db.url, 'up'), ALL.slice(-1));
+      assert.equal(schemaDump(db), full, 'up again restores the same schema');
 
       assert.deepEqual(await migrate(db.url, 'down', Number.POSITIVE_INFINITY), [...ALL].reverse());
       assert.deepEqual(await tables(db), [], 'down removes every table');
+      assert.equal(schemaDump(db), empty, 'down removes everything up created');
       assert.deepEqual(await appliedMigrations(db), []);
 
       assert.deepEqual(await migrate(db.url, 'up'), ALL);
       assert.deepEqual(await tables(db), TABLES);
+      assert.equal(schemaDump(db), full, 'up after a full down restores the same schema');
       await tradeWorks(db);
     } finally {
       await db.drop();

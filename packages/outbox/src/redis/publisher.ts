@@ -1,16 +1,37 @@
 import { createHash } from 'node:crypto';
-import { createClient, createCluster, ErrorReply } from '@redis/client';
+import { createClient, createCluster, createSentinel, ErrorReply } from '@redis/client';
 import { invalidOption } from '../errors.ts';
-import { positiveInteger } from '../options.ts';
-import type { PublishableEvent, Publisher, PublishOutcome } from '../publisher.ts';
-import { CONFIRM_SCRIPT, PUBLISH_SCRIPT } from './scripts.ts';
-import { journalKey, keySlot } from './slot.ts';
+import { nonNegativeInteger, positiveInteger } from '../options.ts';
+import type {
+  PublishableEvent,
+  Publisher,
+  PublishFence,
+  PublishMode,
+  PublishOutcome,
+  StreamCheck,
+  StreamVerdict,
+} from '../publisher.ts';
+import { CHECK_ARGS, CHUNK, CONFIRM_SCRIPT, PUBLISH_SCRIPT } from './scripts.ts';
+import { companionKey, journalKey, keySlot } from './slot.ts';
 
 export interface RedisStreamsPublisherOptions {
   /** One Redis server, e.g. 'redis://127.0.0.1:6379'. Give this or `clusterNodes`. */
   url?: string;
   /** Seed nodes of a Redis Cluster, as 'host:port'. */
   clusterNodes?: string[];
+  /** Redis Sentinel: the sentinels, as 'host:port', and the monitored primary's name. Follows failovers. */
+  sentinel?: { nodes: string[]; name: string };
+  /**
+   * Replicas that must confirm each publish (`WAIT`) before it counts as acknowledged; too few within
+   * `waitTimeoutMs` reports the events unavailable (retried, not marked, no attempt spent). 0: no wait.
+   * @defaultValue 0
+   */
+  waitReplicas?: number;
+  /**
+   * Longest `WAIT` for the replicas; must be below `timeoutMs`.
+   * @defaultValue half of timeoutMs
+   */
+  waitTimeoutMs?: number;
   /**
    * The stream an event goes to. Must not change for an event type while events of it are in flight
    * (dedupe is per stream).
@@ -52,6 +73,8 @@ const TRANSIENT_REPLY = /^(OOM|LOADING|READONLY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|
 /** The subset of a node-redis client or cluster the publisher uses. */
 interface Connection {
   send(firstKey: string | undefined, args: string[]): Promise<unknown>;
+  /** Sends the commands together on one socket, so a WAIT counts the writes before it. */
+  pipeline(firstKey: string | undefined, commands: string[][]): Promise<unknown[]>;
   connect(): Promise<void>;
   destroy(): void;
 }
@@ -68,7 +91,30 @@ function connectionFactory(
   const socket = { connectTimeout: timeoutMs, reconnectStrategy: reconnectDelay };
   // No offline queue: while disconnected every call fails at once instead of piling up in memory.
   const common = { disableOfflineQueue: true, commandsQueueMaxLength: queueMax, socket };
-  const { clusterNodes } = options;
+  const { clusterNodes, sentinel } = options;
+  if (sentinel !== undefined) {
+    return () => {
+      const client = createSentinel({
+        name: sentinel.name,
+        sentinelRootNodes: sentinel.nodes.map(hostPort),
+        nodeClientOptions: common,
+        sentinelClientOptions: { socket },
+      });
+      client.on('error', () => {});
+      return {
+        send: (_firstKey, args) => client.sendCommand(false, args),
+        pipeline: (_firstKey, commands) => {
+          const multi = client.multi();
+          for (const command of commands) multi.addCommand(false, command);
+          return multi.execAsPipeline();
+        },
+        connect: async () => {
+          await client.connect();
+        },
+        destroy: () => client.destroy(),
+      };
+    };
+  }
   if (clusterNodes !== undefined && clusterNodes.length > 0) {
     return () => {
       const cluster = createCluster({
@@ -79,6 +125,11 @@ function connectionFactory(
       cluster.on('error', () => {});
       return {
         send: (firstKey, args) => cluster.sendCommand(firstKey, false, args),
+        pipeline: (firstKey, commands) => {
+          const multi = cluster.multi(firstKey);
+          for (const command of commands) multi.addCommand(firstKey, false, command);
+          return multi.execAsPipeline();
+        },
         connect: async () => {
           await cluster.connect();
         },
@@ -93,12 +144,22 @@ function connectionFactory(
     client.on('error', () => {});
     return {
       send: (_firstKey, args) => client.sendCommand(args),
+      pipeline: (_firstKey, commands) => {
+        const multi = client.multi();
+        for (const command of commands) multi.addCommand(command);
+        return multi.execAsPipeline();
+      },
       connect: async () => {
         await client.connect();
       },
       destroy: () => client.destroy(),
     };
   };
+}
+
+function hostPort(node: string): { host: string; port: number } {
+  const at = node.lastIndexOf(':');
+  return { host: node.slice(0, at), port: Number(node.slice(at + 1)) };
 }
 
 class TimeoutError extends Error {}
@@ -119,19 +180,38 @@ const FIELD_NAME_BYTES = 'idtypesourcesubjecttimespecversion1.0datacontenttypeap
 
 const sha1 = (text: string) => createHash('sha1').update(text).digest('hex');
 
-interface Group {
-  /** Streams and their journals, as the script's KEYS pairs. */
+/** One script call: the streams of one cluster slot (all of them on a single Redis). */
+interface Call {
+  /** Stream, journal and relay state of each stream, as the script's KEYS triples. */
   keys: string[];
   keyIndex: Map<string, number>;
-  args: string[];
-  /** Positions in the input of the events sent in this group, in order. */
+  checkArgs: string[];
+  /** (key index, partition) pairs already checked in this call. */
+  checked: Set<string>;
+  eventArgs: string[];
+  /** Positions in the input (events or checks) answered by this call, in order. */
   positions: number[];
 }
 
+function newCall(): Call {
+  return { keys: [], keyIndex: new Map(), checkArgs: [], checked: new Set(), eventArgs: [], positions: [] };
+}
+
+/** Parses a refusal reply; undefined for an entry id. */
+function refusal(reply: string, stream: string, partition: number): StreamVerdict | undefined {
+  if (reply === '!fenced') return { status: 'fenced' };
+  if (reply === '!unmarked') return { status: 'unmarked' };
+  if (reply.startsWith('!lost:')) {
+    const [marker = '', count = '0'] = reply.slice(6).split(':');
+    return { status: 'lost', stream, partition, marker: marker === '' ? null : marker, count: Number(count) };
+  }
+  return undefined;
+}
+
 /**
- * Publishes to Redis Streams with one Lua script call per batch (per cluster slot), which adds the
- * events in order, skips the rest of an aggregate after a refusal, and drops ids it has published
- * before. See scripts.ts for the dedupe journal.
+ * Publishes to Redis Streams with one Lua script call per batch (per cluster slot), which checks the
+ * relay's fence and the streams' markers, adds the events in order, skips the rest of an aggregate
+ * after a refusal, and drops ids it has published before. See scripts.ts.
  */
 export class RedisStreamsPublisher implements Publisher {
   private readonly streamOf: (eventType: string) => string;
@@ -139,6 +219,8 @@ export class RedisStreamsPublisher implements Publisher {
   private readonly windowSeconds: number;
   private readonly timeoutMs: number;
   private readonly maxEventBytes: number;
+  private readonly waitReplicas: number;
+  private readonly waitTimeoutMs: number;
   private readonly clustered: boolean;
   private readonly newConnection: () => Connection;
   private connection: Connection;
@@ -147,8 +229,19 @@ export class RedisStreamsPublisher implements Publisher {
   private readonly confirmSha = sha1(CONFIRM_SCRIPT);
 
   constructor(options: RedisStreamsPublisherOptions = {}) {
-    if (options.url !== undefined && options.clusterNodes !== undefined && options.clusterNodes.length > 0) {
-      throw invalidOption('clusterNodes', 'give either url or clusterNodes, not both');
+    const given = [
+      options.url,
+      options.clusterNodes?.length ? options.clusterNodes : undefined,
+      options.sentinel,
+    ];
+    if (given.filter((target) => target !== undefined).length > 1) {
+      throw invalidOption('clusterNodes', 'give one of url, clusterNodes and sentinel');
+    }
+    if (options.sentinel !== undefined) {
+      const { nodes, name } = options.sentinel;
+      if (!Array.isArray(nodes) || nodes.length === 0 || nodes.some((node) => !/^[^:]+:\d+$/.test(node)))
+        throw invalidOption('sentinel.nodes', 'must be a non-empty list of host:port');
+      if (typeof name !== 'string' || name === '') throw invalidOption('sentinel.name', 'is required');
     }
     if (options.stream !== undefined && typeof options.stream !== 'function') {
       throw invalidOption('stream', 'must be a function from event type to stream name');
@@ -158,11 +251,24 @@ export class RedisStreamsPublisher implements Publisher {
     this.windowSeconds = positiveInteger('dedupeWindowSeconds', options.dedupeWindowSeconds, 7 * 24 * 3600);
     this.timeoutMs = positiveInteger('timeoutMs', options.timeoutMs, 2000);
     this.maxEventBytes = positiveInteger('maxEventBytes', options.maxEventBytes, 1024 * 1024);
+    this.waitReplicas = nonNegativeInteger('waitReplicas', options.waitReplicas, 0);
+    this.waitTimeoutMs = positiveInteger(
+      'waitTimeoutMs',
+      options.waitTimeoutMs,
+      Math.max(1, Math.floor(this.timeoutMs / 2)),
+    );
+    // The WAIT must end before the call's own timeout, or a missing replica reads as a hung Redis.
+    if (this.waitReplicas > 0 && this.waitTimeoutMs >= this.timeoutMs)
+      throw invalidOption('waitTimeoutMs', 'must be below timeoutMs');
     const queueMax = positiveInteger('commandsQueueMaxLength', options.commandsQueueMaxLength, 100);
     this.clustered = (options.clusterNodes?.length ?? 0) > 0;
     this.newConnection = connectionFactory(options, this.timeoutMs, queueMax);
     this.connection = this.newConnection();
     this.startConnecting();
+  }
+
+  stream(eventType: string): string {
+    return this.streamOf(eventType);
   }
 
   /** Connects in the background: publishing reports `unavailable` until Redis answers. */
@@ -204,6 +310,31 @@ export class RedisStreamsPublisher implements Publisher {
   }
 
   /**
+   * Runs the publish script and, with `waitReplicas`, a WAIT in the same pipeline: WAIT counts the
+   * replicas holding this connection's writes, so on another socket it would confirm nothing.
+   * Returns the script's replies, and the replicas that confirmed them (Infinity without WAIT).
+   */
+  private async runPublish(
+    firstKey: string | undefined,
+    keys: string[],
+    args: string[],
+    wait: boolean,
+  ): Promise<{ replies: string[]; replicas: number }> {
+    if (!wait || this.waitReplicas === 0) {
+      const replies = (await this.call(firstKey, this.publishSha, PUBLISH_SCRIPT, keys, args)) as string[];
+      return { replies, replicas: Infinity };
+    }
+    // EVAL, not EVALSHA: a NOSCRIPT inside a pipeline would fail the whole pipeline.
+    const [replies, replicas] = (await this.bounded(() =>
+      this.connection.pipeline(firstKey, [
+        ['EVAL', PUBLISH_SCRIPT, String(keys.length), ...keys, ...args],
+        ['WAIT', String(this.waitReplicas), String(this.waitTimeoutMs)],
+      ]),
+    )) as [string[], number];
+    return { replies, replicas: Number(replicas) };
+  }
+
+  /**
    * Runs `request` once the first connection is up, all within `timeoutMs`. A timeout replaces the
    * connection, so a hung Redis cannot keep commands queued.
    */
@@ -224,13 +355,34 @@ export class RedisStreamsPublisher implements Publisher {
     }
   }
 
-  async publish(events: readonly PublishableEvent[]): Promise<PublishOutcome[]> {
+  /** The call for a stream's slot, with the stream's keys added; throws for an unusable stream name. */
+  private callFor(calls: Map<number, Call>, stream: string): { call: Call; index: number } {
+    const slot = this.clustered ? keySlot(stream) : 0;
+    let call = calls.get(slot);
+    if (call === undefined) {
+      call = newCall();
+      calls.set(slot, call);
+    }
+    let index = call.keyIndex.get(stream);
+    if (index === undefined) {
+      const keys = [stream, journalKey(stream), companionKey(stream, 'outbox-state')];
+      call.keys.push(...keys);
+      index = call.keys.length - 2; // Lua's 1-based index of the stream
+      call.keyIndex.set(stream, index);
+    }
+    return { call, index };
+  }
+
+  async publish(
+    events: readonly PublishableEvent[],
+    { fence, mode = 'relay' }: { fence?: PublishFence; mode?: PublishMode } = {},
+  ): Promise<PublishOutcome[]> {
     const outcomes: PublishOutcome[] = events.map(() => ({ status: 'held' }));
     // Aggregates that must not advance in this call: one of their events was refused, or (in a
     // cluster) went to another slot's call, whose order with this one nobody guarantees.
     const stopped = new Set<string>();
-    const groupOfAggregate = new Map<string, Group>();
-    const groups = new Map<number, Group>();
+    const callOfAggregate = new Map<string, Call>();
+    const calls = new Map<number, Call>();
 
     events.forEach((event, position) => {
       if (stopped.has(event.aggregateId)) return;
@@ -248,83 +400,145 @@ export class RedisStreamsPublisher implements Publisher {
       ];
       const size = values.reduce(
         (total, value) => total + Buffer.byteLength(value),
-        FIELD_NAME_BYTES + (event.traceparent === null ? 0 : 11) + (event.tracestate === null ? 0 : 10),
+        FIELD_NAME_BYTES +
+          (event.traceparent === null ? 0 : 'traceparent'.length) +
+          (event.tracestate === null ? 0 : 'tracestate'.length),
       );
+      const refuse = (error: string) => {
+        outcomes[position] = { status: 'rejected', error };
+        stopped.add(event.aggregateId);
+      };
       if (size > this.maxEventBytes) {
-        outcomes[position] = {
-          status: 'rejected',
-          error: `event is ${size} bytes, more than maxEventBytes ${this.maxEventBytes}`,
-        };
+        refuse(`event is ${size} bytes, more than maxEventBytes ${this.maxEventBytes}`);
+        return;
+      }
+      let target: { call: Call; index: number };
+      try {
+        target = this.callFor(calls, stream);
+      } catch (error) {
+        refuse((error as Error).message);
+        return;
+      }
+      const { call, index } = target;
+      const first = callOfAggregate.get(event.aggregateId);
+      if (first !== undefined && first !== call) {
         stopped.add(event.aggregateId);
         return;
       }
-      const slot = this.clustered ? keySlot(stream) : 0;
-      let group = groups.get(slot);
-      if (group === undefined) {
-        group = {
-          keys: [],
-          keyIndex: new Map(),
-          args: [String(this.maxLen), String(this.windowSeconds)],
-          positions: [],
-        };
-        groups.set(slot, group);
+      callOfAggregate.set(event.aggregateId, call);
+      const checkKey = `${index}:${event.partition}`;
+      if (fence !== undefined && mode !== 'replay' && !call.checked.has(checkKey)) {
+        call.checked.add(checkKey);
+        call.checkArgs.push(
+          String(index),
+          String(event.partition),
+          String(fence.epochs.get(event.partition) ?? 0),
+          fence.expected(stream, event.partition) ?? '',
+          '',
+        );
       }
-      const first = groupOfAggregate.get(event.aggregateId);
-      if (first !== undefined && first !== group) {
-        stopped.add(event.aggregateId);
-        return;
-      }
-      groupOfAggregate.set(event.aggregateId, group);
-      let index = group.keyIndex.get(stream);
-      if (index === undefined) {
-        let journal: string;
-        try {
-          journal = journalKey(stream);
-        } catch (error) {
-          outcomes[position] = { status: 'rejected', error: (error as Error).message };
-          stopped.add(event.aggregateId);
-          return;
-        }
-        group.keys.push(stream, journal);
-        index = group.keys.length - 1; // Lua's 1-based index of the stream
-        group.keyIndex.set(stream, index);
-      }
-      group.args.push(String(index), ...values);
-      group.positions.push(position);
+      call.eventArgs.push(String(index), String(event.partition), ...values);
+      call.positions.push(position);
     });
 
     await Promise.all(
-      [...groups.values()].map(async (group) => {
-        let replies: string[];
+      [...calls.values()].map(async (call) => {
+        const args = [
+          mode,
+          String(this.maxLen),
+          String(this.windowSeconds),
+          String(call.checkArgs.length / CHECK_ARGS),
+          ...call.checkArgs,
+          ...call.eventArgs,
+        ];
+        let result: { replies: string[]; replicas: number };
         try {
-          replies = (await this.call(
-            group.keys[0],
-            this.publishSha,
-            PUBLISH_SCRIPT,
-            group.keys,
-            group.args,
-          )) as string[];
+          result = await this.runPublish(call.keys[0], call.keys, args, mode !== 'replay');
         } catch (error) {
           const message = error instanceof Error ? error.message : String(error);
-          for (const position of group.positions)
+          for (const position of call.positions)
             outcomes[position] = { status: 'unavailable', error: message };
           return;
         }
-        group.positions.forEach((position, i) => {
-          const reply = String(replies[i]);
+        const unconfirmed =
+          result.replicas < this.waitReplicas
+            ? `WAIT: ${result.replicas} of ${this.waitReplicas} replicas confirmed within ${this.waitTimeoutMs} ms`
+            : undefined;
+        call.positions.forEach((position, i) => {
+          const reply = String(result.replies[i]);
           const event = events[position] as PublishableEvent;
+          const stream = this.streamOf(event.type);
+          const refused = refusal(reply, stream, event.partition);
           if (reply === '!held') outcomes[position] = { status: 'held' };
+          else if (refused !== undefined)
+            // A lost marker and a lost state both send the relay to its repair, which tells them apart.
+            outcomes[position] =
+              refused.status === 'unmarked'
+                ? { status: 'lost', stream, partition: event.partition, marker: null, count: 0 }
+                : (refused as PublishOutcome);
           else if (reply.startsWith('!err:')) {
             const error = reply.slice(5);
             outcomes[position] = TRANSIENT_REPLY.test(error)
               ? { status: 'unavailable', error }
               : { status: 'rejected', error };
-          } else
-            outcomes[position] = { status: 'published', stream: this.streamOf(event.type), entryId: reply };
+          } else if (unconfirmed !== undefined)
+            outcomes[position] = { status: 'unavailable', error: unconfirmed };
+          else outcomes[position] = { status: 'published', stream, entryId: reply };
         });
       }),
     );
     return outcomes;
+  }
+
+  async check(
+    checks: readonly StreamCheck[],
+    epochs: ReadonlyMap<number, number>,
+    restore = false,
+  ): Promise<StreamVerdict[]> {
+    const verdicts: StreamVerdict[] = checks.map(() => ({ status: 'ok' }));
+    const calls = new Map<number, Call>();
+    checks.forEach((check, position) => {
+      const { call, index } = this.callFor(calls, check.stream);
+      call.checkArgs.push(
+        String(index),
+        String(check.partition),
+        String(epochs.get(check.partition) ?? 0),
+        check.expected ?? '',
+        String(check.count ?? ''),
+      );
+      call.positions.push(position);
+    });
+    await Promise.all(
+      [...calls.values()].map(async (call) => {
+        const mode = restore ? 'restore' : 'verify';
+        const args = [
+          mode,
+          '0',
+          String(this.windowSeconds),
+          String(call.positions.length),
+          ...call.checkArgs,
+        ];
+        let result: { replies: string[]; replicas: number };
+        try {
+          result = await this.runPublish(call.keys[0], call.keys, args, restore);
+        } catch (error) {
+          const message = error instanceof Error ? error.message : String(error);
+          for (const position of call.positions)
+            verdicts[position] = { status: 'unavailable', error: message };
+          return;
+        }
+        call.positions.forEach((position, i) => {
+          const check = checks[position] as StreamCheck;
+          const reply = String(result.replies[i]);
+          verdicts[position] =
+            refusal(reply, check.stream, check.partition) ??
+            (result.replicas < this.waitReplicas
+              ? { status: 'unavailable', error: `WAIT: ${result.replicas} of ${this.waitReplicas} replicas` }
+              : { status: 'ok' });
+        });
+      }),
+    );
+    return verdicts;
   }
 
   async confirm(events: readonly { eventId: string; stream: string }[]): Promise<void> {
@@ -337,14 +551,13 @@ export class RedisStreamsPublisher implements Publisher {
     }
     await Promise.all(
       [...byJournal].map(async ([key, ids]) => {
-        // Lua's unpack has a limit of a few thousand values: send ids in chunks.
-        for (let start = 0; start < ids.length; start += 1000) {
+        for (let start = 0; start < ids.length; start += CHUNK) {
           await this.call(
             key,
             this.confirmSha,
             CONFIRM_SCRIPT,
             [key],
-            [String(this.windowSeconds), ...ids.slice(start, start + 1000)],
+            [String(this.windowSeconds), ...ids.slice(start, start + CHUNK)],
           );
         }
       }),

@@ -1,52 +1,116 @@
 /**
- * Publishes a batch to one or more streams atomically, in order, at most once per event id.
+ * The Lua scripts that publish to Redis Streams. Each runs atomically in the slot of the streams it
+ * touches; every stream has two companion keys in its slot (see slot.ts):
+ * - its dedupe journal: every published event id with its entry id, in time buckets, so an event
+ *   offered again (a relay died between XADD and its database mark) is answered with its first entry
+ *   instead of being added twice. Entries last at least one window and at most two, without per-field
+ *   expiry (Redis 7.0 has none);
+ * - its relay state, a hash with three fields per outbox partition p: `e<p>` the highest ownership
+ *   epoch that has published there (the fence: a call with a lower epoch comes from a relay that lost
+ *   the partition and is refused), `m<p>` the last entry id the relay added for p (the marker) and
+ *   `c<p>` how many it has added. A relay passes the newest entry id it knows Redis acknowledged for
+ *   (stream, p); a marker older than that, or none, means Redis lost data since: the call refuses
+ *   that partition's events so the relay can publish the lost ones again first. Its field `added` says
+ *   the stream has received entries since the state was made: a stream missing then was deleted.
  *
- * KEYS: stream_1, journal_1, stream_2, journal_2, ...
- * ARGV[1]: MAXLEN for approximate trimming, 0 for none
- * ARGV[2]: dedupe window in seconds
- * then EVENT_ARGS per event: key index (of its stream in KEYS), and the CloudEvents attributes id,
- * type, source, subject (the aggregate id), time, data, traceparent and tracestate ('' when absent).
+ * PUBLISH_SCRIPT
+ * KEYS: stream_1, journal_1, state_1, stream_2, journal_2, state_2, ...
+ * ARGV[1]: mode
+ *   'relay'  checks fence and marker, dedupes, adds, advances the marker;
+ *   'repair' checks the fence only, dedupes, adds; the marker stays until the repair is done;
+ *   'replay' adds, nothing else (an operator's deliberate republish);
+ *   'verify' checks fence and marker of each (stream, partition) and adds nothing;
+ *   'restore' sets marker and count after a repair (the fence is checked first).
+ * ARGV[2]: MAXLEN for approximate trimming, 0 for none; ARGV[3]: dedupe window in seconds
+ * ARGV[4]: F, the number of (stream, partition) checks; then F * CHECK_ARGS: key index (of the stream
+ * in KEYS), partition, epoch, expected entry id ('' when none), count ('restore' only).
+ * Then EVENT_ARGS per event: key index, partition, and the CloudEvents attributes id, type, source,
+ * subject (the aggregate id), time, data, traceparent and tracestate ('' when absent).
  * The script adds the field names and the constant attributes: half the arguments to encode and parse.
- * Returns one string per event: the stream entry id, "!held" when an earlier event of its aggregate
- * failed in this call, or "!err:<message>" when Redis refused it.
- *
- * Dedupe: every published event id is recorded with its entry id in a journal hash next to the
- * stream, bucketed by time so entries last at least one window and at most two, without per-field
- * expiry (Redis 7.0 has none). An id found in the current or previous bucket is answered with its
- * recorded entry id instead of being added again: a relay that died between XADD and its database
- * mark therefore leaves no second entry.
+ * Returns one string per event ('verify' and 'restore': per check): the stream entry id (or 'ok'),
+ * '!held' when an earlier event of its aggregate was refused in this call, '!fenced', '!lost:<marker>:<count>'
+ * (marker '' when Redis has none), '!unmarked' (no marker, but the expected entry is still in the
+ * stream: only the state was lost) or '!err:<message>' when Redis refused it.
  */
+/** Arguments per (stream, partition) check in PUBLISH_SCRIPT's ARGV. */
+export const CHECK_ARGS = 5;
 /** Arguments per event in PUBLISH_SCRIPT's ARGV. */
-const EVENT_ARGS = 9;
+export const EVENT_ARGS = 10;
+/** Lua's unpack() stops at a few thousand values: long argument lists go in chunks of this size. */
+export const CHUNK = 1000;
 
 export const PUBLISH_SCRIPT = `
-local maxlen = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
+local mode = ARGV[1]
+local maxlen = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
 local bucket = math.floor(tonumber(redis.call('TIME')[1]) / window)
-local CHUNK = 1000 -- Lua's unpack() stops at a few thousand values
+local CHUNK = ${CHUNK}
+local first = 5 + tonumber(ARGV[4]) * ${CHECK_ARGS}
+
+local function older(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, bm = tonumber(am), tonumber(bm)
+  if am ~= bm then return am < bm end
+  return tonumber(as) < tonumber(bs)
+end
+
+-- The checks: per (stream, partition) a verdict, nil when the call may go on.
+local verdicts = {}
+local markers = {}
+local checkReplies = {}
+local gone = {}
+for i = 5, first - 1, ${CHECK_ARGS} do
+  local k, p, epoch, expected = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+  local state = redis.call('HMGET', KEYS[k + 2], 'e' .. p, 'm' .. p, 'c' .. p, 'added')
+  local fence, marker, count = tonumber(state[1]), state[2], tonumber(state[3]) or 0
+  -- The stream itself was deleted or evicted while its state survived: its markers mean nothing.
+  if marker and gone[k] == nil then gone[k] = state[4] == '1' and redis.call('EXISTS', KEYS[k]) == 0 end
+  if marker and gone[k] then marker = nil end
+  local verdict
+  if fence and fence > epoch then
+    verdict = '!fenced'
+  elseif mode ~= 'repair' and mode ~= 'restore' and expected ~= '' and (not marker or older(marker, expected)) then
+    if not marker and #redis.call('XRANGE', KEYS[k], expected, expected) > 0 then
+      verdict = '!unmarked'
+    else
+      verdict = '!lost:' .. (marker or '') .. ':' .. count
+    end
+  end
+  if not verdict and (not fence or fence < epoch) then redis.call('HSET', KEYS[k + 2], 'e' .. p, epoch) end
+  if not verdict and mode == 'restore' then
+    redis.call('HSET', KEYS[k + 2], 'm' .. p, expected, 'c' .. p, ARGV[i + 4])
+  end
+  verdicts[k .. ':' .. p] = verdict or false
+  markers[k .. ':' .. p] = { count = count }
+  checkReplies[#checkReplies + 1] = verdict or 'ok'
+end
+if mode == 'verify' or mode == 'restore' then return checkReplies end
 
 -- Read the events, and per journal the ids to look up.
 local events = {}
 local idsByJournal = {}
-for i = 3, #ARGV, ${EVENT_ARGS} do
-  local event = { k = tonumber(ARGV[i]), id = ARGV[i + 1], aggregate = ARGV[i + 4], at = i }
+for i = first, #ARGV, ${EVENT_ARGS} do
+  local event = { k = tonumber(ARGV[i]), p = ARGV[i + 1], id = ARGV[i + 2], aggregate = ARGV[i + 5], at = i + 2 }
   events[#events + 1] = event
-  idsByJournal[event.k] = idsByJournal[event.k] or {}
-  table.insert(idsByJournal[event.k], event.id)
+  if mode ~= 'replay' then
+    idsByJournal[event.k] = idsByJournal[event.k] or {}
+    table.insert(idsByJournal[event.k], event.id)
+  end
 end
 
 -- The entry's fields: CloudEvents attributes in structured order, the trace context when present.
 local function fields(at)
-  local f = { 'id', ARGV[at + 1], 'type', ARGV[at + 2], 'source', ARGV[at + 3], 'subject', ARGV[at + 4],
-              'time', ARGV[at + 5], 'specversion', '1.0', 'datacontenttype', 'application/json',
-              'data', ARGV[at + 6] }
-  if ARGV[at + 7] ~= '' then
+  local f = { 'id', ARGV[at], 'type', ARGV[at + 1], 'source', ARGV[at + 2], 'subject', ARGV[at + 3],
+              'time', ARGV[at + 4], 'specversion', '1.0', 'datacontenttype', 'application/json',
+              'data', ARGV[at + 5] }
+  if ARGV[at + 6] ~= '' then
     f[#f + 1] = 'traceparent'
-    f[#f + 1] = ARGV[at + 7]
+    f[#f + 1] = ARGV[at + 6]
   end
-  if ARGV[at + 8] ~= '' then
+  if ARGV[at + 7] ~= '' then
     f[#f + 1] = 'tracestate'
-    f[#f + 1] = ARGV[at + 8]
+    f[#f + 1] = ARGV[at + 7]
   end
   return f
 end
@@ -68,9 +132,14 @@ end
 local results = {}
 local failed = {}
 local added = {}
+local last = {}
 for _, event in ipairs(events) do
+  local verdict = verdicts[event.k .. ':' .. event.p]
   if failed[event.aggregate] then
     results[#results + 1] = '!held'
+  elseif verdict then
+    failed[event.aggregate] = true
+    results[#results + 1] = verdict
   elseif known[event.id] then
     results[#results + 1] = known[event.id]
   else
@@ -84,21 +153,32 @@ for _, event in ipairs(events) do
       failed[event.aggregate] = true
       results[#results + 1] = '!err:' .. reply.err
     else
-      added[event.k] = added[event.k] or {}
-      table.insert(added[event.k], event.id)
-      table.insert(added[event.k], reply)
+      if mode ~= 'replay' then
+        if not added[event.k] then redis.call('HSET', KEYS[event.k + 2], 'added', 1) end
+        added[event.k] = added[event.k] or {}
+        table.insert(added[event.k], event.id)
+        table.insert(added[event.k], reply)
+      end
+      local marker = markers[event.k .. ':' .. event.p]
+      if mode == 'relay' and marker then
+        marker.count = marker.count + 1
+        last[event.k .. ':' .. event.p] = { k = event.k, p = event.p, id = reply, marker = marker }
+      end
       results[#results + 1] = reply
     end
   end
 end
 
--- Record what was added, per journal, in the current bucket.
+-- Record what was added, per journal, in the current bucket; and move the markers.
 for k, entries in pairs(added) do
   local journal = KEYS[k + 1] .. ':' .. bucket
   for start = 1, #entries, CHUNK do
     redis.call('HSET', journal, unpack(entries, start, math.min(start + CHUNK - 1, #entries)))
   end
   redis.call('EXPIRE', journal, window * 2)
+end
+for _, moved in pairs(last) do
+  redis.call('HSET', KEYS[moved.k + 2], 'm' .. moved.p, moved.id, 'c' .. moved.p, moved.marker.count)
 end
 return results
 `;

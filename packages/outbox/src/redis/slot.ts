@@ -30,12 +30,17 @@ export function keySlot(key: string): number {
 }
 
 /**
- * The key of a stream's dedupe journal: in the stream's own slot, so one script can touch both
- * in a cluster. A stream with a hash tag keeps it; one without gets its whole name as the tag.
+ * A key in the stream's own slot, so one script can touch both in a cluster: the stream's dedupe
+ * journal ('outbox-journal') or relay state ('outbox-state'). A stream with a hash tag keeps it; one
+ * without gets its whole name as the tag.
  */
-export function journalKey(stream: string): string {
-  if (hashTag(stream) !== stream) return `${stream}:outbox-journal`;
+export function companionKey(stream: string, kind: 'outbox-journal' | 'outbox-state'): string {
+  if (hashTag(stream) !== stream) return `${stream}:${kind}`;
   // Braces that do not form a hash tag cannot be wrapped in one: no key shares such a stream's slot.
   if (/[{}]/.test(stream)) throw new Error(`stream name "${stream}" has braces that are not a hash tag`);
-  return `{${stream}}:outbox-journal`;
+  return `{${stream}}:${kind}`;
+}
+
+export function journalKey(stream: string): string {
+  return companionKey(stream, 'outbox-journal');
 }

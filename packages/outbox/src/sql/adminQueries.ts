@@ -1,5 +1,6 @@
 import { PARTITION_COUNT } from '../schema.ts';
 import type { SqlQuery } from './client.ts';
+import { EVENT_COLUMNS } from './relayQueries.ts';
 
 /**
  * Counts per status, the oldest PENDING event's age and the aggregates held back by FAILED events.
@@ -58,5 +59,36 @@ WITH replayed AS (
 )
 SELECT count(*)::int AS replayed, pg_notify($2, '') FROM replayed`,
     values: [rowId, channel],
+  };
+}
+
+/**
+ * PUBLISHED events chosen by an operator for republishing, in id order (each aggregate's order), after
+ * row id $1, up to $2: written at or after $3 and before $4 (null: no bound), of type $5 and aggregate
+ * $6 when given.
+ */
+export function republishCandidatesQuery(
+  table: string,
+  filter: {
+    afterRowId: string;
+    limit: number;
+    since: Date;
+    until: Date | null;
+    type: string | null;
+    aggregateId: string | null;
+  },
+): SqlQuery {
+  return {
+    name: `outbox_republish_candidates_${table}`,
+    text: `
+SELECT ${EVENT_COLUMNS}
+FROM ${table} o
+WHERE o.status = 'PUBLISHED' AND o.id > $1::bigint AND o.created_at >= $3
+  AND ($4::timestamptz IS NULL OR o.created_at < $4)
+  AND ($5::text IS NULL OR o.event_type = $5)
+  AND ($6::text IS NULL OR o.aggregate_id = $6)
+ORDER BY o.id
+LIMIT $2`,
+    values: [filter.afterRowId, filter.limit, filter.since, filter.until, filter.type, filter.aggregateId],
   };
 }

@@ -1,7 +1,13 @@
 import { parseArgs } from 'node:util';
 import { killLeftovers } from '../e2e/stack.ts';
 import type { FaultCounts } from './faults.ts';
-import { type ChaosSummary, DEFAULT_CHAOS_OPTIONS, resolveChaosOptions, runChaos } from './harness.ts';
+import {
+  CHAOS_MODES,
+  type ChaosSummary,
+  DEFAULT_CHAOS_OPTIONS,
+  resolveChaosOptions,
+  runChaos,
+} from './harness.ts';
 
 /**
  * `npm run chaos -- --trades N --duration S [...]`: one chaos run against real processes; prints the
@@ -15,11 +21,16 @@ const USAGE = `usage: npm run chaos -- [options]
   --concurrency N       requests in flight (default ${d.concurrency})
   --accounts N          accounts trading (default ${d.accounts})
   --symbols N           symbols traded (default ${d.symbols})
+  --mode NAME           a named setup: ${Object.keys(CHAOS_MODES).join(', ')} (default: the options below)
   --relays N            standalone relays running together (default ${d.relays})
+  --service-relay       the service runs the relay inside its process too (RELAY_ENABLED=true)
+  --delete-published    relays delete events as they publish them (OUTBOX_DELETE_PUBLISHED=true)
+  --volatile-redis      Redis keeps nothing on disk: each Redis kill loses the streams
   --relay-kills N       relay SIGKILLs (default ${d.faults.relayKill})
   --redis-kills N       redis-server SIGKILLs and restarts (default ${d.faults.redisKill})
   --pg-terminations N   rounds of pg_terminate_backend (default ${d.faults.pgTerminate})
   --service-kills N     service SIGKILLs and restarts (default ${d.faults.serviceKill})
+  --relay-freezes N     relay SIGSTOP/SIGCONT, with its sessions ended or left open (default ${d.faults.relayFreeze})
   --retries N           retries of an idempotent trade after an unknown outcome (default ${d.retries})
   --drain-timeout S     longest wait for the outbox to drain after the load (default ${d.drainTimeoutSeconds})
   --seed N              seed of the trade and fault plan (default: random, printed)
@@ -46,6 +57,7 @@ const FAULT_OPTIONS = {
   'redis-kills': 'redisKill',
   'pg-terminations': 'pgTerminate',
   'service-kills': 'serviceKill',
+  'relay-freezes': 'relayFreeze',
 } as const satisfies Record<string, keyof FaultCounts>;
 
 function wholeNumber(name: string, raw: string): number {
@@ -63,6 +75,10 @@ function parse(argv: string[]) {
       allowPositionals: false,
       options: {
         ...Object.fromEntries(names.map((name) => [name, { type: 'string' as const }])),
+        mode: { type: 'string' },
+        'service-relay': { type: 'boolean', default: false },
+        'delete-published': { type: 'boolean', default: false },
+        'volatile-redis': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
@@ -82,8 +98,23 @@ function parse(argv: string[]) {
     const raw = values[flag];
     if (typeof raw === 'string') faults[kind] = wholeNumber(flag, raw);
   }
+  let mode = {};
+  if (typeof values.mode === 'string') {
+    if (!Object.hasOwn(CHAOS_MODES, values.mode)) {
+      throw new UsageError(
+        `--mode must be one of ${Object.keys(CHAOS_MODES).join(', ')}, got "${values.mode}"`,
+      );
+    }
+    mode = CHAOS_MODES[values.mode as keyof typeof CHAOS_MODES];
+  }
+  // Explicit flags win over the mode's settings.
+  const flags = {
+    ...(values['service-relay'] === true ? { serviceRelay: true } : {}),
+    ...(values['delete-published'] === true ? { deletePublished: true } : {}),
+    ...(values['volatile-redis'] === true ? { volatileRedis: true } : {}),
+  };
   return {
-    input: { ...input, faults },
+    input: { ...mode, ...input, ...flags, faults },
     json: values.json === true,
     quiet: values.quiet === true,
     help: values.help === true,
@@ -102,11 +133,13 @@ function format(summary: ChaosSummary): string {
           .join(', ')})`;
   return [
     `chaos run ${summary.ok ? 'PASSED' : 'FAILED'} (seed ${summary.seed})`,
+    `setup      ${summary.setup.relays} standalone relays${summary.setup.serviceRelay ? ', relay in the service' : ''}${summary.setup.deletePublished ? ', deletePublished' : ''}${summary.setup.volatileRedis ? ', Redis without persistence' : ''}`,
     `trades     attempted ${t.attempted} of ${t.requested}, accepted (201) ${t.accepted}, rejected ${t.rejectedTotal}${counts(t.rejected)}, unknown ${t.unknownTotal}${counts(t.unknown)}`,
     `           in database ${t.inDatabase}; retries ${t.retries}, resolved by retry ${t.resolvedByRetry}, replayed ${t.replayed}; 5xx seen${counts(t.serverErrors) || ' none'}`,
     `events     outbox ${e.outbox}, published (stream entries) ${e.published}, pending ${e.pending}, failed ${e.failed}`,
     `           lost ${e.lost}, duplicated ${e.duplicated}, out of order ${e.outOfOrder}, gaps ${e.gaps}, orphans ${e.orphans}`,
-    `faults     relay SIGKILL ${f.relayKill}, redis SIGKILL ${f.redisKill}, pg_terminate_backend rounds ${f.pgTerminate} (${f.pgBackendsTerminated} sessions), service SIGKILL ${f.serviceKill}`,
+    `           wrong positions ${e.wrongPositions}, oversold ${e.oversold}, 5xx outside faults ${e.serverErrorsOutsideFaults}`,
+    `faults     relay SIGKILL ${f.relayKill}, redis SIGKILL ${f.redisKill}, pg_terminate_backend rounds ${f.pgTerminate} (${f.pgBackendsTerminated} sessions), service SIGKILL ${f.serviceKill}, relay freezes ${f.relayFreeze} (oldest pending while frozen ${f.frozenMaxPendingSeconds.toFixed(1)} s)`,
     `seconds    load ${summary.seconds.load.toFixed(1)}, drain ${summary.seconds.drain.toFixed(1)}, total ${summary.seconds.total.toFixed(1)}`,
     ...(summary.problems.length === 0
       ? ['checks     all held']

@@ -6,9 +6,12 @@ import type { Random } from './random.ts';
  * - relayKill: SIGKILL a relay process (mid-batch, between XADD and mark, wherever it is), restart it;
  * - redisKill: SIGKILL redis-server, keep it down a moment, restart it on the same port;
  * - pgTerminate: pg_terminate_backend on every session of the test database (service pool, relays);
- * - serviceKill: SIGKILL the service process mid-request, restart it on the same port.
+ * - serviceKill: SIGKILL the service process mid-request, restart it on the same port;
+ * - relayFreeze: SIGSTOP a relay (a GC pause, a paused VM), then SIGCONT it after longer than the
+ *   dedupe journal's confirmation delay; in turns with its database sessions ended meanwhile, or
+ *   left open for longer than the stall timeout, so another relay has to end them itself.
  */
-export const FAULT_KINDS = ['relayKill', 'redisKill', 'pgTerminate', 'serviceKill'] as const;
+export const FAULT_KINDS = ['relayKill', 'redisKill', 'pgTerminate', 'serviceKill', 'relayFreeze'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export type FaultCounts = Record<FaultKind, number>;
@@ -18,8 +21,13 @@ export type FaultActions = Record<FaultKind, (random: Random) => Promise<string>
 
 export interface PlannedFault {
   kind: FaultKind;
-  /** Milliseconds after the load started. */
+  /** Milliseconds after the load started, on the planned pace. */
   atMs: number;
+  /**
+   * Fires once this share (0..1) of the trades has been started: the same point of the load however
+   * slow the machine is, so a busy CI host cannot push every fault past the end of the load.
+   */
+  atShare: number;
 }
 
 export interface FaultRecord extends PlannedFault {
@@ -30,12 +38,17 @@ export interface FaultRecord extends PlannedFault {
   error?: string;
 }
 
-/** Random moments between 5% and 85% of the load window, in time order. */
+/**
+ * Random moments between 5% and 85% of the load, in time order; freezes between 5% and 35%, since each
+ * lasts many seconds and the faults after it wait for it, yet all must fall inside the load.
+ */
 export function planFaults(counts: FaultCounts, windowMs: number, random: Random): PlannedFault[] {
   const plan: PlannedFault[] = [];
   for (const kind of FAULT_KINDS) {
+    const span = kind === 'relayFreeze' ? 0.3 : 0.8;
     for (let i = 0; i < counts[kind]; i++) {
-      plan.push({ kind, atMs: Math.round(windowMs * (0.05 + 0.8 * random.next())) });
+      const share = 0.05 + span * random.next();
+      plan.push({ kind, atMs: Math.round(windowMs * share), atShare: share });
     }
   }
   return plan.sort((a, b) => a.atMs - b.atMs);
@@ -43,7 +56,9 @@ export function planFaults(counts: FaultCounts, windowMs: number, random: Random
 
 /**
  * Injects the planned faults in order. A failed injection (a restart that did not come up) is
- * recorded and ends the run's faults, since what follows would test a broken setup.
+ * recorded and ends the run's faults, since what follows would test a broken setup. With `progress`
+ * (the share of trades started, 0..1), each fault waits for its point of the load rather than for a
+ * moment of the clock.
  */
 export async function injectFaults(
   plan: readonly PlannedFault[],
@@ -52,10 +67,12 @@ export async function injectFaults(
   startedAt: number,
   log: (line: string) => void,
   stopped: () => boolean,
+  progress?: () => number,
 ): Promise<FaultRecord[]> {
   const records: FaultRecord[] = [];
   for (const fault of plan) {
-    await sleep(startedAt + fault.atMs - Date.now());
+    if (progress === undefined) await sleep(startedAt + fault.atMs - Date.now());
+    else while (progress() < fault.atShare && !stopped()) await sleep(20);
     if (stopped()) break;
     const started = Date.now();
     try {

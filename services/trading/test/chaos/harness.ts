@@ -17,10 +17,15 @@ import { Random } from './random.ts';
 import { verifyRun } from './verify.ts';
 
 /**
- * The chaos run: the real service (RELAY_ENABLED=false) and standalone relays as OS processes, a
- * throwaway redis-server with an fsynced append-only file, a fresh database; a bounded, paced load of
- * trades over HTTP while faults hit every part; then a bounded drain and the checks of verify.ts.
- * Everything it starts is stopped and the database dropped, whatever happens.
+ * The chaos run: the real service and standalone relays as OS processes, a throwaway redis-server with
+ * an fsynced append-only file, a fresh database; a bounded, paced load of trades over HTTP while faults
+ * hit every part; then a bounded drain and the checks of verify.ts. Everything it starts is stopped and
+ * the database dropped, whatever happens.
+ *
+ * How the system under test is set up is a set of independent options (where relays run, whether they
+ * delete what they publish, ...); CHAOS_MODES names the combinations the test suite runs. A new mode
+ * is a new option handled where the stack is started (and, if it changes what must hold, in verify.ts)
+ * plus an entry in CHAOS_MODES.
  */
 
 export interface ChaosOptions {
@@ -32,8 +37,23 @@ export interface ChaosOptions {
   concurrency: number;
   accounts: number;
   symbols: number;
-  /** Standalone relays running side by side. */
+  /** Standalone relays running side by side (0 needs `serviceRelay`). */
   relays: number;
+  /**
+   * The service runs the relay inside its own process (RELAY_ENABLED=true), as `npm start` does, beside
+   * any standalone relays; a service SIGKILL then also kills a relay. @defaultValue false
+   */
+  serviceRelay: boolean;
+  /**
+   * Every relay deletes each event as it publishes it (OUTBOX_DELETE_PUBLISHED=true): the checks then
+   * take the streams as the events' only record. @defaultValue false
+   */
+  deletePublished: boolean;
+  /**
+   * Redis keeps nothing on disk: every redisKill loses every stream, and the relays must find the loss
+   * and publish the lost events again from the outbox. @defaultValue false (an fsynced append-only file)
+   */
+  volatileRedis: boolean;
   faults: FaultCounts;
   /** Extra tries of an idempotent trade after an unknown outcome. */
   retries: number;
@@ -45,7 +65,18 @@ export interface ChaosOptions {
   log: (line: string) => void;
 }
 
-export const DEFAULT_FAULTS: FaultCounts = { relayKill: 3, redisKill: 1, pgTerminate: 2, serviceKill: 1 };
+export const DEFAULT_FAULTS: FaultCounts = {
+  relayKill: 3,
+  redisKill: 1,
+  pgTerminate: 2,
+  serviceKill: 1,
+  relayFreeze: 0,
+};
+
+/** The relays' stall timeout in chaos runs: the least the relay accepts with its default backoff. */
+export const CHAOS_STALL_TIMEOUT_MS = 10_000;
+/** How long a relay stays frozen with its session open: three stall timeouts. */
+const FROZEN_OPEN_MS = 3 * CHAOS_STALL_TIMEOUT_MS;
 
 export const DEFAULT_CHAOS_OPTIONS: Omit<ChaosOptions, 'seed' | 'log'> = {
   trades: 5000,
@@ -54,6 +85,9 @@ export const DEFAULT_CHAOS_OPTIONS: Omit<ChaosOptions, 'seed' | 'log'> = {
   accounts: 40,
   symbols: 10,
   relays: 2,
+  serviceRelay: false,
+  deletePublished: false,
+  volatileRedis: false,
   faults: DEFAULT_FAULTS,
   retries: 4,
   requestTimeoutMs: 10_000,
@@ -67,7 +101,7 @@ export const OPTION_LIMITS = {
   concurrency: [1, 256],
   accounts: [1, 10_000],
   symbols: [1, 500],
-  relays: [1, 8],
+  relays: [0, 8],
   retries: [0, 10],
   requestTimeoutMs: [100, 120_000],
   drainTimeoutSeconds: [1, 3600],
@@ -97,15 +131,42 @@ export function resolveChaosOptions(
       throw new RangeError(`faults.${kind} must be a whole number from 0 to ${FAULT_LIMIT}, got ${value}`);
     }
   }
+  if (resolved.relays === 0 && !resolved.serviceRelay) {
+    throw new RangeError('relays must be at least 1 unless the service runs the relay (serviceRelay)');
+  }
+  if (resolved.relays === 0 && resolved.faults.relayKill + resolved.faults.relayFreeze > 0) {
+    throw new RangeError('faults.relayKill and relayFreeze need standalone relays (relays >= 1)');
+  }
+  if (resolved.faults.relayFreeze > 0 && resolved.relays + (resolved.serviceRelay ? 1 : 0) < 2) {
+    throw new RangeError('faults.relayFreeze needs a second relay to take over (relays >= 2)');
+  }
   if (!Number.isInteger(resolved.seed) || resolved.seed < 0 || resolved.seed >= 2 ** 32) {
     throw new RangeError(`seed must be a whole number from 0 to ${2 ** 32 - 1}, got ${resolved.seed}`);
   }
   return resolved;
 }
 
+/**
+ * The setups the suite runs, by name (`npm run chaos -- --mode NAME`). Each sets only the options that
+ * make it what it is; counts and durations come from the caller.
+ */
+export const CHAOS_MODES = {
+  /** Standalone relays only, the service without its relay. */
+  'standalone-relays': { relays: 2, serviceRelay: false, deletePublished: false },
+  /** The relay inside the service, as `npm start` runs it, beside one standalone relay. */
+  'service-relay': { relays: 1, serviceRelay: true, deletePublished: false },
+  /** Relays that delete each event as they publish it: verified from the streams. */
+  'delete-published': { relays: 2, serviceRelay: false, deletePublished: true },
+  /** Redis keeps nothing on disk: each Redis kill loses the streams, which the relays repair. */
+  'volatile-redis': { relays: 2, serviceRelay: false, deletePublished: false, volatileRedis: true },
+} as const satisfies Record<string, Partial<ChaosOptions>>;
+
+export type ChaosMode = keyof typeof CHAOS_MODES;
+
 export interface ChaosSummary {
   ok: boolean;
   seed: number;
+  setup: { relays: number; serviceRelay: boolean; deletePublished: boolean; volatileRedis?: boolean };
   trades: {
     requested: number;
     attempted: number;
@@ -131,8 +192,16 @@ export interface ChaosSummary {
     outOfOrder: number;
     gaps: number;
     orphans: number;
+    /** Positions or events whose quantity or average price differs from the replayed trades. */
+    wrongPositions: number;
+    oversold: number;
+    serverErrorsOutsideFaults: number;
   };
-  faults: Record<FaultKind, number> & { pgBackendsTerminated: number };
+  faults: Record<FaultKind, number> & {
+    pgBackendsTerminated: number;
+    /** The oldest PENDING event's age while a relay was frozen with its session open (seconds). */
+    frozenMaxPendingSeconds: number;
+  };
   faultLog: FaultRecord[];
   seconds: { load: number; drain: number; total: number };
   problems: string[];
@@ -165,15 +234,19 @@ export async function runChaos(
 
   const stack = await Stack.create({
     label: 'chaos',
-    durableRedis: true,
-    env: { RELAY_POLL_INTERVAL_MS: '250' },
+    durableRedis: !options.volatileRedis,
+    env: {
+      RELAY_POLL_INTERVAL_MS: '250',
+      RELAY_STALL_TIMEOUT_MS: String(CHAOS_STALL_TIMEOUT_MS),
+      ...(options.deletePublished ? { OUTBOX_DELETE_PUBLISHED: 'true' } : {}),
+    },
   });
   crashed = () => stack.crashes.length > 0;
   let ok = false;
   let http: HttpClient | undefined;
   let killer: pg.Client | undefined;
   try {
-    let service: ServiceHandle = await stack.startService({ relay: false });
+    let service: ServiceHandle = await stack.startService({ relay: options.serviceRelay });
     const relays: RelayHandle[] = [];
     for (let i = 0; i < options.relays; i++) relays.push(await stack.startRelay());
 
@@ -196,6 +269,18 @@ export async function runChaos(
     await killer.connect();
     let backendsTerminated = 0;
     const terminator = killer;
+    const terminateAll = async () => {
+      const result = await terminator.query<{ terminated: number }>(
+        `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS terminated
+         FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+      );
+      const terminated = result.rows[0]?.terminated ?? 0;
+      backendsTerminated += terminated;
+      return terminated;
+    };
+    let freezes = 0;
+    /** The oldest PENDING event's age, sampled while a relay was frozen with its session open. */
+    let frozenMaxPendingSeconds = 0;
 
     const actions: FaultActions = {
       relayKill: async (rnd) => {
@@ -214,19 +299,36 @@ export async function runChaos(
         await stack.redis.start();
         return `redis-server SIGKILLed, restarted on port ${stack.redis.port} after ${down} ms`;
       },
-      pgTerminate: async () => {
-        const result = await terminator.query<{ terminated: number }>(
-          `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS terminated
-           FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
-        );
-        const terminated = result.rows[0]?.terminated ?? 0;
-        backendsTerminated += terminated;
-        return `pg_terminate_backend on ${terminated} sessions`;
+      pgTerminate: async () => `pg_terminate_backend on ${await terminateAll()} sessions`,
+      relayFreeze: async (rnd) => {
+        const victim = relays[rnd.int(0, relays.length - 1)] as RelayHandle;
+        const sessionOpen = freezes++ % 2 === 1;
+        victim.process.signalGroup('SIGSTOP');
+        try {
+          if (!sessionOpen) {
+            const terminated = await terminateAll();
+            // Longer than the journal's confirmation delay (5 s): the journal has forgotten its batch.
+            await sleep(7000);
+            return `${victim.process.name} frozen 7 s, ${terminated} sessions ended meanwhile`;
+          }
+          // Longer than the stall timeout: the other relays must end its session and take over.
+          const until = Date.now() + FROZEN_OPEN_MS;
+          while (Date.now() < until) {
+            const age = await terminator.query<{ seconds: number | null }>(
+              "SELECT extract(epoch FROM now() - min(created_at))::float8 AS seconds FROM event_outbox WHERE status = 'PENDING'",
+            );
+            frozenMaxPendingSeconds = Math.max(frozenMaxPendingSeconds, age.rows[0]?.seconds ?? 0);
+            await sleep(250);
+          }
+          return `${victim.process.name} frozen ${FROZEN_OPEN_MS / 1000} s with its session open`;
+        } finally {
+          victim.process.signalGroup('SIGCONT');
+        }
       },
       serviceKill: async () => {
         const victim = service;
         await victim.process.kill('SIGKILL');
-        service = await stack.startService({ relay: false, port: victim.port });
+        service = await stack.startService({ relay: options.serviceRelay, port: victim.port });
         return `${victim.process.name} (pid ${victim.process.pid}) SIGKILLed; ${service.process.name} started`;
       },
     };
@@ -235,14 +337,19 @@ export async function runChaos(
     const durationMs = options.durationSeconds * 1000;
     const plan = planFaults(options.faults, durationMs, random);
     const loadStart = Date.now();
+    // Faults follow the load's progress, not the clock: on a slow host the load falls behind its pace,
+    // and faults planned by the clock would then all land early in it.
+    let started = 0;
+    let loadDone = false;
     const [load, faultLog] = await Promise.all([
       runLoad(
         http,
         {
           trades: options.trades,
           durationMs,
-          // The load is bounded: nothing starts later than this, however slow the system gets.
-          deadline: loadStart + Math.max(durationMs * 2, durationMs + 60_000),
+          // The load is bounded: nothing starts later than this, however slow the system gets. Generous,
+          // so a busy 2-core host falls behind the pace without failing the run.
+          deadline: loadStart + 4 * durationMs + 120_000,
           concurrency: options.concurrency,
           traders,
           symbols: symbolList(options.symbols),
@@ -251,8 +358,21 @@ export async function runChaos(
           seed: options.seed,
         },
         stopped,
+        () => {
+          started++;
+        },
+      ).finally(() => {
+        loadDone = true;
+      }),
+      injectFaults(
+        plan,
+        actions,
+        random,
+        loadStart,
+        log,
+        () => stopped() || loadDone,
+        () => started / options.trades,
       ),
-      injectFaults(plan, actions, random, loadStart, log, stopped),
     ]);
     const loadSeconds = (Date.now() - loadStart) / 1000;
     log(
@@ -286,6 +406,14 @@ export async function runChaos(
         options.drainTimeoutSeconds * 1000,
         250,
       );
+      // A Redis that lost the streams: wait until every loss is repaired (markers back in step).
+      if (options.volatileRedis)
+        await waitFor(
+          'every stream repaired',
+          () => streamsInStep(stack),
+          options.drainTimeoutSeconds * 1000,
+          250,
+        );
     } catch (error) {
       problems.push(error instanceof Error ? error.message : String(error));
     }
@@ -294,7 +422,15 @@ export async function runChaos(
 
     for (const crash of stack.crashes) problems.push(crash);
     const unknownTotal = total(load.unknown);
-    const verification = await verifyRun(stack.db.pool, stack.redis.url, load.accepted, unknownTotal);
+    const verification = await verifyRun(stack.db.pool, stack.redis.url, load.accepted, unknownTotal, {
+      serverErrors: load.serverErrorLog,
+      faultWindows: faultLog.map((fault) => ({
+        kind: fault.kind,
+        start: loadStart + fault.startedMs,
+        end: loadStart + fault.startedMs + fault.tookMs,
+      })),
+      deletePublished: options.deletePublished,
+    });
     problems.push(...verification.problems);
     ok = problems.length === 0;
     const faults = Object.fromEntries(
@@ -309,6 +445,7 @@ export async function runChaos(
       verification,
       faults,
       backendsTerminated,
+      frozenMaxPendingSeconds,
       faultLog,
       {
         load: loadSeconds,
@@ -330,12 +467,31 @@ export async function runChaos(
   }
 }
 
+/**
+ * True once Redis's marker of every stream and partition equals the outbox's durable record: no loss
+ * is waiting for its repair.
+ */
+async function streamsInStep(stack: Stack): Promise<boolean> {
+  const { rows } = await stack.db.pool.query<{ stream: string; partition_no: number; last_entry_id: string }>(
+    'SELECT stream, partition_no, last_entry_id FROM event_outbox_streams',
+  );
+  const states = new Map<string, Map<string, string>>();
+  for (const stream of new Set(rows.map((row) => row.stream))) {
+    const fields = (await stack.redis.cli(['HGETALL', `{${stream}}:outbox-state`])).split('\n');
+    const state = new Map<string, string>();
+    for (let i = 0; i + 1 < fields.length; i += 2) state.set(fields[i] as string, fields[i + 1] as string);
+    states.set(stream, state);
+  }
+  return rows.every((row) => states.get(row.stream)?.get(`m${row.partition_no}`) === row.last_entry_id);
+}
+
 function summarize(
   options: ChaosOptions,
   load: LoadResult,
   verification: Awaited<ReturnType<typeof verifyRun>>,
   faults: Record<FaultKind, number>,
   pgBackendsTerminated: number,
+  frozenMaxPendingSeconds: number,
   faultLog: FaultRecord[],
   seconds: ChaosSummary['seconds'],
   problems: string[],
@@ -344,6 +500,12 @@ function summarize(
   return {
     ok: problems.length === 0,
     seed: options.seed,
+    setup: {
+      relays: options.relays,
+      serviceRelay: options.serviceRelay,
+      deletePublished: options.deletePublished,
+      ...(options.volatileRedis ? { volatileRedis: true } : {}),
+    },
     trades: {
       requested: options.trades,
       attempted: load.attempted,
@@ -369,8 +531,11 @@ function summarize(
       outOfOrder: verification.outOfOrder,
       gaps: verification.gaps,
       orphans: verification.orphans,
+      wrongPositions: verification.wrongPositions,
+      oversold: verification.oversold,
+      serverErrorsOutsideFaults: verification.serverErrorsOutsideFaults,
     },
-    faults: { ...faults, pgBackendsTerminated },
+    faults: { ...faults, pgBackendsTerminated, frozenMaxPendingSeconds },
     faultLog,
     seconds,
     problems,

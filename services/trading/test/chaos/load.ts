@@ -37,6 +37,17 @@ export interface AcceptedTrade {
   accountId: string;
   symbol: string;
   positionVersion: number;
+  /** What the answer said was executed (checked against the stored trade when present). */
+  side?: 'BUY' | 'SELL';
+  quantity?: string;
+  price?: string;
+}
+
+/** One 5xx answer, with when its request went out and when the answer came (epoch ms). */
+export interface ServerError {
+  status: number;
+  sentAt: number;
+  answeredAt: number;
 }
 
 export interface LoadResult {
@@ -50,6 +61,8 @@ export interface LoadResult {
   unknown: Record<string, number>;
   /** Every 5xx answer seen, including ones a retry resolved, by status code. */
   serverErrors: Record<string, number>;
+  /** The same 5xx answers one by one, with their times, to match against the fault windows. */
+  serverErrorLog: ServerError[];
   retries: number;
   /** Trades whose first try had an unknown outcome and a retry resolved. */
   resolvedByRetry: number;
@@ -71,7 +84,15 @@ function decimal(random: Random, min: number, max: number): string {
 function classify(response: HttpResponse): Attempt {
   if (response.status === 201) {
     const body = JSON.parse(response.body) as {
-      trade: { id: string; accountId: string; symbol: string; positionVersion: number };
+      trade: {
+        id: string;
+        accountId: string;
+        symbol: string;
+        positionVersion: number;
+        side: 'BUY' | 'SELL';
+        quantity: string;
+        price: string;
+      };
     };
     return {
       kind: 'accepted',
@@ -80,6 +101,9 @@ function classify(response: HttpResponse): Attempt {
         accountId: body.trade.accountId,
         symbol: body.trade.symbol,
         positionVersion: body.trade.positionVersion,
+        side: body.trade.side,
+        quantity: body.trade.quantity,
+        price: body.trade.price,
       },
       replayed: response.headers['idempotent-replayed'] === 'true',
     };
@@ -98,6 +122,8 @@ export async function runLoad(
   http: HttpClient,
   plan: LoadPlan,
   isStopped: () => boolean,
+  /** Told each time a trade is started (its index), so faults can follow the load's progress. */
+  onStart: (index: number) => void = () => {},
 ): Promise<LoadResult> {
   const result: LoadResult = {
     attempted: 0,
@@ -106,6 +132,7 @@ export async function runLoad(
     rejected: {},
     unknown: {},
     serverErrors: {},
+    serverErrorLog: [],
     retries: 0,
     resolvedByRetry: 0,
     replayed: 0,
@@ -119,6 +146,7 @@ export async function runLoad(
     body: unknown,
     idempotencyKey: string | undefined,
   ): Promise<Attempt> {
+    const sentAt = Date.now();
     try {
       const response = await http.postJson(
         '/v1/trades',
@@ -129,7 +157,10 @@ export async function runLoad(
         },
         plan.requestTimeoutMs,
       );
-      if (response.status >= 500) bump(result.serverErrors, String(response.status));
+      if (response.status >= 500) {
+        bump(result.serverErrors, String(response.status));
+        result.serverErrorLog.push({ status: response.status, sentAt, answeredAt: Date.now() });
+      }
       return classify(response);
     } catch (error) {
       if (error instanceof NoAnswerError) return { kind: 'unknown', reason: error.code };
@@ -182,6 +213,7 @@ export async function runLoad(
       }
       await sleep(startedAt + index * interval - Date.now());
       result.attempted++;
+      onStart(index);
       await trade(index);
     }
   }

@@ -1,12 +1,14 @@
 import { isDeepStrictEqual } from 'node:util';
 import type pg from 'pg';
+import { averagePriceAfterBuy } from '../decimal.ts';
 import { readStreams, type StreamEntry } from '../e2e/streams.ts';
-import type { AcceptedTrade } from './load.ts';
+import type { AcceptedTrade, ServerError } from './load.ts';
 
 /**
  * The checks after a chaos run, from the database, the streams and what the clients were told.
  * Each check counts what breaks it and keeps a few examples; nothing stops at the first problem, so a
- * broken build shows the whole damage.
+ * broken build shows the whole damage. `checkRun` is pure (a run's records in, findings out), so its
+ * negative controls (verify.unit.test.ts) feed it doctored runs; `verifyRun` reads a real run.
  */
 
 export const TRADE_EXECUTED = 'astra.trading.trade_executed.v1';
@@ -26,32 +28,101 @@ export interface Verification {
   outOfOrder: number;
   /** Versions missing from a position's stream relative to the database (1..final version). */
   gaps: number;
-  /** Stream entries for which no committed outbox row exists. */
+  /** Stream entries for which no committed outbox row exists (with deletePublished: no trade). */
   orphans: number;
+  /** Positions whose quantity or average price is not what their trades, replayed in version order, give. */
+  wrongPositions: number;
+  /** SELLs that took a position below zero, in the replay of its trades. */
+  oversold: number;
+  /** 5xx answers to requests that overlapped no fault (with its grace period). */
+  serverErrorsOutsideFaults: number;
   /** Human-readable failed checks, with examples. */
   problems: string[];
 }
 
-interface TradeRow {
+export interface TradeRow {
   id: string;
   account_id: string;
   symbol: string;
+  side: 'BUY' | 'SELL';
+  /** Decimal text without trailing zeros, as trim_scale(x)::text gives it. */
+  quantity: string;
+  price: string;
   position_version: number;
 }
 
-interface PositionRow {
+export interface PositionRow {
   account_id: string;
   symbol: string;
+  /** Decimal text without trailing zeros. */
+  quantity: string;
+  average_price: string;
   version: number;
 }
 
-interface OutboxRow {
+export interface OutboxRow {
   event_id: string;
   event_type: string;
   aggregate_id: string;
   status: string;
   stream_entry_id: string | null;
   payload: Record<string, unknown>;
+}
+
+/** When a fault was under way (epoch ms): a 5xx to a request overlapping it is expected. */
+export interface FaultWindow {
+  kind: string;
+  start: number;
+  end: number;
+}
+
+/** A fault's effects outlast it a little: a pool finds its killed sessions on their next use. */
+export const FAULT_GRACE_MS = 5000;
+
+/** Everything the checks look at, as read after a run (or made up by a negative control). */
+export interface RunRecord {
+  trades: readonly TradeRow[];
+  positions: readonly PositionRow[];
+  /** Every outbox row, in id order. */
+  outbox: readonly OutboxRow[];
+  /** Every entry of the two streams, in stream order. */
+  streams: ReadonlyMap<string, readonly StreamEntry[]>;
+  /** What the clients were told: the 201s. */
+  accepted: readonly AcceptedTrade[];
+  /** Requests whose outcome the client never learnt. */
+  unknownOutcomes: number;
+  /** Every 5xx answer, with when its request was sent and answered. @defaultValue none */
+  serverErrors?: readonly ServerError[];
+  /** When faults were injected. @defaultValue none */
+  faultWindows?: readonly FaultWindow[];
+  /**
+   * The relays delete each event as they publish it: the streams are then the events' only record,
+   * and what they must hold is derived from the trades. @defaultValue false
+   */
+  deletePublished?: boolean;
+}
+
+/** Options of a real run's check beyond what the database and Redis hold. */
+export interface VerifyOptions {
+  serverErrors?: readonly ServerError[];
+  faultWindows?: readonly FaultWindow[];
+  deletePublished?: boolean;
+}
+
+/** Units of 10^-8, signed: a doctored or broken position may hold a negative quantity. */
+function units(text: string): bigint {
+  const match = /^(-)?(\d+)(?:\.(\d{1,8}))?$/.exec(text);
+  if (match === null) throw new Error(`not a decimal with at most 8 decimals: ${text}`);
+  const [, minus, whole = '', fraction = ''] = match;
+  const value = BigInt(whole) * 100_000_000n + BigInt(fraction.padEnd(8, '0'));
+  return minus === undefined ? value : -value;
+}
+
+function decimalText(value: bigint): string {
+  const sign = value < 0n ? '-' : '';
+  const abs = value < 0n ? -value : value;
+  const fraction = (abs % 100_000_000n).toString().padStart(8, '0').replace(/0+$/, '');
+  return `${sign}${abs / 100_000_000n}${fraction === '' ? '' : `.${fraction}`}`;
 }
 
 /** Collects examples of one kind of problem and reports it once with its count. */
@@ -84,15 +155,41 @@ export async function verifyRun(
   redisUrl: string,
   accepted: readonly AcceptedTrade[],
   unknownOutcomes: number,
+  options: VerifyOptions = {},
 ): Promise<Verification> {
   const [trades, positions, outbox] = await Promise.all([
-    pool.query<TradeRow>('SELECT id::text, account_id, symbol, position_version::int FROM trades'),
-    pool.query<PositionRow>('SELECT account_id, symbol, version::int FROM positions'),
+    pool.query<TradeRow>(
+      `SELECT id::text, account_id, symbol, side, trim_scale(quantity)::text AS quantity,
+              trim_scale(price)::text AS price, position_version::int FROM trades`,
+    ),
+    pool.query<PositionRow>(
+      `SELECT account_id, symbol, trim_scale(quantity)::text AS quantity,
+              trim_scale(average_price)::text AS average_price, version::int FROM positions`,
+    ),
     pool.query<OutboxRow>(
       'SELECT event_id::text, event_type, aggregate_id, status, stream_entry_id, payload FROM event_outbox ORDER BY id',
     ),
   ]);
   const streams = await readStreams(redisUrl, [TRADE_EXECUTED, POSITION_UPDATED]);
+  return checkRun({
+    trades: trades.rows,
+    positions: positions.rows,
+    outbox: outbox.rows,
+    streams,
+    accepted,
+    unknownOutcomes,
+    ...options,
+  });
+}
+
+/** The checks themselves: pure, so a doctored run can show that each one fires. */
+export function checkRun(run: RunRecord): Verification {
+  const { accepted, unknownOutcomes } = run;
+  const trades = { rows: run.trades };
+  const positions = { rows: run.positions };
+  const outbox = { rows: run.outbox };
+  const streams = run.streams;
+  const deletePublished = run.deletePublished ?? false;
   const problems: string[] = [];
 
   // --- What the clients were told against the trades table.
@@ -109,9 +206,14 @@ export async function verifyRun(
     else if (
       row.account_id !== trade.accountId ||
       row.symbol !== trade.symbol ||
-      row.position_version !== trade.positionVersion
+      row.position_version !== trade.positionVersion ||
+      (trade.side !== undefined && row.side !== trade.side) ||
+      (trade.quantity !== undefined && units(row.quantity) !== units(trade.quantity)) ||
+      (trade.price !== undefined && units(row.price) !== units(trade.price))
     ) {
-      acceptedWrong.add(`${trade.id}: answered v${trade.positionVersion}, stored v${row.position_version}`);
+      acceptedWrong.add(
+        `${trade.id}: answered ${trade.side ?? '?'} ${trade.quantity ?? '?'} v${trade.positionVersion}, stored ${row.side} ${row.quantity} v${row.position_version}`,
+      );
     }
   }
   const unanswered = trades.rows.length - acceptedIds.size + acceptedMissing.count;
@@ -142,7 +244,8 @@ export async function verifyRun(
   }
   const partialTrades = new Finding('trades without exactly one trade_executed and one position_updated row');
   const wrongEvents = new Finding('events whose content does not match their trade');
-  for (const trade of trades.rows) {
+  // With deletePublished the published rows are gone: the streams are checked against the trades below.
+  for (const trade of deletePublished ? [] : trades.rows) {
     const executed = executedOf.get(trade.id) ?? [];
     const updated = updatedOf.get(trade.id) ?? [];
     if (executed.length !== 1 || updated.length !== 1) {
@@ -199,7 +302,7 @@ export async function verifyRun(
   const lost = new Finding('committed events missing from the streams');
   const duplicated = new Finding('events in the streams more than once');
   const misplaced = new Finding('stream entries that differ from their outbox row');
-  for (const row of outbox.rows) {
+  for (const row of deletePublished ? [] : outbox.rows) {
     const found = entriesById.get(row.event_id) ?? [];
     if (found.length === 0) lost.add(`${row.event_type} ${row.event_id} (${row.status})`);
     if (found.length > 1) duplicated.add(`${row.event_id} x${found.length}`, found.length - 1);
@@ -219,9 +322,58 @@ export async function verifyRun(
   if (acceptedMissing.count > 0)
     lost.add(`${acceptedMissing.count} trades answered 201 but not stored`, 2 * acceptedMissing.count);
   const outboxIds = new Set(outbox.rows.map((row) => row.event_id));
-  const orphans = new Finding('stream entries without a committed outbox row');
-  for (const [id, found] of entriesById) {
-    if (!outboxIds.has(id)) orphans.add(`${id} at ${found[0]?.entry.entryId}`, found.length);
+  const orphans = new Finding(
+    deletePublished
+      ? 'stream entries that belong to no trade'
+      : 'stream entries without a committed outbox row',
+  );
+  if (!deletePublished) {
+    for (const [id, found] of entriesById) {
+      if (!outboxIds.has(id)) orphans.add(`${id} at ${found[0]?.entry.entryId}`, found.length);
+    }
+  } else {
+    // No rows to match: every trade must have its two entries, once each and as the trade says, and
+    // every entry must belong to a trade.
+    const executedByTrade = new Map<string, StreamEntry[]>();
+    const updatedByTrade = new Map<string, StreamEntry[]>();
+    for (const [stream, entries] of streams) {
+      for (const entry of entries) {
+        const tradeId =
+          stream === TRADE_EXECUTED
+            ? (entry.fields.subject ?? '')
+            : stream === POSITION_UPDATED
+              ? String(parseData(entry)?.tradeId)
+              : '';
+        const index = stream === TRADE_EXECUTED ? executedByTrade : updatedByTrade;
+        if (!tradeById.has(tradeId)) orphans.add(`${stream} ${entry.fields.id} at ${entry.entryId}`);
+        else index.set(tradeId, [...(index.get(tradeId) ?? []), entry]);
+      }
+    }
+    for (const [id, found] of entriesById) {
+      if (found.length > 1) duplicated.add(`${id} x${found.length}`, found.length - 1);
+    }
+    for (const trade of trades.rows) {
+      for (const [type, index] of [
+        [TRADE_EXECUTED, executedByTrade],
+        [POSITION_UPDATED, updatedByTrade],
+      ] as const) {
+        const found = index.get(trade.id) ?? [];
+        if (found.length === 0) lost.add(`${type} of trade ${trade.id}`);
+        const ids = new Set(found.map((entry) => entry.fields.id));
+        // Two entries with one event id are a duplicate (counted above); two event ids, a second event.
+        if (ids.size > 1) partialTrades.add(`${trade.id}: ${ids.size} ${type} events`);
+        const first = found[0];
+        if (first === undefined) continue;
+        const data = parseData(first);
+        const right =
+          first.fields.type === type &&
+          (type === TRADE_EXECUTED
+            ? data?.id === trade.id && data?.positionVersion === trade.position_version
+            : first.fields.subject === positionKey(trade.account_id, trade.symbol) &&
+              data?.version === trade.position_version);
+        if (!right) misplaced.add(`${type} ${first.fields.id} at ${first.entryId}`);
+      }
+    }
   }
 
   // --- By subject and tradeId, straight from the streams: each 201 trade once in each stream.
@@ -263,6 +415,91 @@ export async function verifyRun(
     if (missing > 0) gaps.add(`${subject}: ${missing} of 1..${final} missing`, missing);
   }
 
+  // --- Quantities: replay each position's trades in version order with exact arithmetic (the same
+  // rounding as the BUY statement); the position row and every position_updated event must agree, and
+  // no SELL may take more than the position holds.
+  const tradesOf = new Map<string, TradeRow[]>();
+  for (const trade of trades.rows) {
+    const key = positionKey(trade.account_id, trade.symbol);
+    tradesOf.set(key, [...(tradesOf.get(key) ?? []), trade]);
+  }
+  const replayed = new Map<string, { quantity: bigint; average: bigint }[]>(); // index: version - 1
+  const oversold = new Finding('SELLs beyond the quantity held (oversell)');
+  for (const [key, list] of tradesOf) {
+    let quantity = 0n;
+    let average = 0n;
+    const steps: { quantity: bigint; average: bigint }[] = [];
+    for (const trade of [...list].sort((a, b) => a.position_version - b.position_version)) {
+      const amount = units(trade.quantity);
+      if (trade.side === 'BUY') {
+        average = averagePriceAfterBuy(quantity, average, amount, units(trade.price));
+        quantity += amount;
+      } else {
+        if (amount > quantity)
+          oversold.add(
+            `${key} v${trade.position_version}: SELL ${trade.quantity} of ${decimalText(quantity)}`,
+          );
+        quantity -= amount;
+        if (quantity === 0n) average = 0n;
+      }
+      steps[trade.position_version - 1] = { quantity, average };
+    }
+    replayed.set(key, steps);
+  }
+  const wrongPositions = new Finding('positions whose quantity or average price differs from their trades');
+  for (const position of positions.rows) {
+    const key = positionKey(position.account_id, position.symbol);
+    const last = replayed.get(key)?.[position.version - 1];
+    if (
+      last === undefined ||
+      units(position.quantity) !== last.quantity ||
+      units(position.average_price) !== last.average
+    ) {
+      wrongPositions.add(
+        `${key} v${position.version}: ${position.quantity} @ ${position.average_price}, trades give ${
+          last === undefined ? 'nothing' : `${decimalText(last.quantity)} @ ${decimalText(last.average)}`
+        }`,
+      );
+    }
+  }
+  const wrongAmounts = new Finding(
+    'position_updated events whose quantity or average differs from the replay',
+  );
+  const updates: { where: string; subject: string; data: Record<string, unknown> | undefined }[] = [
+    ...outbox.rows
+      .filter((row) => row.event_type === POSITION_UPDATED)
+      .map((row) => ({ where: `row ${row.event_id}`, subject: row.aggregate_id, data: row.payload })),
+    ...(streams.get(POSITION_UPDATED) ?? []).map((entry) => ({
+      where: `entry ${entry.entryId}`,
+      subject: entry.fields.subject ?? '',
+      data: parseData(entry),
+    })),
+  ];
+  for (const { where, subject, data } of updates) {
+    const step = replayed.get(subject)?.[Number(data?.version) - 1];
+    if (step === undefined) continue; // a version without its trade is reported above
+    const quantity = typeof data?.quantity === 'string' ? data.quantity : '';
+    const average = typeof data?.averagePrice === 'string' ? data.averagePrice : '';
+    if (
+      !/^-?\d+(\.\d{1,8})?$/.test(quantity) ||
+      !/^-?\d+(\.\d{1,8})?$/.test(average) ||
+      units(quantity) !== step.quantity ||
+      units(average) !== step.average
+    ) {
+      wrongAmounts.add(`${where} ${subject} v${String(data?.version)}: ${quantity} @ ${average}`);
+    }
+  }
+
+  // --- Server errors: a 5xx is expected only from a request that overlapped a fault (or its grace).
+  const serverErrorsOutside = new Finding('5xx answers outside every fault window');
+  for (const error of run.serverErrors ?? []) {
+    const inFault = (run.faultWindows ?? []).some(
+      (fault) => error.sentAt <= fault.end + FAULT_GRACE_MS && error.answeredAt >= fault.start,
+    );
+    if (!inFault)
+      serverErrorsOutside.add(`${error.status} to a request sent at ${new Date(error.sentAt).toISOString()}`);
+  }
+
   for (const finding of [
     acceptedMissing,
     acceptedWrong,
@@ -278,6 +515,10 @@ export async function verifyRun(
     notOnce,
     outOfOrder,
     gaps,
+    oversold,
+    wrongPositions,
+    wrongAmounts,
+    serverErrorsOutside,
   ]) {
     finding.report(problems);
   }
@@ -293,6 +534,9 @@ export async function verifyRun(
     outOfOrder: outOfOrder.count,
     gaps: gaps.count,
     orphans: orphans.count,
+    wrongPositions: wrongPositions.count + wrongAmounts.count,
+    oversold: oversold.count,
+    serverErrorsOutsideFaults: serverErrorsOutside.count,
     problems,
   };
 }

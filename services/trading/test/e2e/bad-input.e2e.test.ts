@@ -360,7 +360,9 @@ const EXPECTED: Record<Category, (status: number) => boolean> = {
   idempotency: (status) => status === 400,
   oversized: (status) => status === 413,
   method: (status) => status === 404 || status === 405,
-  path: (status) => status < 500,
+  // A hostile path lands somewhere known: the docs UI (200, or a redirect to it), a refused parameter
+  // (400), the auth checks (401, 403), no route (404), a refused SELL (422) or a refused request line.
+  path: (status) => [200, 301, 302, 400, 401, 403, 404, 405, 414, 422, 431].includes(status),
 };
 
 /** Categories answered by the API's own error handler, which always sends { error: { code, ... } }. */
