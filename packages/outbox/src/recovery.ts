@@ -132,22 +132,32 @@ export async function repairStreams(
       );
     });
     if (lostRows.length === 0) continue;
-    const outcomes = await publisher.publish(lostRows.map(toPublishable), { fence, mode: 'repair' });
     const rowIds: string[] = [];
     const entryIds: string[] = [];
-    for (const [index, outcome] of outcomes.entries()) {
-      if (outcome.status === 'fenced') return { status: 'fenced' };
-      if (outcome.status !== 'published') {
-        return { status: 'unavailable', error: 'error' in outcome ? outcome.error : outcome.status };
+    // In a cluster an aggregate whose lost events span slots goes out one slot per call: the events
+    // held back behind an earlier one of their aggregate go in the next call, in order.
+    for (let batch = lostRows; batch.length > 0; ) {
+      const outcomes = await publisher.publish(batch.map(toPublishable), { fence, mode: 'repair' });
+      const held: PublishedRow[] = [];
+      for (const [index, outcome] of outcomes.entries()) {
+        const row = batch[index] as PublishedRow;
+        if (outcome.status === 'fenced') return { status: 'fenced' };
+        if (outcome.status === 'held' && index > 0) {
+          held.push(row);
+          continue;
+        }
+        if (outcome.status !== 'published') {
+          return { status: 'unavailable', error: 'error' in outcome ? outcome.error : outcome.status };
+        }
+        const entry = progress.get(streamKey(outcome.stream, row.partition)) as Progress;
+        entry.republished++;
+        entry.firstRepublishedEntryId ??= row.stream_entry_id;
+        entry.newest = { entryId: outcome.entryId, eventId: row.event_id };
+        rowIds.push(row.id);
+        entryIds.push(outcome.entryId);
+        republished.push({ eventId: row.event_id, stream: outcome.stream });
       }
-      const row = lostRows[index] as PublishedRow;
-      const entry = progress.get(streamKey(outcome.stream, row.partition)) as Progress;
-      entry.republished++;
-      entry.firstRepublishedEntryId ??= row.stream_entry_id;
-      entry.newest = { entryId: outcome.entryId, eventId: row.event_id };
-      rowIds.push(row.id);
-      entryIds.push(outcome.entryId);
-      republished.push({ eventId: row.event_id, stream: outcome.stream });
+      batch = held;
     }
     await db.query(updateEntryIdsQuery(table, rowIds, entryIds));
   }
