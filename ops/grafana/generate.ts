@@ -3,14 +3,16 @@
  * and its provisioning files. `npm run dashboards` rewrites the committed files; a test fails when they
  * differ from what this module produces, so edit here, never the JSON.
  *
- * Queries use Grafana's `$__rate_interval`; `panelQueries()` substitutes it so the expressions can be
- * sent to Prometheus as they are.
+ * Queries use Grafana's `$__rate_interval` and the dashboard's `$job` and `$instance` variables;
+ * `panelQueries()` substitutes them (the variables with "All") so the expressions can be sent to
+ * Prometheus as they are.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as common from '@grafana/grafana-foundation-sdk/common';
 import * as dashboard from '@grafana/grafana-foundation-sdk/dashboard';
+import * as heatmap from '@grafana/grafana-foundation-sdk/heatmap';
 import * as prometheus from '@grafana/grafana-foundation-sdk/prometheus';
 import * as stat from '@grafana/grafana-foundation-sdk/stat';
 import * as timeseries from '@grafana/grafana-foundation-sdk/timeseries';
@@ -29,21 +31,34 @@ const DATASOURCE: common.DataSourceRef = { type: 'prometheus', uid: '${datasourc
 const RATE = '$__rate_interval';
 /** The jobs that run outbox code (ops/prometheus/prometheus.yml). */
 const JOBS = 'job=~"trading-service|outbox-relay"';
+/**
+ * The processes picked with the job and instance variables. Not applied to the leader's table-wide
+ * gauges, which one process exports for everyone: picking another instance must not hide the backlog.
+ */
+const PICKED = 'job=~"$job", instance=~"$instance"';
+/** What Grafana puts for a variable set to "All" (the variables' allValue). */
+const ALL = '.*';
+/** The SLO (docs/runbooks.md): at most 1% of events slower than 30 s from commit to Redis. */
+const SLO_BUDGET = 0.01;
 
 interface Query {
   expr: string;
   legend: string;
+  /** Prometheus's buckets as a heatmap (one series per `le`). */
+  heatmap?: boolean;
 }
 
 function targets(queries: Query[]): prometheus.DataqueryBuilder[] {
-  return queries.map((query, index) =>
-    new prometheus.DataqueryBuilder()
+  return queries.map((query, index) => {
+    const target = new prometheus.DataqueryBuilder()
       .datasource(DATASOURCE)
       .refId(String.fromCharCode(65 + index))
       .expr(query.expr)
       .legendFormat(query.legend)
-      .range(),
-  );
+      .range();
+    if (query.heatmap) target.format(prometheus.PromQueryFormat.Heatmap);
+    return target;
+  });
 }
 
 function thresholds(steps: dashboard.Threshold[]): dashboard.ThresholdsConfigBuilder {
@@ -99,7 +114,9 @@ interface SingleStatOptions {
   queries: Query[];
   steps: dashboard.Threshold[];
   mappings?: dashboard.ValueMapping[];
+  unit?: string;
   width: number;
+  height?: number;
 }
 
 function singleStat(options: SingleStatOptions): stat.PanelBuilder {
@@ -107,8 +124,9 @@ function singleStat(options: SingleStatOptions): stat.PanelBuilder {
     .title(options.title)
     .description(options.description)
     .datasource(DATASOURCE)
+    .unit(options.unit ?? 'short')
     .span(options.width)
-    .height(8)
+    .height(options.height ?? 8)
     .graphMode(common.BigValueGraphMode.Area)
     .colorMode(common.BigValueColorMode.Background)
     .reduceOptions(new common.ReduceDataOptionsBuilder().calcs(['lastNotNull']))
@@ -117,15 +135,43 @@ function singleStat(options: SingleStatOptions): stat.PanelBuilder {
     .targets(targets(options.queries));
 }
 
-const quantile = (q: number, metric: string, by = 'le'): string =>
-  `histogram_quantile(${q}, sum by (${by}) (rate(${metric}_bucket[${RATE}])))`;
+const quantile = (q: number, metric: string, by = 'le', selector = ''): string =>
+  `histogram_quantile(${q}, sum by (${by}) (rate(${metric}_bucket${selector}[${RATE}])))`;
+
+const UP_DOWN: dashboard.ValueMapping[] = [
+  {
+    type: dashboard.MappingType.ValueToText,
+    options: { '0': { text: 'DOWN', color: 'red' }, '1': { text: 'UP', color: 'green' } },
+  },
+];
+
+/** A variable listing one label's values among the outbox processes, "All" by default. */
+function processVariable(name: 'job' | 'instance', query: string): dashboard.QueryVariableBuilder {
+  return new dashboard.QueryVariableBuilder(name)
+    .label(name)
+    .datasource(DATASOURCE)
+    .query(query)
+    .definition(query)
+    .refresh(dashboard.VariableRefresh.OnTimeRangeChanged)
+    .sort(dashboard.VariableSort.AlphabeticalAsc)
+    .multi(true)
+    .includeAll(true)
+    .allValue(ALL)
+    .current({ selected: true, text: 'All', value: '$__all' });
+}
+
+/** Time to drain the backlog at the current write and drain rates: 0 when empty, +Inf when growing. */
+const PENDING = 'max(outbox_pending_events_total)';
+const WRITE_RATE = `sum(rate(outbox_events_enqueued_total[${RATE}]))`;
+const DRAIN_RATE = `sum(rate(outbox_events_published_total[${RATE}]))`;
+const TIME_TO_DRAIN = `(${PENDING} == 0) or (${PENDING} / clamp_min(${DRAIN_RATE} - ${WRITE_RATE}, 0))`;
 
 /** The dashboard as Grafana's JSON model. */
 export function buildOutboxDashboard(): dashboard.Dashboard {
   const model = new dashboard.DashboardBuilder('Trading outbox')
     .uid('trading-outbox')
     .description(
-      'Transactional outbox of the trading service: backlog, publishing, relay health and the trade flow. ' +
+      'Transactional outbox of the trading service: SLO, backlog, publishing, relay health and the trade flow. ' +
         'Generated by ops/grafana/generate.ts; alerts and runbooks: docs/runbooks.md.',
     )
     .tags(['trading', 'outbox'])
@@ -140,6 +186,48 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
         .type('prometheus')
         .current({ selected: true, text: 'Prometheus', value: DATASOURCE_UID }),
     )
+    .withVariable(processVariable('job', `label_values(up{${JOBS}}, job)`))
+    .withVariable(processVariable('instance', `label_values(up{${JOBS}, job=~"$job"}, instance)`))
+
+    .withRow(new dashboard.RowBuilder('Service level'))
+    .withPanel(
+      graph({
+        title: 'SLO burn rate',
+        description:
+          'How fast the error budget goes: the share of events slower than 30 s from commit to Redis, over ' +
+          'the SLO allowance of 1%. 1 spends the 30-day budget in 30 days; the fast-burn page needs 14.4 over ' +
+          '1h and 5m (or 6 over 6h and 30m). Alerts OutboxLatencySLOBurnFast and OutboxLatencySLOBurnSlow.',
+        unit: 'x',
+        alertAt: 14.4,
+        width: 12,
+        queries: ['5m', '1h', '6h', '1d'].map((window) => ({
+          expr: `outbox:commit_to_ack_slo_errors:ratio_rate${window} / ${SLO_BUDGET}`,
+          legend: window,
+        })),
+      }),
+    )
+    .withPanel(
+      new heatmap.PanelBuilder()
+        .title('Commit to Redis ack latency (heatmap)')
+        .description(
+          'Events acknowledged per latency bucket, from the event row commit (created_at, database clock) to ' +
+            "Redis's acknowledgement (relay clock). The SLO line is 30 s; a band at the top is an outage drained.",
+        )
+        .datasource(DATASOURCE)
+        .span(12)
+        .height(8)
+        .calculate(false)
+        .yAxis(new heatmap.YAxisConfigBuilder().unit('s'))
+        .targets(
+          targets([
+            {
+              expr: `sum by (le) (increase(outbox_commit_to_ack_seconds_bucket{${PICKED}}[${RATE}]))`,
+              legend: '{{le}}',
+              heatmap: true,
+            },
+          ]),
+        ),
+    )
 
     .withRow(new dashboard.RowBuilder('Backlog'))
     .withPanel(
@@ -150,17 +238,49 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
           'Alert OutboxPendingHigh above 10k for 5m.',
         unit: 'short',
         alertAt: 10000,
-        queries: [{ expr: 'max(outbox_pending_events_total)', legend: 'pending' }],
+        width: 8,
+        queries: [{ expr: PENDING, legend: 'pending' }],
+      }),
+    )
+    .withPanel(
+      graph({
+        title: 'Write rate vs drain rate',
+        description:
+          'Events committed to the outbox per second (write) against events acknowledged by Redis (drain), and ' +
+          "the backlog's own trend from the PENDING gauge: above 0 it grows.",
+        unit: 'ops',
+        width: 8,
+        queries: [
+          { expr: WRITE_RATE, legend: 'write' },
+          { expr: DRAIN_RATE, legend: 'drain' },
+          { expr: `deriv(${PENDING}[10m:])`, legend: 'backlog trend' },
+        ],
+      }),
+    )
+    .withPanel(
+      singleStat({
+        title: 'Time to drain the backlog',
+        description:
+          'PENDING events divided by how much faster they drain than they are written: 0 when empty, ' +
+          'infinite while the backlog does not shrink.',
+        unit: 's',
+        width: 4,
+        steps: [
+          { value: null, color: 'green' },
+          { value: 300, color: 'red' },
+        ],
+        queries: [{ expr: TIME_TO_DRAIN, legend: 'time to drain' }],
       }),
     )
     .withPanel(
       graph({
         title: 'Oldest PENDING event age',
         description:
-          'How long the oldest PENDING event has waited since its commit (0 when none). ' +
-          'Alert OutboxOldestPendingTooOld above 5m.',
+          'How long the oldest PENDING event has waited since its commit (0 when none), leaving out events held ' +
+          'back by a FAILED one. Alert OutboxOldestPendingTooOld above 5m.',
         unit: 's',
         alertAt: 300,
+        width: 4,
         queries: [{ expr: 'max(outbox_oldest_pending_event_age_seconds)', legend: 'oldest pending' }],
       }),
     )
@@ -174,7 +294,7 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
         width: 8,
         queries: [
           {
-            expr: `sum by (event_type) (rate(outbox_events_published_total[${RATE}]))`,
+            expr: `sum by (event_type) (rate(outbox_events_published_total{${PICKED}}[${RATE}]))`,
             legend: '{{event_type}}',
           },
         ],
@@ -182,26 +302,36 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
     )
     .withPanel(
       graph({
-        title: 'Publish errors by kind',
+        title: 'Publish error ratio by kind',
         description:
-          'broker: Redis unreachable or timing out; event: Redis rejected one event; database: Postgres errors. ' +
-          'Alert OutboxPublishErrorsSustained after 10m of any kind.',
-        unit: 'ops',
+          'Failed publish attempts as a share of all attempts. broker: Redis unreachable or refusing writes; ' +
+          'event: Redis rejected one event; database: Postgres errors. Alert OutboxPublishErrorRatioHigh ' +
+          'above 5% for 10m.',
+        unit: 'percentunit',
+        alertAt: 0.05,
         width: 8,
-        queries: [{ expr: `sum by (kind) (rate(outbox_publish_errors_total[${RATE}]))`, legend: '{{kind}}' }],
+        queries: [
+          {
+            expr:
+              `sum by (kind) (rate(outbox_publish_errors_total{${PICKED}}[${RATE}])) / on () group_left () ` +
+              `(sum(rate(outbox_events_published_total{${PICKED}}[${RATE}])) + ` +
+              `sum(rate(outbox_publish_errors_total{${PICKED}}[${RATE}])))`,
+            legend: '{{kind}}',
+          },
+        ],
       }),
     )
     .withPanel(
       graph({
         title: 'Commit to Redis ack latency',
-        description: 'From the event row commit (created_at) to the Redis acknowledgement.',
+        description:
+          'From the event row commit (created_at, database clock) to the Redis acknowledgement (relay clock).',
         unit: 's',
         width: 8,
-        queries: [
-          { expr: quantile(0.5, 'outbox_commit_to_ack_seconds'), legend: 'p50' },
-          { expr: quantile(0.95, 'outbox_commit_to_ack_seconds'), legend: 'p95' },
-          { expr: quantile(0.99, 'outbox_commit_to_ack_seconds'), legend: 'p99' },
-        ],
+        queries: [0.5, 0.95, 0.99].map((q) => ({
+          expr: quantile(q, 'outbox_commit_to_ack_seconds', 'le', `{${PICKED}}`),
+          legend: `p${q * 100}`,
+        })),
       }),
     )
     .withPanel(
@@ -211,10 +341,10 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
         unit: 'short',
         queries: [
           {
-            expr: `sum(rate(outbox_batch_size_sum[${RATE}])) / sum(rate(outbox_batch_size_count[${RATE}]))`,
+            expr: `sum(rate(outbox_batch_size_sum{${PICKED}}[${RATE}])) / sum(rate(outbox_batch_size_count{${PICKED}}[${RATE}]))`,
             legend: 'mean',
           },
-          { expr: quantile(0.95, 'outbox_batch_size'), legend: 'p95' },
+          { expr: quantile(0.95, 'outbox_batch_size', 'le', `{${PICKED}}`), legend: 'p95' },
         ],
       }),
     )
@@ -223,12 +353,17 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
         title: 'FAILED events and blocked aggregates',
         description:
           'FAILED events used up their retries; each holds back the later events of its aggregate until ' +
-          'replayed (npm run cli -- outbox replay). Alert OutboxFailedEvents above 0.',
+          'replayed (npm run cli -- outbox replay). Transitions: events that turned FAILED in the interval. ' +
+          'Alert OutboxFailedEvents above 0.',
         unit: 'short',
         alertAt: 1,
         queries: [
           { expr: 'max(outbox_failed_events)', legend: 'FAILED events' },
           { expr: 'max(outbox_blocked_aggregates)', legend: 'blocked aggregates' },
+          {
+            expr: `sum(increase(outbox_events_failed_total{${PICKED}}[${RATE}]))`,
+            legend: 'turned FAILED',
+          },
         ],
       }),
     )
@@ -237,31 +372,70 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
     .withPanel(
       singleStat({
         title: 'Redis connection by relay',
-        description: 'outbox_broker_up of every process: DOWN on a running relay is alert OutboxBrokerDown.',
+        description:
+          'outbox_broker_up of every process whose relay loop runs (a service with its relay off needs no ' +
+          'Redis). DOWN is alert OutboxBrokerDown; DOWN everywhere is OutboxBrokerDownAllRelays.',
         width: 8,
         steps: [
           { value: null, color: 'red' },
           { value: 1, color: 'green' },
         ],
-        mappings: [
+        mappings: UP_DOWN,
+        queries: [
           {
-            type: dashboard.MappingType.ValueToText,
-            options: { '0': { text: 'DOWN', color: 'red' }, '1': { text: 'UP', color: 'green' } },
+            expr: `min by (job, instance) (outbox_broker_up{${PICKED}} and on (job, instance) (outbox_relay_running == 1))`,
+            legend: '{{job}} {{instance}}',
           },
         ],
-        queries: [{ expr: 'min by (job, instance) (outbox_broker_up)', legend: '{{job}} {{instance}}' }],
       }),
     )
     .withPanel(
       singleStat({
         title: 'Relays running',
-        description: 'Processes whose relay loop runs. 0 (or no data) is alert OutboxNoRelayRunning.',
+        description: 'Processes whose relay loop runs. 0 is alert OutboxNoRelayRunning.',
         width: 4,
+        height: 4,
         steps: [
           { value: null, color: 'red' },
           { value: 1, color: 'green' },
         ],
-        queries: [{ expr: `sum(outbox_relay_running{${JOBS}})`, legend: 'relays running' }],
+        queries: [{ expr: `sum(outbox_relay_running{${JOBS}}) or vector(0)`, legend: 'relays running' }],
+      }),
+    )
+    .withPanel(
+      singleStat({
+        title: 'Metrics leaders',
+        description:
+          'Relays holding the leader role, which exports the backlog gauges: 1 is right; 0 for minutes leaves ' +
+          'the backlog alerts blind (OutboxBacklogGaugesMissing).',
+        width: 4,
+        height: 4,
+        steps: [
+          { value: null, color: 'red' },
+          { value: 1, color: 'green' },
+          { value: 2, color: 'orange' },
+        ],
+        queries: [{ expr: `sum(outbox_relay_leader{${JOBS}}) or vector(0)`, legend: 'leaders' }],
+      }),
+    )
+    .withPanel(
+      graph({
+        title: 'Leader and status query errors',
+        description:
+          'Which process leads (1), and failed or timed-out status queries at its scrapes: each one is a scrape ' +
+          'without backlog gauges.',
+        unit: 'short',
+        width: 8,
+        queries: [
+          {
+            expr: `max by (job, instance) (outbox_relay_leader{${PICKED}})`,
+            legend: 'leader {{job}} {{instance}}',
+          },
+          {
+            expr: `sum(increase(outbox_status_query_errors_total{${PICKED}}[${RATE}])) or vector(0)`,
+            legend: 'status query errors',
+          },
+        ],
       }),
     )
     .withPanel(
@@ -270,19 +444,76 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
         description: 'Each of the 64 partitions is owned by one relay at a time; the sum should be 64.',
         unit: 'short',
         queries: [
-          { expr: 'sum by (job, instance) (outbox_relay_partitions_held)', legend: '{{job}} {{instance}}' },
+          {
+            expr: `sum by (job, instance) (outbox_relay_partitions_held{${PICKED}})`,
+            legend: '{{job}} {{instance}}',
+          },
           { expr: 'sum(outbox_relay_partitions_held)', legend: 'total' },
         ],
       }),
     )
+    .withPanel(
+      singleStat({
+        title: 'Scrape targets up',
+        description:
+          'up of every target Prometheus scrapes: the service, the relays, Prometheus and Alertmanager. A DOWN ' +
+          'outbox target hides its relay from every other panel.',
+        width: 12,
+        steps: [
+          { value: null, color: 'red' },
+          { value: 1, color: 'green' },
+        ],
+        mappings: UP_DOWN,
+        queries: [
+          { expr: `up{${PICKED}} or up{job=~"prometheus|alertmanager"}`, legend: '{{job}} {{instance}}' },
+        ],
+      }),
+    )
 
-    .withRow(new dashboard.RowBuilder('Trade flow'))
+    .withRow(new dashboard.RowBuilder('Trade flow and HTTP (rate, errors, duration)'))
     .withPanel(
       graph({
         title: 'Trades executed by side',
         description: 'Trades committed per second by the service.',
         unit: 'ops',
-        queries: [{ expr: `sum by (side) (rate(trades_executed_total[${RATE}]))`, legend: '{{side}}' }],
+        width: 6,
+        queries: [
+          { expr: `sum by (side) (rate(trades_executed_total{${PICKED}}[${RATE}]))`, legend: '{{side}}' },
+        ],
+      }),
+    )
+    .withPanel(
+      graph({
+        title: 'HTTP requests by route and status',
+        description: 'Requests answered per second, by route pattern and status code.',
+        unit: 'reqps',
+        width: 6,
+        queries: [
+          {
+            expr: `sum by (route, status_code) (rate(http_request_duration_seconds_count{${PICKED}}[${RATE}]))`,
+            legend: '{{route}} {{status_code}}',
+          },
+        ],
+      }),
+    )
+    .withPanel(
+      singleStat({
+        title: 'HTTP 5xx share',
+        description: "Share of requests answered with a 5xx (a 4xx is the client's): 0 when there were none.",
+        unit: 'percentunit',
+        width: 4,
+        steps: [
+          { value: null, color: 'green' },
+          { value: 0.01, color: 'red' },
+        ],
+        queries: [
+          {
+            expr:
+              `(sum(rate(http_request_duration_seconds_count{${PICKED}, status_code=~"5.."}[${RATE}])) or vector(0))` +
+              ` / sum(rate(http_request_duration_seconds_count{${PICKED}}[${RATE}]))`,
+            legend: '5xx',
+          },
+        ],
       }),
     )
     .withPanel(
@@ -290,9 +521,10 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
         title: 'HTTP p99 latency by route',
         description: '99th percentile of request duration per route, all status codes.',
         unit: 's',
+        width: 8,
         queries: [
           {
-            expr: quantile(0.99, 'http_request_duration_seconds', 'le, method, route'),
+            expr: quantile(0.99, 'http_request_duration_seconds', 'le, method, route', `{${PICKED}}`),
             legend: '{{method}} {{route}}',
           },
         ],
@@ -305,7 +537,9 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
         title: 'Resident memory',
         description: 'RSS of every service and relay process.',
         unit: 'bytes',
-        queries: [{ expr: `process_resident_memory_bytes{${JOBS}}`, legend: '{{job}} {{instance}}' }],
+        queries: [
+          { expr: `process_resident_memory_bytes{${JOBS}, ${PICKED}}`, legend: '{{job}} {{instance}}' },
+        ],
       }),
     )
     .withPanel(
@@ -313,7 +547,44 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
         title: 'Event loop lag',
         description: 'A lagging event loop delays claims, publishes and HTTP responses alike.',
         unit: 's',
-        queries: [{ expr: `nodejs_eventloop_lag_seconds{${JOBS}}`, legend: '{{job}} {{instance}}' }],
+        queries: [
+          { expr: `nodejs_eventloop_lag_seconds{${JOBS}, ${PICKED}}`, legend: '{{job}} {{instance}}' },
+        ],
+      }),
+    )
+
+    .withRow(new dashboard.RowBuilder('Broker durability and relay stalls'))
+    .withPanel(
+      graph({
+        title: 'Broker data loss and relay stalls',
+        description:
+          'Events Redis acknowledged and later lost, by stream (OutboxBrokerDataLoss), those published again ' +
+          'from the outbox, those the outbox no longer had (OutboxEventsLostForGood), and stalled relays ' +
+          'taken over or fenced off (OutboxRelayStalled), per interval.',
+        unit: 'short',
+        width: 24,
+        queries: [
+          {
+            expr: `sum by (stream) (increase(outbox_broker_data_loss_total{${PICKED}}[${RATE}]))`,
+            legend: 'lost {{stream}}',
+          },
+          {
+            expr: `sum(increase(outbox_republished_events_total{${PICKED}}[${RATE}]))`,
+            legend: 'published again',
+          },
+          {
+            expr: `sum by (stream) (increase(outbox_unrecoverable_events_total{${PICKED}}[${RATE}]))`,
+            legend: 'lost for good {{stream}}',
+          },
+          {
+            expr: `sum(increase(outbox_relay_takeovers_total{${PICKED}}[${RATE}]))`,
+            legend: 'takeovers',
+          },
+          {
+            expr: `sum(increase(outbox_fenced_publishes_total{${PICKED}}[${RATE}]))`,
+            legend: 'fenced calls',
+          },
+        ],
       }),
     )
     .build();
@@ -350,10 +621,11 @@ export function dashboardPanels(model: dashboard.Dashboard = buildOutboxDashboar
 /**
  * Every PromQL expression of every panel, in dashboard order.
  * @param options.rateInterval what `$__rate_interval` becomes; at least 2 scrapes wide.
- * @defaultValue rateInterval '1m' (4 scrapes at 15s, what Grafana would use)
+ * @param options.job, options.instance regexes for the `$job` and `$instance` variables.
+ * @defaultValue rateInterval '1m' (4 scrapes at 15s, what Grafana would use); job and instance "All"
  */
 export function panelQueries(
-  options: { rateInterval?: string; model?: dashboard.Dashboard } = {},
+  options: { rateInterval?: string; job?: string; instance?: string; model?: dashboard.Dashboard } = {},
 ): PanelQuery[] {
   const rateInterval = options.rateInterval ?? '1m';
   const queries: PanelQuery[] = [];
@@ -361,7 +633,10 @@ export function panelQueries(
     for (const target of panel.targets ?? []) {
       const expr = 'expr' in target && typeof target.expr === 'string' ? target.expr : '';
       const refId = 'refId' in target && typeof target.refId === 'string' ? target.refId : '';
-      const promql = expr.replaceAll(RATE, rateInterval);
+      const promql = expr
+        .replaceAll(RATE, rateInterval)
+        .replaceAll('$job', options.job ?? ALL)
+        .replaceAll('$instance', options.instance ?? ALL);
       // Any other Grafana variable would reach Prometheus as a syntax error far from its cause.
       if (promql.includes('$')) throw new Error(`panel "${panel.title}": unhandled variable in ${expr}`);
       queries.push({ panel: panel.title ?? '', refId, expr, promql });

@@ -29,7 +29,7 @@ describe('amtool', () => {
     assert.equal(result.status, 0, result.output);
     assert.match(result.output, /SUCCESS/);
     assert.match(result.output, /3 inhibit rules/);
-    assert.match(result.output, /2 receivers/);
+    assert.match(result.output, /3 receivers/);
   });
 
   for (const [name, alert] of Object.entries(ALERTS)) {
@@ -52,6 +52,24 @@ describe('amtool', () => {
     }
   });
 
+  test("routes the Watchdog to the dead man's switch only, whatever its severity says", () => {
+    for (const severity of ['none', 'page']) {
+      const result = receiversFor({ alertname: 'Watchdog', severity, environment: 'production' }, 'watchdog');
+      assert.equal(result.status, 0, result.output);
+      assert.equal(result.stdout.trim(), 'watchdog');
+    }
+  });
+
+  test('routes alerts of every environment alike (the environment groups, it does not route)', () => {
+    for (const environment of ['production', 'staging']) {
+      const result = receiversFor(
+        { alertname: 'OutboxBrokerDownAllRelays', severity: 'page', environment },
+        'oncall',
+      );
+      assert.equal(result.status, 0, result.output);
+    }
+  });
+
   test('reports a wrong expectation (the routing checks can fail)', () => {
     const result = receiversFor({ alertname: 'OutboxBrokerDown', severity: 'page' }, 'ticket');
     assert.notEqual(result.status, 0, result.output);
@@ -61,7 +79,12 @@ describe('amtool', () => {
 interface Delivery {
   path: string;
   headers: IncomingHttpHeaders;
-  body: { receiver: string; status: string; alerts: { labels: Record<string, string> }[] };
+  body: {
+    receiver: string;
+    status: string;
+    groupLabels: Record<string, string>;
+    alerts: { labels: Record<string, string> }[];
+  };
 }
 
 interface AlertStatus {
@@ -74,7 +97,11 @@ describe('a real Alertmanager with the committed configuration', () => {
   let webhook: Server;
   let alertmanager: Daemon;
   let deliveries: Delivery[] = [];
-  const tokens = { oncall: 'oncall-token-for-test', ticket: 'ticket-token-for-test' };
+  const tokens: Record<string, string> = {
+    oncall: 'oncall-token-for-test',
+    ticket: 'ticket-token-for-test',
+    watchdog: 'watchdog-token-for-test',
+  };
 
   // A fresh Alertmanager and webhook for each test: no test relies on alerts another one raised, so
   // each passes alone and in any order.
@@ -110,15 +137,16 @@ describe('a real Alertmanager with the committed configuration', () => {
         `url: http://127.0.0.1:${address.port}/ticket`,
       );
       replace(
-        'credentials_file: /etc/alertmanager/secrets/oncall-webhook-token',
-        `credentials_file: ${join(dir, 'oncall-token')}`,
+        'url: https://watchdog-webhook.invalid/alertmanager',
+        `url: http://127.0.0.1:${address.port}/watchdog`,
       );
-      replace(
-        'credentials_file: /etc/alertmanager/secrets/ticket-webhook-token',
-        `credentials_file: ${join(dir, 'ticket-token')}`,
-      );
-      writeFileSync(join(dir, 'oncall-token'), tokens.oncall);
-      writeFileSync(join(dir, 'ticket-token'), tokens.ticket);
+      for (const receiver of Object.keys(tokens)) {
+        replace(
+          `credentials_file: /etc/alertmanager/secrets/${receiver}-webhook-token`,
+          `credentials_file: ${join(dir, `${receiver}-token`)}`,
+        );
+        writeFileSync(join(dir, `${receiver}-token`), tokens[receiver] ?? '');
+      }
       return config;
     });
   });
@@ -154,8 +182,11 @@ describe('a real Alertmanager with the committed configuration', () => {
     return (await response.json()) as AlertStatus[];
   }
 
+  /** An alert's name in the expectations: `Name`, `Name{kind=k}`, with `@staging` outside production. */
   const key = (labels: Record<string, string>) =>
-    labels.kind === undefined ? (labels.alertname ?? '') : `${labels.alertname}{kind=${labels.kind}}`;
+    `${labels.alertname ?? ''}${labels.kind === undefined ? '' : `{kind=${labels.kind}}`}${
+      labels.environment === 'production' ? '' : `@${labels.environment ?? 'none'}`
+    }`;
 
   /** Waits until every listed alert is known, then returns each one's inhibiting alert names. */
   async function inhibition(expected: string[]): Promise<Map<string, string[]>> {
@@ -181,61 +212,96 @@ describe('a real Alertmanager with the committed configuration', () => {
     endsAt?: string;
   }
 
+  const inEnvironment = (environment: string, alerts: TestAlert[]): TestAlert[] =>
+    alerts.map((alert) => ({ ...alert, labels: { ...alert.labels, environment } }));
+
   const backlog: TestAlert[] = [
     { labels: { alertname: 'OutboxPendingHigh', severity: 'ticket' } },
     { labels: { alertname: 'OutboxOldestPendingTooOld', severity: 'page' } },
-    { labels: { alertname: 'OutboxPublishErrorsSustained', severity: 'ticket', kind: 'broker' } },
-    { labels: { alertname: 'OutboxPublishErrorsSustained', severity: 'ticket', kind: 'event' } },
+    { labels: { alertname: 'OutboxPublishErrorRatioHigh', severity: 'ticket', kind: 'broker' } },
+    { labels: { alertname: 'OutboxPublishErrorRatioHigh', severity: 'ticket', kind: 'event' } },
+    { labels: { alertname: 'OutboxLatencySLOBurnFast', severity: 'page' } },
     { labels: { alertname: 'OutboxFailedEvents', severity: 'page' } },
   ];
+  const production = inEnvironment('production', backlog);
+  const staging = inEnvironment('staging', backlog);
 
   const brokerDown = {
-    labels: { alertname: 'OutboxBrokerDown', severity: 'page', job: 'outbox-relay', instance: 'r1:9464' },
+    labels: {
+      alertname: 'OutboxBrokerDown',
+      severity: 'page',
+      job: 'outbox-relay',
+      instance: 'r1:9464',
+      environment: 'production',
+    },
   };
-  const noRelay = { labels: { alertname: 'OutboxNoRelayRunning', severity: 'page' } };
+  const allRelays = {
+    labels: { alertname: 'OutboxBrokerDownAllRelays', severity: 'page', environment: 'production' },
+  };
+  const noRelay = {
+    labels: { alertname: 'OutboxNoRelayRunning', severity: 'page', environment: 'production' },
+  };
+  const unmuted = (alerts: TestAlert[]) => Object.fromEntries(alerts.map((alert) => [key(alert.labels), []]));
 
-  test('OutboxBrokerDown mutes the backlog alerts and the broker errors, not the other errors', async () => {
-    await post([brokerDown, ...backlog]);
+  test('OutboxBrokerDown on one relay mutes nothing: the other relays may still publish', async () => {
+    await post([brokerDown, ...production]);
+    // Inhibition is computed when asked: once every alert is known, what is muted is muted.
+    const inhibitedBy = await inhibition([key(brokerDown.labels), ...production.map((a) => key(a.labels))]);
+    assert.deepEqual(Object.fromEntries(inhibitedBy), unmuted([brokerDown, ...production]));
+  });
+
+  test('OutboxBrokerDownAllRelays mutes its consequences in its own environment only', async () => {
+    await post([allRelays, brokerDown, ...production, ...staging]);
     const inhibitedBy = await waitFor(
-      'OutboxBrokerDown to mute the backlog',
+      'OutboxBrokerDownAllRelays to mute the production backlog',
       async () => {
-        const current = await inhibition(['OutboxBrokerDown', 'OutboxPendingHigh']);
+        const current = await inhibition([key(allRelays.labels), ...staging.map((a) => key(a.labels))]);
         return current.get('OutboxPendingHigh')?.length ? current : undefined;
       },
       10_000,
     );
     assert.deepEqual(Object.fromEntries(inhibitedBy), {
-      OutboxBrokerDown: [],
-      OutboxPendingHigh: ['OutboxBrokerDown'],
-      OutboxOldestPendingTooOld: ['OutboxBrokerDown'],
-      'OutboxPublishErrorsSustained{kind=broker}': ['OutboxBrokerDown'],
-      'OutboxPublishErrorsSustained{kind=event}': [],
+      OutboxBrokerDownAllRelays: [],
+      // Each relay's own alert is part of the one outage.
+      OutboxBrokerDown: ['OutboxBrokerDownAllRelays'],
+      OutboxPendingHigh: ['OutboxBrokerDownAllRelays'],
+      OutboxOldestPendingTooOld: ['OutboxBrokerDownAllRelays'],
+      'OutboxPublishErrorRatioHigh{kind=broker}': ['OutboxBrokerDownAllRelays'],
+      'OutboxPublishErrorRatioHigh{kind=event}': [],
+      OutboxLatencySLOBurnFast: ['OutboxBrokerDownAllRelays'],
       OutboxFailedEvents: [],
+      // The same alerts in staging, where Redis is fine: nothing mutes them.
+      ...unmuted(staging),
     });
   });
 
-  test('OutboxNoRelayRunning mutes the backlog alerts, not the publish errors', async () => {
-    // The backlog is first muted by OutboxBrokerDown, as in the test above.
-    await post([brokerDown, ...backlog]);
+  test('OutboxNoRelayRunning mutes the backlog alerts and the SLO burn, not the publish errors', async () => {
+    // The backlog is first muted by OutboxBrokerDownAllRelays, as in the test above.
+    await post([allRelays, brokerDown, ...production, ...staging]);
     await waitFor(
-      'OutboxBrokerDown to mute the backlog',
+      'OutboxBrokerDownAllRelays to mute the backlog',
       async () =>
-        (await inhibition(['OutboxBrokerDown', 'OutboxPendingHigh'])).get('OutboxPendingHigh')?.length
+        (await inhibition([key(allRelays.labels), 'OutboxPendingHigh'])).get('OutboxPendingHigh')?.length
           ? true
           : undefined,
       10_000,
     );
-    // Raised before OutboxBrokerDown resolves, so the backlog alerts are never unmuted in between.
-    // (Alertmanager names only the first inhibiting alert, so OutboxBrokerDown's shows until it ends.)
+    // Raised before OutboxBrokerDownAllRelays resolves, so the backlog alerts are never unmuted in
+    // between. (Alertmanager names only the first inhibiting alert, so that one shows until it ends.)
     await post([noRelay]);
-    await inhibition(['OutboxNoRelayRunning']);
-    await post([{ ...brokerDown, endsAt: minutesFromNow(-0.1) }]);
+    await inhibition([key(noRelay.labels)]);
+    await post([
+      { ...allRelays, endsAt: minutesFromNow(-0.1) },
+      { ...brokerDown, endsAt: minutesFromNow(-0.1) },
+    ]);
     const inhibitedBy = await waitFor(
-      'OutboxBrokerDown to resolve and OutboxNoRelayRunning to mute the backlog',
+      'OutboxBrokerDownAllRelays to resolve and OutboxNoRelayRunning to mute the backlog',
       async () => {
-        const current = await inhibition(['OutboxNoRelayRunning', 'OutboxPendingHigh']);
+        const current = await inhibition([key(noRelay.labels), 'OutboxPendingHigh']);
         const muted = current.get('OutboxPendingHigh')?.includes('OutboxNoRelayRunning');
-        return current.has('OutboxBrokerDown') || !muted ? undefined : current;
+        return current.has('OutboxBrokerDownAllRelays') || current.has('OutboxBrokerDown') || !muted
+          ? undefined
+          : current;
       },
       10_000,
     );
@@ -243,49 +309,82 @@ describe('a real Alertmanager with the committed configuration', () => {
       OutboxNoRelayRunning: [],
       OutboxPendingHigh: ['OutboxNoRelayRunning'],
       OutboxOldestPendingTooOld: ['OutboxNoRelayRunning'],
-      'OutboxPublishErrorsSustained{kind=broker}': [],
-      'OutboxPublishErrorsSustained{kind=event}': [],
+      'OutboxPublishErrorRatioHigh{kind=broker}': [],
+      'OutboxPublishErrorRatioHigh{kind=event}': [],
+      OutboxLatencySLOBurnFast: ['OutboxNoRelayRunning'],
       OutboxFailedEvents: [],
+      ...unmuted(staging),
     });
   });
 
-  test('pages reach the oncall webhook with the token from its credentials file', async () => {
+  test('alerts are grouped per alert name and environment', async () => {
+    await post([...production, ...staging]);
+    await inhibition([...production, ...staging].map((alert) => key(alert.labels)));
+    const response = await fetch(`${alertmanager.url}/api/v2/alerts/groups`, {
+      signal: AbortSignal.timeout(5_000),
+    });
+    const groups = (await response.json()) as { labels: Record<string, string> }[];
+    const pending = groups
+      .filter((group) => group.labels.alertname === 'OutboxPendingHigh')
+      .map((group) => group.labels)
+      .sort((a, b) => (a.environment ?? '').localeCompare(b.environment ?? ''));
+    assert.deepEqual(pending, [
+      { alertname: 'OutboxPendingHigh', environment: 'production' },
+      { alertname: 'OutboxPendingHigh', environment: 'staging' },
+    ]);
+  });
+
+  test("pages reach the oncall webhook, the Watchdog the dead man's switch, each with its token", async () => {
     // OutboxNoRelayRunning is known before the backlog arrives, so OutboxOldestPendingTooOld (a page)
     // is muted from its first evaluation and must never be sent.
     await post([noRelay]);
-    await inhibition(['OutboxNoRelayRunning']);
-    await post(backlog);
+    await inhibition([key(noRelay.labels)]);
+    await post([
+      ...production,
+      { labels: { alertname: 'Watchdog', severity: 'none', environment: 'production' } },
+    ]);
     await waitFor(
       'OutboxNoRelayRunning to mute the backlog',
       async () =>
-        (await inhibition(['OutboxNoRelayRunning', 'OutboxOldestPendingTooOld']))
+        (await inhibition([key(noRelay.labels), 'OutboxOldestPendingTooOld']))
           .get('OutboxOldestPendingTooOld')
           ?.includes('OutboxNoRelayRunning')
           ? true
           : undefined,
       10_000,
     );
-    // The page route waits 10 s (group_wait) before its first notification.
+    // The page route waits 10 s (group_wait) before its first notification; the Watchdog's none.
     await waitFor(
-      'the oncall webhook to receive OutboxNoRelayRunning and OutboxFailedEvents',
+      'the oncall webhook to receive OutboxNoRelayRunning and OutboxFailedEvents, and the Watchdog',
       async () => {
-        const names = deliveries
-          .filter((delivery) => delivery.path === '/oncall')
-          .flatMap((delivery) => delivery.body.alerts.map((alert) => alert.labels.alertname));
-        return names.includes('OutboxNoRelayRunning') && names.includes('OutboxFailedEvents')
+        const names = (path: string) =>
+          deliveries
+            .filter((delivery) => delivery.path === path)
+            .flatMap((delivery) => delivery.body.alerts.map((alert) => alert.labels.alertname));
+        const oncall = names('/oncall');
+        return oncall.includes('OutboxNoRelayRunning') &&
+          oncall.includes('OutboxFailedEvents') &&
+          names('/watchdog').includes('Watchdog')
           ? true
           : undefined;
       },
       30_000,
     );
     for (const delivery of deliveries) {
-      const receiver = delivery.path === '/oncall' ? 'oncall' : 'ticket';
+      const receiver = delivery.path.slice(1);
       assert.equal(delivery.body.receiver, receiver);
       assert.equal(delivery.headers.authorization, `Bearer ${tokens[receiver]}`);
+      // One notification per alert name and environment.
+      assert.deepEqual(Object.keys(delivery.body.groupLabels).sort(), ['alertname', 'environment']);
       for (const alert of delivery.body.alerts) {
-        assert.equal(RECEIVER[alert.labels.severity === 'page' ? 'page' : 'ticket'], receiver);
+        const severity =
+          alert.labels.severity === 'page' || alert.labels.severity === 'none'
+            ? alert.labels.severity
+            : 'ticket';
+        assert.equal(RECEIVER[severity], receiver);
         // Muted alerts are never sent.
-        assert.notEqual(alert.labels.alertname, 'OutboxOldestPendingTooOld');
+        if (alert.labels.environment === 'production')
+          assert.notEqual(alert.labels.alertname, 'OutboxOldestPendingTooOld');
       }
     }
   });

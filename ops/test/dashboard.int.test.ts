@@ -14,6 +14,7 @@ import {
   panelQueries,
   SCRAPE_INTERVAL,
 } from '../grafana/generate.ts';
+import { ALERTS } from './support/alerts.ts';
 import { OPS } from './support/processes.ts';
 
 test('the committed dashboard and provisioning files are what the generator produces', () => {
@@ -61,6 +62,14 @@ test('the panels cover every metric of the contract', () => {
     'outbox_broker_up',
     'outbox_relay_running',
     'outbox_relay_partitions_held',
+    'outbox_relay_leader',
+    'outbox_status_query_errors_total',
+    'outbox_events_enqueued_total',
+    'outbox_events_failed_total',
+    'outbox:commit_to_ack_slo_errors:ratio_rate5m',
+    'outbox:commit_to_ack_slo_errors:ratio_rate1h',
+    'up',
+    'http_request_duration_seconds_count',
     'trades_executed_total',
     'http_request_duration_seconds_bucket',
     'process_resident_memory_bytes',
@@ -122,14 +131,57 @@ test('queries use the provisioned data source, whose interval matches Prometheus
   assert.match(prometheus, new RegExp(`^ {2}scrape_interval: ${SCRAPE_INTERVAL}$`, 'm'));
 });
 
-test('panelQueries substitutes $__rate_interval and rejects any other Grafana variable', () => {
-  for (const query of panelQueries({ rateInterval: '2m' })) {
+test('panelQueries substitutes $__rate_interval, $job and $instance and rejects any other variable', () => {
+  for (const query of panelQueries({ rateInterval: '2m', instance: 'r1:9464' })) {
     assert.ok(!query.promql.includes('$'), query.promql);
     if (query.expr.includes('$__rate_interval')) assert.ok(query.promql.includes('[2m]'), query.promql);
+    if (query.expr.includes('$instance'))
+      assert.ok(query.promql.includes('instance=~"r1:9464"'), query.promql);
   }
   const model: Dashboard = buildOutboxDashboard();
   const first = dashboardPanels(model)[0]?.targets?.[0];
   assert.ok(first && 'expr' in first);
-  first.expr = 'max(outbox_pending_events_total{instance="$instance"})';
+  first.expr = 'max(outbox_pending_events_total{cluster="$cluster"})';
   assert.throws(() => panelQueries({ model }), /unhandled variable/);
+});
+
+test('the job and instance variables list the outbox processes, "All" by default', () => {
+  const variables = buildOutboxDashboard().templating?.list ?? [];
+  for (const name of ['job', 'instance']) {
+    const variable = variables.find((item) => item.name === name);
+    assert.ok(variable, `no ${name} variable`);
+    assert.equal(variable.includeAll, true, name);
+    assert.equal(variable.allValue, '.*', name);
+    assert.match(String(variable.query), /label_values\(up\{job=~"trading-service\|outbox-relay"/, name);
+  }
+});
+
+test('the broker panel shows running relays only, and count stats show 0 rather than no data', () => {
+  const queries = panelQueries();
+  const broker = queries.find((query) => query.panel === 'Redis connection by relay');
+  assert.match(broker?.promql ?? '', /and on \(job, instance\) \(outbox_relay_running == 1\)/);
+  for (const panel of ['Relays running', 'Metrics leaders', 'HTTP 5xx share']) {
+    const query = queries.find((candidate) => candidate.panel === panel);
+    assert.match(query?.promql ?? '', /or vector\(0\)/, panel);
+  }
+});
+
+test('every alert runbook links its dashboard panels, by the ids and titles the generator gives them', () => {
+  const markdown = readFileSync(join(OPS, '..', 'docs', 'runbooks.md'), 'utf8');
+  const titles = new Map<number, string>();
+  for (const panel of buildOutboxDashboard().panels ?? []) {
+    if (panel.id !== undefined) titles.set(panel.id, panel.title ?? '');
+  }
+  const link = /\[([^\]]+)\]\(\/d\/trading-outbox\/trading-outbox\?viewPanel=(\d+)\)/g;
+  const sections = new Map(
+    markdown.split(/^## /m).map((section) => [section.slice(0, section.indexOf('\n')).trim(), section]),
+  );
+  for (const name of Object.keys(ALERTS)) {
+    const section = sections.get(name);
+    assert.ok(section, `docs/runbooks.md has no section ${name}`);
+    const links = [...section.matchAll(link)];
+    assert.ok(links.length > 0, `the ${name} runbook links no dashboard panel`);
+  }
+  for (const [, title, id] of markdown.matchAll(link))
+    assert.equal(titles.get(Number(id)), title, `runbook link viewPanel=${id} says "${title}"`);
 });

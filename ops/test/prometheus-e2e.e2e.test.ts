@@ -9,7 +9,11 @@
 //    no relay at all, OutboxNoRelayRunning is the alert that covers the backlog, not the age alert.
 // 3. A relay running again but Redis killed: the relay leads and reports the gauges, events stay
 //    PENDING, and the OutboxOldestPendingTooOld expression with its 300 s threshold lowered to 5 s
-//    returns a sample (the committed 5 minutes is too long to wait for in a test).
+//    returns a sample (the committed 5 minutes is too long to wait for in a test); so do the
+//    expressions of OutboxBrokerDown and OutboxBrokerDownAllRelays (the only running relay is down).
+// 4. Redis back: the relay drains the backlog, whose events waited through phases 2 and 3, and the
+//    SLO burn alert's expression (its recording rules expanded, the 30 s threshold lowered to 2.5 s, as
+//    the outage here lasts seconds, not minutes) returns a sample: the burn of the outage is visible.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,7 +26,7 @@ import {
   Stack,
 } from '../../services/trading/test/e2e/stack.ts';
 import { panelQueries } from '../grafana/generate.ts';
-import { ALERTS } from './support/alerts.ts';
+import { ALERTS, ALWAYS_FIRING, SLO_RECORDS } from './support/alerts.ts';
 import { type Daemon, startPrometheus, waitFor } from './support/processes.ts';
 
 /** Short, so that the test sees a few scrapes and rule evaluations per second of waiting. */
@@ -36,6 +40,8 @@ const RATE_INTERVAL = '5s';
 const PROMETHEUS_WAIT_MS = 90_000;
 /** Stands in for the age alert's 300 s: the events written while no relay ran are older than this. */
 const TEST_AGE_THRESHOLD_SECONDS = 5;
+/** Stands in for the SLO's 30 s (a bucket boundary): events that waited out the outage took longer. */
+const TEST_SLO_BUCKET = '2.5';
 
 const JOBS = 'job=~"trading-service|outbox-relay"';
 
@@ -44,11 +50,25 @@ const JOBS = 'job=~"trading-service|outbox-relay"';
  * that each alert watches series that exist. Each must appear in the rule as Prometheus loaded it.
  */
 const ALERT_INPUTS: Record<string, string[]> = {
-  OutboxPendingHigh: ['max(outbox_pending_events_total)'],
-  OutboxOldestPendingTooOld: ['max(outbox_oldest_pending_event_age_seconds)'],
-  OutboxPublishErrorsSustained: ['sum by (kind) (rate(outbox_publish_errors_total[5m]))'],
-  OutboxFailedEvents: ['max(outbox_failed_events)'],
+  OutboxPendingHigh: ['max(last_over_time(outbox_pending_events_total[2m]))'],
+  OutboxOldestPendingTooOld: ['max(last_over_time(outbox_oldest_pending_event_age_seconds[2m]))'],
+  OutboxBacklogGaugesMissing: [
+    `sum(last_over_time(outbox_relay_running{${JOBS}}[2m]))`,
+    'count(last_over_time(outbox_pending_events_total[2m]))',
+    'count(last_over_time(outbox_oldest_pending_event_age_seconds[2m]))',
+    'count(last_over_time(outbox_failed_events[2m]))',
+  ],
+  OutboxPublishErrorRatioHigh: [
+    'sum by (kind) (rate(outbox_publish_errors_total[5m]))',
+    'sum(rate(outbox_events_published_total[5m]))',
+  ],
+  OutboxLatencySLOBurnFast: ['5m', '30m', '1h', '6h'].map(
+    (w) => `outbox:commit_to_ack_slo_errors:ratio_rate${w}`,
+  ),
+  OutboxLatencySLOBurnSlow: ['2h', '1d'].map((w) => `outbox:commit_to_ack_slo_errors:ratio_rate${w}`),
+  OutboxFailedEvents: ['max(last_over_time(outbox_failed_events[2m]))'],
   OutboxBrokerDown: ['outbox_broker_up', 'outbox_relay_running == 1'],
+  OutboxBrokerDownAllRelays: ['outbox_broker_up', 'outbox_relay_running == 1'],
   OutboxNoRelayRunning: [`sum(outbox_relay_running{${JOBS}})`, `sum(up{${JOBS}})`],
   OutboxBrokerDataLoss: ['increase(outbox_broker_data_loss_total[15m])'],
   OutboxEventsLostForGood: ['increase(outbox_unrecoverable_events_total[15m])'],
@@ -56,6 +76,7 @@ const ALERT_INPUTS: Record<string, string[]> = {
     'increase(outbox_relay_takeovers_total[15m])',
     'increase(outbox_fenced_publishes_total[15m])',
   ],
+  Watchdog: ['vector(1)'],
 };
 
 interface ApiResponse<T> {
@@ -112,14 +133,41 @@ async function query(expr: string): Promise<Sample[]> {
   return result.data?.result ?? [];
 }
 
-const finite = (samples: Sample[]) => samples.some((sample) => Number.isFinite(Number(sample.value[1])));
+/** A number, infinite included (time to drain a backlog that does not shrink), but not NaN. */
+const numeric = (samples: Sample[]) => samples.some((sample) => !Number.isNaN(Number(sample.value[1])));
 
-async function alertingRules(): Promise<Rule[]> {
+async function loadedRules(): Promise<Rule[]> {
   const result = await api<{ groups: { rules: Rule[] }[] }>('/api/v1/rules');
   assert.equal(result.status, 'success', JSON.stringify(result));
-  return (result.data?.groups ?? [])
-    .flatMap((group) => group.rules)
-    .filter((rule) => rule.type === 'alerting');
+  return (result.data?.groups ?? []).flatMap((group) => group.rules);
+}
+
+async function alertingRules(): Promise<Rule[]> {
+  return (await loadedRules()).filter((rule) => rule.type === 'alerting');
+}
+
+/**
+ * An alert's expression with the recording rules it reads replaced by their own expressions, in which
+ * `change` may lower a threshold: the committed alert logic, evaluated on a shorter scale.
+ */
+function expandRecords(expr: string, records: Rule[], change: (query: string) => string): string {
+  let expanded = expr;
+  // Longest names first: ratio_rate1d must not be taken for a prefix of another.
+  for (const record of [...records].sort((a, b) => b.name.length - a.name.length))
+    expanded = expanded.replaceAll(record.name, `(${change(record.query)})`);
+  return expanded;
+}
+
+/** OutboxLatencySLOBurnFast's expression on the test's scale: its 30 s lowered to TEST_SLO_BUCKET. */
+async function loweredBurn(): Promise<string> {
+  const records = (await loadedRules()).filter((r) => r.type === 'recording');
+  assert.ok(
+    records.length > 0 && records.every((r) => r.query.includes('le="30"')),
+    'SLO records use le="30"',
+  );
+  return expandRecords(rule('OutboxLatencySLOBurnFast').query, records, (q) =>
+    q.replaceAll('le="30"', `le="${TEST_SLO_BUCKET}"`),
+  );
 }
 
 function rule(name: string): Rule {
@@ -253,7 +301,7 @@ describe('Prometheus scraping the real service and relays', { timeout: 600_000 }
     await until('every panel and alert input to return a value', async () => {
       const problems: string[] = [];
       for (const { panel, refId, promql } of panels) {
-        if (!finite(await query(promql))) problems.push(`panel "${panel}" ${refId}: no value for ${promql}`);
+        if (!numeric(await query(promql))) problems.push(`panel "${panel}" ${refId}: no value for ${promql}`);
       }
       for (const [name, inputs] of Object.entries(ALERT_INPUTS)) {
         for (const input of inputs) {
@@ -263,11 +311,20 @@ describe('Prometheus scraping the real service and relays', { timeout: 600_000 }
       return problems;
     });
 
-    // Every alert expression evaluates (and is empty: nothing is wrong), here and in the rule manager.
-    for (const { name, query: expr } of rules)
-      assert.deepEqual(await query(expr), [], `${name} fires while healthy`);
-    await until('the rule manager to evaluate every alert', async () =>
-      (await alertingRules())
+    // Every alert expression evaluates (and is empty: nothing is wrong, but for the Watchdog, which
+    // always fires), here and in the rule manager; every recording rule has a value.
+    for (const { name, query: expr } of rules) {
+      const samples = await query(expr);
+      if (ALWAYS_FIRING.has(name)) assert.equal(samples.length, 1, `${name} does not fire`);
+      else assert.deepEqual(samples, [], `${name} fires while healthy`);
+    }
+    for (const record of SLO_RECORDS)
+      assert.ok(numeric(await query(record)), `recording rule ${record} has no value`);
+    // Healthy, events are acknowledged well within the lowered threshold too: the burn seen after the
+    // outage (last test) is the outage's.
+    assert.deepEqual(await query(await loweredBurn()), [], 'the lowered SLO burn holds while healthy');
+    await until('the rule manager to evaluate every rule', async () =>
+      (await loadedRules())
         .filter((r) => r.health !== 'ok')
         .map((r) => `${r.name}: ${r.health} ${r.lastError ?? ''}`),
     );
@@ -294,6 +351,10 @@ describe('Prometheus scraping the real service and relays', { timeout: 600_000 }
     }
     const relaysRunning = await query(`sum(outbox_relay_running{${JOBS}})`);
     assert.equal(relaysRunning[0]?.value[1], '2', 'both relays report their loop running');
+    await until('exactly one relay to lead', async () => {
+      const leaders = await query(`sum(outbox_relay_leader{${JOBS}})`);
+      return leaders[0]?.value[1] === '1' ? [] : [`leaders: ${JSON.stringify(leaders)}`];
+    });
   });
 
   test('with every relay stopped, the no-relay condition holds in Prometheus', async () => {
@@ -355,6 +416,37 @@ describe('Prometheus scraping the real service and relays', { timeout: 600_000 }
         : [`got ${instances.join(', ')}`];
     });
     assert.deepEqual(await query(rule('OutboxNoRelayRunning').query), [], 'a relay runs again');
+    // The only running relay has lost Redis: the narrowed inhibition's source holds.
+    const allDown = rule('OutboxBrokerDownAllRelays');
+    await until('the OutboxBrokerDownAllRelays expression to return a sample', async () =>
+      (await query(allDown.query)).length > 0 ? [] : [`empty: ${allDown.query}`],
+    );
+    // The stuck relay leads, so the backlog gauges are there.
+    assert.deepEqual(
+      await query(rule('OutboxBacklogGaugesMissing').query),
+      [],
+      'the leader exports the gauges',
+    );
+  });
+
+  test('with Redis back, the outage shows as an SLO burn once its events are acknowledged', async () => {
+    const { stack } = running();
+    await stack.redis.start();
+    const lowered = await loweredBurn();
+    await until('the fast SLO burn expression to return a sample', async () =>
+      (await query(lowered)).length > 0 ? [] : [`empty: ${lowered}`],
+    );
+    // The burn is the outage's: the relay drained the backlog, and the broker is up again.
+    await until('the backlog to drain', async () => {
+      const pending = await stack.db.pool.query<{ count: number }>(
+        `SELECT count(*)::int AS count FROM event_outbox WHERE status = 'PENDING'`,
+      );
+      return (pending.rows[0]?.count ?? 1) < 100 ? [] : [`${pending.rows[0]?.count} PENDING`];
+    });
+    await until('the OutboxBrokerDownAllRelays expression to be empty again', async () => {
+      const left = await query(rule('OutboxBrokerDownAllRelays').query);
+      return left.length === 0 ? [] : [`still: ${JSON.stringify(left)}`];
+    });
 
     await load?.stop();
     assert.equal(load?.failure, undefined, 'every trade request was answered');

@@ -2,7 +2,7 @@
  * What the tests expect of the outbox alerts: the rules file (checked through a real Prometheus) and the
  * Alertmanager routing (checked with amtool) are both compared with this one table.
  */
-export type Severity = 'page' | 'ticket';
+export type Severity = 'page' | 'ticket' | 'none';
 
 export const RUNBOOK_BASE = 'https://github.com/astra/trading-outbox/blob/main/docs/runbooks.md';
 
@@ -15,16 +15,28 @@ export interface ExpectedAlert {
 export const ALERTS: Record<string, ExpectedAlert> = {
   OutboxPendingHigh: { severity: 'ticket', labels: {} },
   OutboxOldestPendingTooOld: { severity: 'page', labels: {} },
-  OutboxPublishErrorsSustained: { severity: 'ticket', labels: { kind: 'broker' } },
+  OutboxBacklogGaugesMissing: { severity: 'page', labels: {} },
+  OutboxPublishErrorRatioHigh: { severity: 'ticket', labels: { kind: 'broker' } },
+  OutboxLatencySLOBurnFast: { severity: 'page', labels: {} },
+  OutboxLatencySLOBurnSlow: { severity: 'ticket', labels: {} },
   OutboxFailedEvents: { severity: 'page', labels: {} },
   OutboxBrokerDown: { severity: 'page', labels: { job: 'outbox-relay', instance: '127.0.0.1:9464' } },
+  OutboxBrokerDownAllRelays: { severity: 'page', labels: {} },
   OutboxNoRelayRunning: { severity: 'page', labels: {} },
   OutboxBrokerDataLoss: { severity: 'ticket', labels: { stream: 'astra.trading.position_updated.v1' } },
   OutboxEventsLostForGood: { severity: 'page', labels: { stream: 'astra.trading.position_updated.v1' } },
   OutboxRelayStalled: { severity: 'ticket', labels: {} },
+  Watchdog: { severity: 'none', labels: {} },
 };
 
-export const RECEIVER: Record<Severity, string> = { page: 'oncall', ticket: 'ticket' };
+/** Alerts that fire by design at all times: they have no quiet case and fire on a healthy system. */
+export const ALWAYS_FIRING = new Set(['Watchdog']);
+
+/** The SLO's recording rules (ops/prometheus/rules/outbox.rules.yml), one per burn-rate window. */
+export const SLO_WINDOWS = ['5m', '30m', '1h', '2h', '6h', '1d'];
+export const SLO_RECORDS = SLO_WINDOWS.map((window) => `outbox:commit_to_ack_slo_errors:ratio_rate${window}`);
+
+export const RECEIVER: Record<Severity, string> = { page: 'oncall', ticket: 'ticket', none: 'watchdog' };
 
 /**
  * The anchors GitHub gives a Markdown file's headings: lower case, punctuation other than `-` and `_`

@@ -128,6 +128,8 @@ export interface PrometheusOptions {
   outboxRelay?: string[];
   /** host:port of Alertmanagers to send alerts to. @defaultValue none */
   alertmanagers?: string[];
+  /** host:port of this Prometheus, for its own scrape job. @defaultValue none */
+  self?: string;
   /** Replaces the committed scrape_interval (and scrape_timeout). @defaultValue as committed */
   scrapeInterval?: string;
   /** Replaces the committed evaluation_interval. @defaultValue as committed */
@@ -142,7 +144,8 @@ function replaceOnce(text: string, pattern: RegExp, replacement: string): string
 
 /**
  * Writes a runnable copy of ops/prometheus into `dir`: the committed prometheus.yml (intervals
- * optionally replaced), the committed rules, and file_sd targets files listing the given targets.
+ * optionally replaced), the committed rules, and file_sd targets files listing the given targets
+ * (the Alertmanagers are both sent alerts and scraped, as committed).
  */
 export function writePrometheusConfig(dir: string, options: PrometheusOptions = {}): string {
   let config = readFileSync(join(OPS, 'prometheus', 'prometheus.yml'), 'utf8');
@@ -165,14 +168,18 @@ export function writePrometheusConfig(dir: string, options: PrometheusOptions = 
   writeFileSync(join(dir, 'targets', 'trading-service.yml'), targets(options.tradingService));
   writeFileSync(join(dir, 'targets', 'outbox-relay.yml'), targets(options.outboxRelay));
   writeFileSync(join(dir, 'targets', 'alertmanager.yml'), targets(options.alertmanagers));
+  writeFileSync(
+    join(dir, 'targets', 'prometheus.yml'),
+    targets(options.self === undefined ? [] : [options.self]),
+  );
   return join(dir, 'prometheus.yml');
 }
 
 /** Starts `prometheus` on a free port with the committed config and rules (see writePrometheusConfig). */
 export async function startPrometheus(options: PrometheusOptions = {}): Promise<Daemon> {
   const dir = mkdtempSync(join(tmpdir(), 'outbox-prometheus-'));
-  const config = writePrometheusConfig(dir, options);
   const port = await freePort();
+  const config = writePrometheusConfig(dir, { self: `127.0.0.1:${port}`, ...options });
   return startDaemon(
     'prometheus',
     [

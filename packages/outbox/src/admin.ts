@@ -33,7 +33,7 @@ export interface OutboxStatus {
   failed: number;
   /** Aggregates whose later events wait behind a FAILED one. */
   blockedAggregates: number;
-  /** Age of the oldest PENDING event (by id), 0 when none. */
+  /** Age of the oldest PENDING event not held back by a FAILED event of its aggregate, 0 when none. */
   oldestPendingAgeSeconds: number;
 }
 

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { OutboxAdmin } from './admin.ts';
+import type { OutboxAdmin, OutboxStatus } from './admin.ts';
+import { invalidOption } from './errors.ts';
 import type { OutboxRelay } from './relay.ts';
 
 export interface OutboxMetricsOptions {
@@ -8,15 +9,53 @@ export interface OutboxMetricsOptions {
   relay?: OutboxRelay;
   /** Reads the table-wide gauges; queried at scrape time, and only while this process's relay leads. */
   admin?: OutboxAdmin;
+  /**
+   * Longest wait for the table-wide status query at scrape time; past it the scrape goes on without the
+   * gauges and `outbox_status_query_errors_total` counts it. Keep it well under Prometheus's
+   * `scrape_timeout` (10 s), or a slow query fails the whole scrape and takes every other metric with it.
+   * Bound the query on the server too (a `statement_timeout` on the admin's pool).
+   * @defaultValue 2000
+   */
+  statusTimeoutMs?: number;
 }
+
+export interface OutboxMetrics {
+  /**
+   * Counts events written to the outbox, once the transaction that wrote them has committed: the write
+   * rate the drain rate (`outbox_events_published_total`) is compared with.
+   */
+  enqueued(eventType: string, count?: number): void;
+}
+
+/**
+ * Buckets of `outbox_commit_to_ack_seconds`. The path cannot do better than a few milliseconds (a
+ * commit, a wake-up, a claim and an XADD), so nothing below 5 ms. Above, boundaries at the SLO's 30 s
+ * and the stall page's 300 s, and beyond it, so that the slow tail keeps its shape in an outage.
+ */
+export const COMMIT_TO_ACK_BUCKETS = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+];
 
 /**
  * Prometheus metrics for the outbox, fed by the relay's events. The table-wide gauges (pending, oldest
  * pending age, FAILED, blocked aggregates) come from one process only, the leader relay, so that N
  * replicas cost one query per scrape, not N: aggregate them with max() in PromQL.
  */
-export function registerOutboxMetrics({ registry, relay, admin }: OutboxMetricsOptions): void {
+export function registerOutboxMetrics({
+  registry,
+  relay,
+  admin,
+  statusTimeoutMs = 2000,
+}: OutboxMetricsOptions): OutboxMetrics {
+  if (!Number.isInteger(statusTimeoutMs) || statusTimeoutMs < 1)
+    throw invalidOption('statusTimeoutMs', 'must be a whole number of 1 or more');
   const registers = [registry];
+  const enqueued = new Counter({
+    name: 'outbox_events_enqueued_total',
+    help: 'Events committed to the outbox by this process, by event type (the write rate).',
+    labelNames: ['event_type'],
+    registers,
+  });
   const published = new Counter({
     name: 'outbox_events_published_total',
     help: 'Events published to the broker and marked PUBLISHED, by event type.',
@@ -30,10 +69,18 @@ export function registerOutboxMetrics({ registry, relay, admin }: OutboxMetricsO
     registers,
   });
   for (const kind of ['broker', 'event', 'database']) errors.inc({ kind }, 0);
+  const failed = new Counter({
+    name: 'outbox_events_failed_total',
+    help: 'Events that used their last attempt and turned FAILED (transitions, by this relay).',
+    registers,
+  });
   const latency = new Histogram({
     name: 'outbox_commit_to_ack_seconds',
-    help: "Time from an event's write to the broker's acknowledgement.",
-    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    help:
+      "From the event row's created_at (its transaction's start, on the database's clock) to the broker's " +
+      "acknowledgement (on the relay's clock): clock skew between the two hosts shifts it, and a negative " +
+      'difference counts as 0.',
+    buckets: COMMIT_TO_ACK_BUCKETS,
     registers,
   });
   const batchSize = new Histogram({
@@ -55,6 +102,11 @@ export function registerOutboxMetrics({ registry, relay, admin }: OutboxMetricsO
   const partitions = new Gauge({
     name: 'outbox_relay_partitions_held',
     help: 'Partitions this relay owns.',
+    registers,
+  });
+  const leader = new Gauge({
+    name: 'outbox_relay_leader',
+    help: "1 while this process's relay is the leader, which exports the table-wide gauges.",
     registers,
   });
 
@@ -86,7 +138,12 @@ export function registerOutboxMetrics({ registry, relay, admin }: OutboxMetricsO
     registers,
   });
 
+  const metrics: OutboxMetrics = {
+    enqueued: (eventType, count = 1) => enqueued.inc({ event_type: eventType }, count),
+  };
+
   running.set(relay?.running ? 1 : 0);
+  leader.set(relay?.isLeader ? 1 : 0);
   if (relay !== undefined) {
     brokerUp.set(relay.isBrokerUp ? 1 : 0);
     const streams = new Set<string>();
@@ -103,10 +160,17 @@ export function registerOutboxMetrics({ registry, relay, admin }: OutboxMetricsO
       }
     });
     relay.on('fault', ({ kind, count }) => errors.inc({ kind }, count));
+    relay.on('failed', ({ rowIds }) => failed.inc(rowIds.length));
     relay.on('batch', ({ size }) => batchSize.observe(size));
     relay.on('broker', ({ up }) => brokerUp.set(up ? 1 : 0));
-    relay.on('running', (state) => running.set(state.running ? 1 : 0));
-    relay.on('partitions', (state) => partitions.set(state.partitions.length));
+    relay.on('running', (state) => {
+      running.set(state.running ? 1 : 0);
+      if (!state.running) leader.set(0);
+    });
+    relay.on('partitions', (state) => {
+      partitions.set(state.partitions.length);
+      leader.set(state.leader ? 1 : 0);
+    });
     relay.on('dataLoss', (repair) => {
       dataLoss.inc({ stream: repair.stream }, repair.lost);
       republished.inc(repair.republished);
@@ -116,21 +180,60 @@ export function registerOutboxMetrics({ registry, relay, admin }: OutboxMetricsO
     relay.on('takeover', () => takeovers.inc());
   }
 
-  if (admin === undefined || relay === undefined) return;
+  if (admin === undefined || relay === undefined) return metrics;
+  const statusErrors = new Counter({
+    name: 'outbox_status_query_errors_total',
+    help:
+      'Scrapes of the leader whose table-wide status query failed or took longer than its bound: the ' +
+      'backlog gauges are then missing from that scrape.',
+    registers,
+    async collect() {
+      // The registry collects metrics side by side: wait for this scrape's query (shared with the
+      // gauges), so that the scrape which lacks the gauges already counts why.
+      if (relay.isLeader) await status();
+    },
+  });
+  statusErrors.inc(0);
+
   // Gauges read at scrape time, exported by the leader only: non-leaders export no sample at all, not a
   // 0 that would read as "nothing pending" while the role changes hands.
-  let cached: { at: number; value: Promise<Awaited<ReturnType<OutboxAdmin['status']>>> } | undefined;
+  let inFlight: Promise<OutboxStatus> | undefined;
+  const startQuery = () => {
+    const query = admin.status();
+    const done = () => {
+      if (inFlight === query) inFlight = undefined;
+    };
+    query.then(done, done);
+    inFlight = query;
+    return query;
+  };
+  const readStatus = async (): Promise<OutboxStatus | undefined> => {
+    // A query still running from an earlier scrape is waited for, not started again: a slow database
+    // would otherwise collect one more of them per scrape.
+    const query = inFlight ?? startQuery();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), statusTimeoutMs);
+    });
+    try {
+      const result = await Promise.race([query, timeout]);
+      if (result === undefined) statusErrors.inc();
+      return result;
+    } catch {
+      statusErrors.inc();
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  let cached: { at: number; value: Promise<OutboxStatus | undefined> } | undefined;
   const status = () => {
     // One query serves the four gauges of a scrape.
     if (cached === undefined || Date.now() - cached.at > 1000)
-      cached = { at: Date.now(), value: admin.status() };
+      cached = { at: Date.now(), value: readStatus() };
     return cached.value;
   };
-  const tableGauge = (
-    name: string,
-    help: string,
-    read: (s: Awaited<ReturnType<OutboxAdmin['status']>>) => number,
-  ) =>
+  const tableGauge = (name: string, help: string, read: (s: OutboxStatus) => number) =>
     new Gauge({
       name,
       help,
@@ -139,17 +242,22 @@ export function registerOutboxMetrics({ registry, relay, admin }: OutboxMetricsO
         // Not reset(): on a gauge without labels it puts back a 0 sample; remove() leaves none.
         this.remove();
         if (!relay.isLeader) return;
-        try {
-          this.set(read(await status()));
-        } catch {
-          // Database unreachable: export nothing rather than a stale or made-up value.
-        }
+        // Database unreachable or slow: export nothing rather than a stale or made-up value (and
+        // outbox_status_query_errors_total says why the gauges are missing).
+        const current = await status();
+        if (current !== undefined) this.set(read(current));
       },
     });
-  tableGauge('outbox_pending_events_total', 'PENDING events (from the leader relay).', (s) => s.pending);
+  tableGauge(
+    'outbox_pending_events_total',
+    'PENDING events now (from the leader relay). A gauge despite its _total suffix, a name the outbox ' +
+      'specification fixes: read it with max(), never rate() or increase().',
+    (s) => s.pending,
+  );
   tableGauge(
     'outbox_oldest_pending_event_age_seconds',
-    'Age of the oldest PENDING event (from the leader relay).',
+    'Age of the oldest PENDING event not held back by a FAILED event of its aggregate, on the ' +
+      "database's clock (from the leader relay).",
     (s) => s.oldestPendingAgeSeconds,
   );
   tableGauge('outbox_failed_events', 'FAILED events (from the leader relay).', (s) => s.failed);
@@ -158,4 +266,5 @@ export function registerOutboxMetrics({ registry, relay, admin }: OutboxMetricsO
     'Aggregates held back by a FAILED event (from the leader relay).',
     (s) => s.blockedAggregates,
   );
+  return metrics;
 }

@@ -8,6 +8,7 @@ import type { Registry } from 'prom-client';
 import { ApiKeyVerifier } from './http/auth.ts';
 import { errorBody, registerErrorHandling } from './http/errors.ts';
 import { registerHttpMetrics } from './metrics.ts';
+import { createOutageLog } from './outage-log.ts';
 import { tradeRoutes } from './trades/routes.ts';
 import { FIELD_RULES } from './trades/schema.ts';
 import { TradeService } from './trades/service.ts';
@@ -32,6 +33,11 @@ export interface AppOptions {
   registry?: Registry;
   /** Called once per executed (not replayed) trade; the metrics adapter counts them. */
   onTradeExecuted?: (side: 'BUY' | 'SELL') => void;
+  /**
+   * While the database is down, one log line per this many ms instead of one per failed request.
+   * @defaultValue 60000
+   */
+  outageSummaryMs?: number;
 }
 
 /** Builds the HTTP application without listening, so tests drive it with `inject()`. */
@@ -48,7 +54,25 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  registerErrorHandling(app, FIELD_RULES);
+  if (options.logger === undefined) registerErrorHandling(app, FIELD_RULES);
+  else {
+    // A database outage fails every request: log it when it begins and ends, and summarise between.
+    const outages = createOutageLog(
+      options.logger.child({ component: 'http' }),
+      options.outageSummaryMs ?? 60_000,
+      'requests that need it fail with 503',
+    );
+    registerErrorHandling(app, FIELD_RULES, (error) =>
+      outages.log.failed('database', error.message, 1, Date.now()),
+    );
+    app.addHook('onResponse', async (request, reply) => {
+      // Only routes that query the database prove it answers (not /healthz or /metrics).
+      const route = request.routeOptions.url ?? '';
+      if (reply.statusCode < 500 && (route.startsWith('/v1/') || route === '/readyz'))
+        outages.log.recovered('database', Date.now());
+    });
+    app.addHook('onClose', async () => outages.stop());
+  }
   // The API speaks JSON only. Fastify also parses text/plain by default, which turned a JSON body sent
   // as text into a string and a misleading 400 "must be a JSON object"; it is a 415 like any other type.
   app.removeContentTypeParser('text/plain');

@@ -74,7 +74,10 @@ async function outboxCommand(args: string[]): Promise<void> {
       console.log(`failed:             ${status.failed}`);
       console.log(`blocked aggregates: ${status.blockedAggregates}`);
       console.log(`published:          ${await admin.publishedCount()}`);
-      console.log(`oldest pending age: ${status.oldestPendingAgeSeconds.toFixed(3)} s`);
+      // Events behind a FAILED event of their aggregate are left out: "failed" and "blocked" count them.
+      console.log(
+        `oldest pending age: ${status.oldestPendingAgeSeconds.toFixed(3)} s (not behind a FAILED event)`,
+      );
     } else if (action === 'failed') {
       if (!/^\d+$/.test(values.limit)) throw new UsageError('--limit must be a whole number');
       const failed = await admin.failed(Number(values.limit));

@@ -24,6 +24,8 @@ export interface Config {
   relayBatchSize: number;
   relayPollIntervalMs: number;
   relayMaxAttempts: number;
+  /** While Redis or the database is down: one log line per this many ms, not one per attempt. */
+  logOutageSummaryMs: number;
   relayDedupeWindowSeconds: number;
   relayStreamMaxLen: number | undefined;
   retentionHours: number;
@@ -135,6 +137,7 @@ export function loadConfig(env: Env = process.env): Config {
     relayBatchSize: integer(env, 'RELAY_BATCH_SIZE', 500, 1, 10000),
     relayPollIntervalMs: integer(env, 'RELAY_POLL_INTERVAL_MS', 1000, 10, 3_600_000),
     relayMaxAttempts: integer(env, 'RELAY_MAX_ATTEMPTS', 10, 1, 1000),
+    logOutageSummaryMs: integer(env, 'LOG_OUTAGE_SUMMARY_SECONDS', 60, 1, 3600) * 1000,
     relayDedupeWindowSeconds: integer(env, 'RELAY_DEDUPE_WINDOW_SECONDS', 7 * 24 * 3600, 60, 365 * 24 * 3600),
     relayStreamMaxLen: maxLen === 0 ? undefined : maxLen,
     retentionHours: integer(env, 'OUTBOX_RETENTION_HOURS', 7 * 24, 1, 365 * 24),

@@ -8,8 +8,25 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url));
 
-export function createPool(databaseUrl: string, max: number): pg.Pool {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max, application_name: 'astra-trading' });
+/**
+ * A pool of `max` connections. `statementTimeoutMs` bounds every statement on the server (and, 2 s
+ * later, on the client, for a server that stopped answering).
+ */
+export function createPool(
+  databaseUrl: string,
+  max: number,
+  options: { statementTimeoutMs?: number } = {},
+): pg.Pool {
+  const timeouts =
+    options.statementTimeoutMs === undefined
+      ? {}
+      : { statement_timeout: options.statementTimeoutMs, query_timeout: options.statementTimeoutMs + 2000 };
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max,
+    application_name: 'astra-trading',
+    ...timeouts,
+  });
   // An idle client that loses its connection (database restart, pg_terminate_backend) emits 'error';
   // without a listener that would crash the process. The pool drops it and opens a new one.
   pool.on('error', () => {});

@@ -4,7 +4,7 @@ import { createDemoKeyIfEmpty, demoBanner, prepareDatabase } from './bootstrap.t
 import { loadConfig } from './config.ts';
 import { createPool } from './database.ts';
 import { onShutdown, runMain } from './lifecycle.ts';
-import { createMetrics } from './metrics.ts';
+import { createMetrics, STATUS_QUERY_TIMEOUT_MS } from './metrics.ts';
 import { createRelay, OutboxAdmin } from './outbox.ts';
 import { schedulePurge } from './trades/idempotency-purge.ts';
 
@@ -20,7 +20,15 @@ async function main(): Promise<void> {
   const demoKey = await createDemoKeyIfEmpty(pool);
   const wakePool = createPool(config.databaseUrl, 1);
   const relay = config.relayEnabled ? createRelay(config, logger) : undefined;
-  const metrics = createMetrics(relay === undefined ? {} : { relay, admin: new OutboxAdmin(pool) });
+  // The metrics leader's status query gets a connection of its own, bounded by a statement timeout:
+  // it neither waits behind trades for a connection nor holds one of theirs when the database is slow.
+  const statusPool =
+    relay === undefined
+      ? undefined
+      : createPool(config.databaseUrl, 1, { statementTimeoutMs: STATUS_QUERY_TIMEOUT_MS });
+  const metrics = createMetrics(
+    relay === undefined || statusPool === undefined ? {} : { relay, admin: new OutboxAdmin(statusPool) },
+  );
   const app = await buildApp({
     pool,
     wakePool,
@@ -30,6 +38,7 @@ async function main(): Promise<void> {
     logger,
     registry: metrics.registry,
     onTradeExecuted: metrics.tradeExecuted,
+    outageSummaryMs: config.logOutageSummaryMs,
   });
   await app.listen({ host: config.host, port: config.port });
   relay?.start();
@@ -45,6 +54,7 @@ async function main(): Promise<void> {
     await relay?.stop();
     await pool.end();
     await wakePool.end();
+    await statusPool?.end();
   });
 }
 

@@ -2,17 +2,29 @@ import type { OutboxAdmin, OutboxRelay } from '@astra/outbox';
 import { registerOutboxMetrics } from '@astra/outbox/prometheus';
 import type { FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { POSITION_UPDATED, TRADE_EXECUTED } from './trades/sql.ts';
 
 export interface ServiceMetrics {
   registry: Registry;
   tradeExecuted(side: 'BUY' | 'SELL'): void;
 }
 
+/**
+ * The outbox's table-wide status query at scrape time: bounded on the server (the admin's pool gets
+ * this statement_timeout) and, a little later, in the adapter, both well under Prometheus's 10 s
+ * scrape_timeout so that a slow database costs the backlog gauges, not the whole scrape.
+ */
+export const STATUS_QUERY_TIMEOUT_MS = 1500;
+
 /** One registry per process: Node process metrics, the outbox's metrics, and the service's own. */
 export function createMetrics(options: { relay?: OutboxRelay; admin?: OutboxAdmin }): ServiceMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  registerOutboxMetrics({ registry, ...options });
+  const outbox = registerOutboxMetrics({
+    registry,
+    ...options,
+    statusTimeoutMs: STATUS_QUERY_TIMEOUT_MS + 500,
+  });
   const trades = new Counter({
     name: 'trades_executed_total',
     help: 'Trades executed (committed), by side.',
@@ -20,7 +32,16 @@ export function createMetrics(options: { relay?: OutboxRelay; admin?: OutboxAdmi
     registers: [registry],
   });
   for (const side of ['BUY', 'SELL']) trades.inc({ side }, 0);
-  return { registry, tradeExecuted: (side) => trades.inc({ side }) };
+  for (const type of [TRADE_EXECUTED, POSITION_UPDATED]) outbox.enqueued(type, 0);
+  return {
+    registry,
+    tradeExecuted: (side) => {
+      trades.inc({ side });
+      // Each executed trade committed one event of each type (trades/sql.ts).
+      outbox.enqueued(TRADE_EXECUTED);
+      outbox.enqueued(POSITION_UPDATED);
+    },
+  };
 }
 
 /** GET /metrics, and a request-duration histogram labelled by route pattern (never by raw URL). */

@@ -1,6 +1,7 @@
 import { OutboxAdmin, OutboxRelay, RedisStreamsPublisher } from '@astra/outbox';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
+import { createOutageLog } from './outage-log.ts';
 
 /** The publisher to Redis, Redis Sentinel or Redis Cluster, as configured. */
 export function createPublisher(config: Config): RedisStreamsPublisher {
@@ -32,12 +33,24 @@ export function createRelay(config: Config, logger: Logger): OutboxRelay {
     stallTimeoutMs: config.relayStallTimeoutMs,
   });
   const log = logger.child({ component: 'outbox-relay' });
-  relay.on('fault', ({ kind, error, count }) =>
-    log.warn({ kind, count, err: error.message }, 'outbox publish problem'),
-  );
-  relay.on('broker', ({ up }) =>
-    up ? log.info('broker reachable again') : log.error('broker unreachable; events stay PENDING'),
-  );
+  // Outages are logged when they begin and end, with a summary every LOG_OUTAGE_SUMMARY_SECONDS in
+  // between: the relay retries every few milliseconds, and a line per attempt drowned the logs.
+  const outages = createOutageLog(log, config.logOutageSummaryMs, 'the relay retries, events stay PENDING');
+  relay.on('fault', ({ kind, error, count }) => {
+    if (kind === 'event') outages.log.refusedEvents(error.message, count, Date.now());
+    else outages.log.failed(kind, error.message, count, Date.now());
+  });
+  // Redis has answered only once it acknowledged a publish, or when a whole round after its ping went
+  // by without a broker failure: a Redis out of memory answers PING and still refuses every write.
+  let brokerAnswered = false;
+  relay.on('broker', ({ up }) => {
+    brokerAnswered = up;
+  });
+  relay.on('published', () => outages.log.recovered('broker', Date.now()));
+  // Any finished round trip to the database ends a database outage.
+  const databaseAnswered = () => outages.log.recovered('database', Date.now());
+  relay.on('batch', databaseAnswered);
+  relay.on('published', databaseAnswered);
   relay.on('failed', ({ rowIds }) => log.error({ rowIds }, 'outbox events FAILED after their last attempt'));
   relay.on('dataLoss', (repair) => {
     const { unrecoverable, ...range } = repair;
@@ -52,10 +65,14 @@ export function createRelay(config: Config, logger: Logger): OutboxRelay {
     log.warn({ pid, partitions }, 'ended a stalled relay session and took its partitions over'),
   );
   relay.on('running', ({ running }) => {
-    if (!running) void publisher.close();
+    if (running) return;
+    outages.stop();
+    void publisher.close();
   });
   let owned = -1;
   relay.on('partitions', ({ partitions, leader }) => {
+    databaseAnswered();
+    if (brokerAnswered && outages.log.isDown('broker')) outages.log.recovered('broker', Date.now());
     if (partitions.length !== owned) log.info({ partitions: partitions.length, leader }, 'relay partitions');
     owned = partitions.length;
   });

@@ -4,7 +4,7 @@ import { prepareDatabase } from './bootstrap.ts';
 import { loadConfig } from './config.ts';
 import { createPool } from './database.ts';
 import { onShutdown, runMain } from './lifecycle.ts';
-import { createMetrics } from './metrics.ts';
+import { createMetrics, STATUS_QUERY_TIMEOUT_MS } from './metrics.ts';
 import { createRelay, OutboxAdmin } from './outbox.ts';
 
 /** `npm run relay`: the relay alone, with /metrics and /healthz on METRICS_PORT. */
@@ -14,7 +14,7 @@ async function main(): Promise<void> {
   await prepareDatabase(config.databaseUrl, (message) => logger.info(message));
 
   // One connection for the leader's gauges; the relay keeps its own session for its locks.
-  const pool = createPool(config.databaseUrl, 1);
+  const pool = createPool(config.databaseUrl, 1, { statementTimeoutMs: STATUS_QUERY_TIMEOUT_MS });
   const relay = createRelay(config, logger);
   const metrics = createMetrics({ relay, admin: new OutboxAdmin(pool) });
   const server = Fastify({ logger: false });

@@ -3,8 +3,11 @@ import type { SqlQuery } from './client.ts';
 import { EVENT_COLUMNS } from './relayQueries.ts';
 
 /**
- * Counts per status, the oldest PENDING event's age (the oldest of each partition's first PENDING
- * event: one index probe per partition) and the aggregates held back by FAILED events.
+ * Counts per status, the oldest PENDING event's age and the aggregates held back by FAILED events.
+ * The age is that of the oldest of each partition's first PENDING event not held back by a FAILED event
+ * of its aggregate: those held back are the FAILED alert's to report, and counting them here would page
+ * twice for one cause. Per partition that walks the same index, with the same "earlier FAILED event"
+ * probe, as the relay's claim; with nothing FAILED it is one index probe per partition.
  */
 export function statusQuery(table: string): SqlQuery {
   return {
@@ -17,7 +20,12 @@ SELECT (SELECT count(*) FROM ${table} WHERE status = 'PENDING')::bigint::text AS
          SELECT min(first.created_at)
          FROM generate_series(0, ${PARTITION_COUNT - 1}) AS p(no)
          CROSS JOIN LATERAL (
-           SELECT created_at FROM ${table} WHERE status = 'PENDING' AND partition_no = p.no ORDER BY id LIMIT 1
+           SELECT o.created_at FROM ${table} o
+           WHERE o.status = 'PENDING' AND o.partition_no = p.no
+             AND NOT EXISTS (
+               SELECT 1 FROM ${table} b
+               WHERE b.aggregate_id = o.aggregate_id AND b.id < o.id AND b.status = 'FAILED')
+           ORDER BY o.id LIMIT 1
          ) first)), 0)::float8 AS oldest_pending_age_seconds`,
   };
 }

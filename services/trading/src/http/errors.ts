@@ -91,8 +91,16 @@ function isUnavailable(error: { code?: string; message?: string }): boolean {
   );
 }
 
-/** `fieldRules` gives the message for a field whose value breaks its pattern, by field name. */
-export function registerErrorHandling(app: FastifyInstance, fieldRules: Record<string, string> = {}): void {
+/**
+ * `fieldRules` gives the message for a field whose value breaks its pattern, by field name.
+ * `onDatabaseUnavailable` is called instead of logging each request the database failed: the caller
+ * logs the outage once (OutageLog), not once per request. Without it each one is logged.
+ */
+export function registerErrorHandling(
+  app: FastifyInstance,
+  fieldRules: Record<string, string> = {},
+  onDatabaseUnavailable?: (error: Error) => void,
+): void {
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
     if (error instanceof ApiError) {
       return reply.status(error.statusCode).send(errorBody(error.code, error.message, error.field));
@@ -110,7 +118,8 @@ export function registerErrorHandling(app: FastifyInstance, fieldRules: Record<s
       return reply.status(error.statusCode).send(errorBody(error.code ?? 'BAD_REQUEST', error.message));
     }
     if (isUnavailable(error)) {
-      request.log.warn({ err: error }, 'database unavailable');
+      if (onDatabaseUnavailable === undefined) request.log.warn({ err: error }, 'database unavailable');
+      else onDatabaseUnavailable(error);
       return reply.status(503).send(errorBody('UNAVAILABLE', 'the database is unavailable; retry later'));
     }
     request.log.error({ err: error }, 'request failed');
