@@ -1,7 +1,7 @@
 export { type FailedEvent, OutboxAdmin, type OutboxStatus } from './admin.ts';
 export type { Backoff } from './backoff.ts';
 export type { CloudEvent } from './cloudevents.ts';
-export { isValidTraceparent } from './cloudevents.ts';
+export { isValidTraceparent, isValidTracestate } from './cloudevents.ts';
 export { OutboxError, type OutboxErrorCode } from './errors.ts';
 export type { OutboxOptions } from './options.ts';
 export type { PublishableEvent, Publisher, PublishOutcome } from './publisher.ts';

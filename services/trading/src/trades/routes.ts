@@ -1,4 +1,4 @@
-import { isValidTraceparent } from '@astra/outbox';
+import { isValidTraceparent, isValidTracestate } from '@astra/outbox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type pg from 'pg';
 import { Type } from 'typebox';
@@ -78,13 +78,15 @@ export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async 
       }
       const traceparent = request.headers.traceparent;
       const tracestate = request.headers.tracestate;
-      // W3C: an invalid traceparent is ignored, not an error.
+      // W3C: an invalid traceparent or tracestate is ignored, not an error; an unbounded tracestate
+      // would otherwise be stored twice and copied into Redis.
       const traced = typeof traceparent === 'string' && isValidTraceparent(traceparent);
+      const stated = traced && typeof tracestate === 'string' && isValidTracestate(tracestate);
       const outcome = await trades.execute(request.body, {
         keyId: principal.keyId,
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
         ...(traced ? { traceparent } : {}),
-        ...(traced && typeof tracestate === 'string' ? { tracestate } : {}),
+        ...(stated ? { tracestate } : {}),
       });
       if (outcome.replayed) reply.header('idempotent-replayed', 'true');
       else onTradeExecuted?.(request.body.side);
