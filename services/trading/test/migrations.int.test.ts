@@ -47,7 +47,7 @@ describe('migrations', () => {
   test('up, down all the way and up again on an empty database; then a trade works', async () => {
     const db = await createTestDatabase({ migrated: false });
     try {
-      assert.deepEqual(ALL, ['0001_event_outbox', '0002_trading']);
+      assert.deepEqual(ALL, ['0001_event_outbox', '0002_trading', '0003_key_lifecycle']);
       assert.deepEqual(await tables(db), []);
 
       assert.deepEqual(await migrate(db.url, 'up'), ALL);
@@ -56,9 +56,12 @@ describe('migrations', () => {
       assert.deepEqual(await migrate(db.url, 'up'), [], 'a second up has nothing to do');
 
       // One step down reverts only the latest migration.
-      assert.deepEqual(await migrate(db.url, 'down'), ['0002_trading']);
+      assert.deepEqual(await migrate(db.url, 'down'), ['0003_key_lifecycle']);
+      assert.deepEqual(await tables(db), TABLES);
+      assert.deepEqual(await migrate(db.url, 'up'), ['0003_key_lifecycle']);
+      assert.deepEqual(await migrate(db.url, 'down', 2), ['0003_key_lifecycle', '0002_trading']);
       assert.deepEqual(await tables(db), ['event_outbox']);
-      assert.deepEqual(await migrate(db.url, 'up'), ['0002_trading']);
+      assert.deepEqual(await migrate(db.url, 'up'), ['0002_trading', '0003_key_lifecycle']);
 
       assert.deepEqual(await migrate(db.url, 'down', Number.POSITIVE_INFINITY), [...ALL].reverse());
       assert.deepEqual(await tables(db), [], 'down removes every table');

@@ -89,7 +89,7 @@ export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async 
         ...(stated ? { tracestate } : {}),
       });
       if (outcome.replayed) reply.header('idempotent-replayed', 'true');
-      else onTradeExecuted?.(request.body.side);
+      else if (outcome.statusCode === 201) onTradeExecuted?.(request.body.side);
       return reply.status(outcome.statusCode).send(outcome.body as TradeResult);
     },
   );
