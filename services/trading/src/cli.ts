@@ -18,6 +18,9 @@ const USAGE = `usage:
 
 class UsageError extends Error {}
 
+// An operator's command may touch every row (outbox replay --all): minutes, not the API's seconds.
+const CLI_TIMEOUTS = { statementTimeoutMs: 600_000, lockTimeoutMs: 10_000, connectTimeoutMs: 10_000 };
+
 async function migrateCommand(args: string[]): Promise<void> {
   const [direction, count] = args;
   if (direction !== 'up' && direction !== 'down') throw new UsageError('migrate takes up or down');
@@ -109,7 +112,7 @@ async function listKeys(pool: pg.Pool): Promise<void> {
 }
 
 async function withPool(work: (pool: pg.Pool) => Promise<void>): Promise<void> {
-  const pool = createPool(loadConfig().databaseUrl, 1);
+  const pool = createPool(loadConfig().databaseUrl, 1, CLI_TIMEOUTS);
   try {
     await work(pool);
   } finally {
@@ -124,7 +127,7 @@ async function outboxCommand(args: string[]): Promise<void> {
     options: { all: { type: 'boolean', default: false }, limit: { type: 'string', default: '100' } },
   });
   const [action, id] = positionals;
-  const pool = createPool(loadConfig().databaseUrl, 1);
+  const pool = createPool(loadConfig().databaseUrl, 1, CLI_TIMEOUTS);
   const admin = new OutboxAdmin(pool);
   try {
     if (action === 'status') {

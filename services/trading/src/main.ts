@@ -4,7 +4,7 @@ import { createDemoKeyIfEmpty, demoBanner, prepareDatabase } from './bootstrap.t
 import { loadConfig } from './config.ts';
 import { createPool } from './database.ts';
 import { onShutdown, runMain } from './lifecycle.ts';
-import { createMetrics } from './metrics.ts';
+import { boundPort, createMetrics, listenOn, startMetricsServer } from './metrics.ts';
 import { createRelay, OutboxAdmin } from './outbox.ts';
 import { schedulePurge } from './trades/idempotency-purge.ts';
 
@@ -14,11 +14,18 @@ async function main(): Promise<void> {
   const logger = pino({ level: config.logLevel });
   await prepareDatabase(config.databaseUrl, (message) => logger.info(message));
 
-  const pool = createPool(config.databaseUrl, config.dbPoolSize);
+  const poolLog = logger.child({ component: 'db-pool' });
+  const timeouts = {
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    lockTimeoutMs: config.dbLockTimeoutMs,
+    connectTimeoutMs: config.dbConnectTimeoutMs,
+    onError: (error: Error) => poolLog.warn({ err: error }, 'idle database connection failed'),
+  };
+  const pool = createPool(config.databaseUrl, config.dbPoolSize, timeouts);
   // Before listening, like the migrations: once the service answers, start-up has no database step
   // left whose failure (a terminated session, say) would stop a process that is already serving.
-  const demoKey = await createDemoKeyIfEmpty(pool);
-  const wakePool = createPool(config.databaseUrl, 1);
+  const demoKey = config.demoKey ? await createDemoKeyIfEmpty(pool) : null;
+  const wakePool = createPool(config.databaseUrl, 1, timeouts);
   const relay = config.relayEnabled ? createRelay(config, logger) : undefined;
   const metrics = createMetrics(relay === undefined ? {} : { relay, admin: new OutboxAdmin(pool) });
   const app = await buildApp({
@@ -30,22 +37,42 @@ async function main(): Promise<void> {
     logger,
     registry: metrics.registry,
     onTradeExecuted: metrics.tradeExecuted,
+    docsEnabled: config.docsEnabled,
+    rateLimits: {
+      perKey: config.rateLimitPerKey,
+      perAddress: config.rateLimitPerAddress,
+      windowMs: config.rateLimitWindowMs,
+    },
+    requestTimeoutMs: config.httpRequestTimeoutMs,
+    accessLog: config.accessLog,
   });
-  await app.listen({ host: config.host, port: config.port });
+  const metricsServer = await startMetricsServer({
+    registry: metrics.registry,
+    host: config.metricsHost,
+    port: config.metricsPort,
+  });
+  await listenOn(app, 'PORT', config.host, config.port);
+  const port = boundPort(app);
+  logger.info({ port, metricsPort: metricsServer.port, metricsHost: config.metricsHost }, 'listening');
   relay?.start();
   // Every 10 minutes: a key older than its TTL no longer protects a retry; its row can go.
   const stopPurge = schedulePurge(pool, config.idempotencyKeyTtlHours * 3600, 10 * 60_000, (error) =>
     logger.warn({ err: error }, 'idempotency key purge failed'),
   );
-  if (demoKey !== null) process.stdout.write(`${demoBanner(demoKey, config.port)}\n`);
+  if (demoKey !== null) process.stdout.write(`${demoBanner(demoKey, port)}\n`);
 
-  onShutdown(logger, async () => {
-    stopPurge();
-    await app.close();
-    await relay?.stop();
-    await pool.end();
-    await wakePool.end();
-  });
+  onShutdown(
+    logger,
+    async () => {
+      stopPurge();
+      await app.close();
+      await relay?.stop();
+      await metricsServer.close();
+      await pool.end();
+      await wakePool.end();
+    },
+    config.shutdownTimeoutMs,
+  );
 }
 
 runMain(main);

@@ -21,8 +21,9 @@ export function createRelay(config: Config, logger: Logger): OutboxRelay {
     deletePublished: config.deletePublished,
   });
   const log = logger.child({ component: 'outbox-relay' });
+  // The whole error (pino logs its stack and cause), not just its message.
   relay.on('fault', ({ kind, error, count }) =>
-    log.warn({ kind, count, err: error.message }, 'outbox publish problem'),
+    log.warn({ kind, count, err: error }, 'outbox publish problem'),
   );
   relay.on('broker', ({ up }) =>
     up ? log.info('broker reachable again') : log.error('broker unreachable; events stay PENDING'),
@@ -37,6 +38,21 @@ export function createRelay(config: Config, logger: Logger): OutboxRelay {
     owned = partitions.length;
   });
   return relay;
+}
+
+/** /healthz of a standalone relay: 503 while its loop is not running, so an orchestrator restarts it. */
+export function relayHealth(relay: {
+  running: boolean;
+  partitions: number[];
+}): () => { ok: boolean; body: Record<string, unknown> } {
+  return () => ({
+    ok: relay.running,
+    body: {
+      status: relay.running ? 'ok' : 'stopped',
+      relay: relay.running,
+      partitions: relay.partitions.length,
+    },
+  });
 }
 
 export { OutboxAdmin };

@@ -11,6 +11,8 @@ export interface Principal {
 }
 
 const KEY_PREFIX = 'astra_';
+// The scheme is case-insensitive (RFC 9110); the key itself is not.
+const BEARER = /^Bearer ([A-Za-z0-9_-]{1,200})$/i;
 
 function digest(key: string): Buffer {
   return createHash('sha256').update(key).digest();
@@ -112,10 +114,17 @@ export class ApiKeyVerifier {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** True when the request's key is cached as valid: authenticating it will cost no query. */
+  knows(request: FastifyRequest): boolean {
+    const match = BEARER.exec(request.headers.authorization ?? '');
+    if (match?.[1] === undefined) return false;
+    const cached = this.cache.get(digest(match[1]).toString('hex'));
+    return cached !== undefined && cached.expires > this.now();
+  }
+
   async authenticate(request: FastifyRequest): Promise<Principal> {
     const header = request.headers.authorization;
-    // The scheme is case-insensitive (RFC 9110); the key itself is not.
-    const match = header === undefined ? null : /^Bearer ([A-Za-z0-9_-]{1,200})$/i.exec(header);
+    const match = header === undefined ? null : BEARER.exec(header);
     if (match?.[1] === undefined) {
       throw new ApiError(401, 'UNAUTHENTICATED', 'send Authorization: Bearer <api key>', 'authorization');
     }

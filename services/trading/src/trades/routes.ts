@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { Type } from 'typebox';
 import { type ApiKeyVerifier, authorize, type Principal } from '../http/auth.ts';
 import { ApiError } from '../http/errors.ts';
+import { limitBy, type RateLimits } from '../http/rate-limit.ts';
 import { ACCOUNT_ID_PATTERN, ErrorResponse, Position, Trade, TradeRequest, TradeResult } from './schema.ts';
 import type { TradeService } from './service.ts';
 import {
@@ -20,6 +21,8 @@ export interface TradeRoutesOptions {
   trades: TradeService;
   keys: ApiKeyVerifier;
   onTradeExecuted?: (side: 'BUY' | 'SELL') => void;
+  /** Off when absent (tests); the service always passes its configured limits. */
+  rateLimits?: RateLimits;
 }
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -40,13 +43,38 @@ declare module 'fastify' {
 
 export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async (
   app,
-  { pool, trades, keys, onTradeExecuted },
+  { pool, trades, keys, onTradeExecuted, rateLimits },
 ) => {
+  // Per client address before authentication, for requests whose key is not cached as valid: a flood
+  // of unknown keys cannot cost a database query each.
+  if (rateLimits !== undefined && rateLimits.perAddress > 0) {
+    app.addHook(
+      'onRequest',
+      limitBy(app, {
+        max: rateLimits.perAddress,
+        windowMs: rateLimits.windowMs,
+        keyOf: (request) => `address:${request.ip}`,
+        skip: (request) => keys.knows(request),
+        what: 'from this address with keys not yet verified',
+      }),
+    );
+  }
   // Authenticate before the body is even read: an unauthenticated caller learns nothing from validation.
   app.decorateRequest('principal', null as unknown as Principal);
   app.addHook('onRequest', async (request) => {
     request.principal = await keys.authenticate(request);
   });
+  if (rateLimits !== undefined && rateLimits.perKey > 0) {
+    app.addHook(
+      'onRequest',
+      limitBy(app, {
+        max: rateLimits.perKey,
+        windowMs: rateLimits.windowMs,
+        keyOf: (request) => `key:${request.principal.keyId}`,
+        what: 'for this API key',
+      }),
+    );
+  }
 
   app.post(
     '/v1/trades',
