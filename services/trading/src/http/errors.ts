@@ -104,10 +104,10 @@ export function registerErrorHandling(app: FastifyInstance, fieldRules: Record<s
     }
     const first = error.validation?.[0] as AjvError | undefined;
     if (first !== undefined) {
-      const described = describeValidation(first, error.validationContext ?? 'body', fieldRules);
-      return reply
-        .status(described.statusCode)
-        .send(errorBody(described.code, described.message, described.field));
+      const context = error.validationContext ?? 'body';
+      const described = describeValidation(first, context, fieldRules);
+      const code = context === 'headers' ? 'INVALID_HEADER' : described.code;
+      return reply.status(described.statusCode).send(errorBody(code, described.message, described.field));
     }
     const known = error.code === undefined ? undefined : FASTIFY_CLIENT_ERRORS[error.code];
     if (known !== undefined) return reply.status(known[0]).send(errorBody(known[1], known[2]));
