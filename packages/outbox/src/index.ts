@@ -9,6 +9,7 @@ export { RedisStreamsPublisher, type RedisStreamsPublisherOptions } from './redi
 export { OutboxRelay, type RelayEvents, type RelayOptions } from './relay.ts';
 export { PARTITION_COUNT } from './schema.ts';
 export type { SqlClient, SqlQuery } from './sql/client.ts';
+export { storedSpanContext, tracedPublisher } from './tracing.ts';
 export { createRelayWaker, type LocalRelay, type RelayWaker, type RelayWakerOptions } from './waker.ts';
 export {
   createOutboxWriter,

@@ -3,6 +3,7 @@ import { createOutboxWriter, createRelayWaker, type LocalRelay } from '@astra/ou
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Tracer } from '@opentelemetry/api';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
@@ -10,6 +11,7 @@ import { ApiKeyVerifier } from './http/auth.ts';
 import { errorBody, registerErrorHandling } from './http/errors.ts';
 import { type RateLimits, registerRateLimit } from './http/rate-limit.ts';
 import { registerHttpMetrics } from './metrics.ts';
+import { registerRequestSpans } from './tracing.ts';
 import { tradeRoutes } from './trades/routes.ts';
 import { FIELD_RULES } from './trades/schema.ts';
 import { TradeService } from './trades/service.ts';
@@ -42,6 +44,8 @@ export interface AppOptions {
   requestTimeoutMs?: number;
   /** One info line per request with its id. @defaultValue false */
   accessLog?: boolean;
+  /** Spans for each request and trade statement; none at all when absent. */
+  tracer?: Tracer;
 }
 
 /** A request id a client may choose: short and printable, so it is safe in logs and headers. */
@@ -90,6 +94,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   registerErrorHandling(app, FIELD_RULES);
+  // First, so the request's span covers the rate limits and authentication too.
+  if (options.tracer !== undefined) registerRequestSpans(app, options.tracer);
+  else app.decorateRequest('span', null);
   // The API speaks JSON only. Fastify also parses text/plain by default, which turned a JSON body sent
   // as text into a string and a misleading 400 "must be a JSON object"; it is a 415 like any other type.
   app.removeContentTypeParser('text/plain');
@@ -138,7 +145,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const relays = createRelayWaker(options.wakePool ?? pool, { localRelay: options.localRelay });
   await app.register(tradeRoutes, {
     pool,
-    trades: new TradeService(pool, outbox, relays),
+    trades: new TradeService(pool, outbox, relays, options.tracer),
     keys: new ApiKeyVerifier(pool),
     ...(options.onTradeExecuted ? { onTradeExecuted: options.onTradeExecuted } : {}),
     ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),

@@ -6,12 +6,14 @@ import { createPool } from './database.ts';
 import { onShutdown, runMain } from './lifecycle.ts';
 import { boundPort, createMetrics, listenOn, startMetricsServer } from './metrics.ts';
 import { createRelay, OutboxAdmin } from './outbox.ts';
+import { startTracing } from './tracing.ts';
 import { schedulePurge } from './trades/idempotency-purge.ts';
 
 /** `npm start`: migrations, the HTTP API, and (unless RELAY_ENABLED=false) the relay in-process. */
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = pino({ level: config.logLevel });
+  const tracing = startTracing(config.otlpEndpoint, 'astra-trading');
   await prepareDatabase(config.databaseUrl, (message) => logger.info(message));
 
   const poolLog = logger.child({ component: 'db-pool' });
@@ -26,7 +28,7 @@ async function main(): Promise<void> {
   // left whose failure (a terminated session, say) would stop a process that is already serving.
   const demoKey = config.demoKey ? await createDemoKeyIfEmpty(pool) : null;
   const wakePool = createPool(config.databaseUrl, 1, timeouts);
-  const relay = config.relayEnabled ? createRelay(config, logger) : undefined;
+  const relay = config.relayEnabled ? createRelay(config, logger, tracing?.tracer) : undefined;
   const metrics = createMetrics(relay === undefined ? {} : { relay, admin: new OutboxAdmin(pool) });
   const app = await buildApp({
     pool,
@@ -45,6 +47,7 @@ async function main(): Promise<void> {
     },
     requestTimeoutMs: config.httpRequestTimeoutMs,
     accessLog: config.accessLog,
+    ...(tracing === undefined ? {} : { tracer: tracing.tracer }),
   });
   const metricsServer = await startMetricsServer({
     registry: metrics.registry,
@@ -70,6 +73,7 @@ async function main(): Promise<void> {
       await metricsServer.close();
       await pool.end();
       await wakePool.end();
+      await tracing?.shutdown();
     },
     config.shutdownTimeoutMs,
   );

@@ -1,9 +1,10 @@
-import { OutboxAdmin, OutboxRelay, RedisStreamsPublisher } from '@astra/outbox';
+import { OutboxAdmin, OutboxRelay, RedisStreamsPublisher, tracedPublisher } from '@astra/outbox';
+import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 
 /** The relay as this service configures it: Redis (or Redis Cluster) from the config, logs via pino. */
-export function createRelay(config: Config, logger: Logger): OutboxRelay {
+export function createRelay(config: Config, logger: Logger, tracer?: Tracer): OutboxRelay {
   const publisher = new RedisStreamsPublisher({
     ...(config.redisClusterNodes.length > 0
       ? { clusterNodes: config.redisClusterNodes }
@@ -13,7 +14,8 @@ export function createRelay(config: Config, logger: Logger): OutboxRelay {
   });
   const relay = new OutboxRelay({
     connectionString: config.databaseUrl,
-    publisher,
+    // A span per publish call, linked to each event's stored trace context, while tracing is on.
+    publisher: tracer === undefined ? publisher : tracedPublisher(publisher, tracer),
     batchSize: config.relayBatchSize,
     pollIntervalMs: config.relayPollIntervalMs,
     maxAttempts: config.relayMaxAttempts,

@@ -5,11 +5,13 @@ import { createPool } from './database.ts';
 import { onShutdown, runMain } from './lifecycle.ts';
 import { createMetrics, startMetricsServer } from './metrics.ts';
 import { createRelay, OutboxAdmin, relayHealth } from './outbox.ts';
+import { startTracing } from './tracing.ts';
 
 /** `npm run relay`: the relay alone, with /metrics and /healthz on METRICS_PORT. */
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = pino({ level: config.logLevel });
+  const tracing = startTracing(config.otlpEndpoint, 'astra-outbox-relay');
   await prepareDatabase(config.databaseUrl, (message) => logger.info(message));
 
   // One connection for the leader's gauges; the relay keeps its own session for its locks.
@@ -20,7 +22,7 @@ async function main(): Promise<void> {
     connectTimeoutMs: config.dbConnectTimeoutMs,
     onError: (error) => poolLog.warn({ err: error }, 'idle database connection failed'),
   });
-  const relay = createRelay(config, logger);
+  const relay = createRelay(config, logger, tracing?.tracer);
   const metrics = createMetrics({ relay, admin: new OutboxAdmin(pool) });
   const server = await startMetricsServer({
     registry: metrics.registry,
@@ -37,6 +39,7 @@ async function main(): Promise<void> {
       await relay.stop();
       await server.close();
       await pool.end();
+      await tracing?.shutdown();
     },
     config.shutdownTimeoutMs,
   );

@@ -5,6 +5,7 @@ import { Type } from 'typebox';
 import { type ApiKeyVerifier, authorize, type Principal } from '../http/auth.ts';
 import { ApiError } from '../http/errors.ts';
 import { limitBy, type RateLimits } from '../http/rate-limit.ts';
+import { requestContext } from '../tracing.ts';
 import {
   ACCOUNT_ID_PATTERN,
   ErrorResponse,
@@ -131,8 +132,10 @@ export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async 
       // would otherwise be stored twice and copied into Redis.
       const traced = typeof traceparent === 'string' && isValidTraceparent(traceparent);
       const stated = traced && typeof tracestate === 'string' && isValidTracestate(tracestate);
+      const parent = requestContext(request.span);
       const outcome = await trades.execute(request.body, {
         keyId: principal.keyId,
+        ...(parent === undefined ? {} : { parent }),
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
         ...(traced ? { traceparent } : {}),
         ...(stated ? { tracestate } : {}),

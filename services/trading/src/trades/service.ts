@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { OutboxWriter, RelayWaker } from '@astra/outbox';
+import { type Context, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type pg from 'pg';
 import { ApiError, errorBody } from '../http/errors.ts';
+import { traceparentOf } from '../tracing.ts';
 import type { TradeRequest, TradeResult } from './schema.ts';
 import {
   claimIdempotencyKeyQuery,
@@ -20,6 +22,8 @@ export interface TradeContext {
   idempotencyKey?: string;
   traceparent?: string;
   tracestate?: string;
+  /** The request's span context while tracing is on: the trade statement's span is its child. */
+  parent?: Context;
 }
 
 export interface TradeOutcome {
@@ -90,6 +94,8 @@ export class TradeService {
     private readonly pool: pg.Pool,
     private readonly outbox: OutboxWriter,
     private readonly relays: RelayWaker,
+    /** Absent when tracing is off: then no span is made at all. */
+    private readonly tracer?: Tracer,
   ) {}
 
   /**
@@ -193,12 +199,28 @@ export class TradeService {
       request.quantity,
       request.price,
     ];
-    const query = tradeWithEventsQuery(request.side, values, traceHeaders(context), this.outbox);
+    const span = this.tracer?.startSpan(
+      'trade statement',
+      {
+        kind: SpanKind.CLIENT,
+        attributes: { 'db.system.name': 'postgresql', 'db.query.summary': `trade ${request.side}` },
+      },
+      context.parent,
+    );
+    // While tracing, the events carry the statement's own span: the relay's publish span links to it.
+    const headers =
+      span === undefined
+        ? traceHeaders(context)
+        : traceHeaders({ ...context, traceparent: traceparentOf(span) });
+    const query = tradeWithEventsQuery(request.side, values, headers, this.outbox);
     let row: TradeRow | undefined;
     try {
       row = (await db.query<TradeRow>(query)).rows[0];
     } catch (error) {
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
       throw databaseError(error) ?? error;
+    } finally {
+      span?.end();
     }
     if (row === undefined) {
       throw new RefusedTrade(
