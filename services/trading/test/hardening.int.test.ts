@@ -6,11 +6,12 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { buildApp } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
 import { createPool, ensureDatabase } from '../src/database.ts';
 import { createApiKey } from '../src/http/auth.ts';
 import { shutdownHandler } from '../src/lifecycle.ts';
 import { boundPort, createMetrics, ListenError, startMetricsServer } from '../src/metrics.ts';
-import { relayHealth } from '../src/outbox.ts';
+import { createRelay, relayHealth } from '../src/outbox.ts';
 import {
   assertError,
   createTestDatabase,
@@ -202,6 +203,29 @@ describe('production hardening', () => {
     assert.equal(access[0].reqId, 'client-42');
     assert.equal(access[0].statusCode, 200);
     assert.equal(access[0].url, '/healthz');
+  });
+
+  test('relay faults are logged with their stack, not only their message', async () => {
+    const lines: string[] = [];
+    const logger = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(String(chunk));
+          done();
+        },
+      }),
+    );
+    const relay = createRelay(loadConfig({ DATABASE_URL: db.url }), logger);
+    relay.start();
+    relay.emit('fault', { kind: 'database', error: new Error('connection reset'), count: 1 });
+    // Stopping closes its publisher's Redis connection too.
+    await relay.stop();
+    const logged = lines
+      .map((line) => JSON.parse(line))
+      .find((entry) => entry.msg === 'outbox publish problem');
+    assert.equal(logged?.err?.message, 'connection reset');
+    assert.match(String(logged?.err?.stack), /at /);
   });
 
   test('start-up connects to the postgres database only when the target database is missing', async () => {
