@@ -267,7 +267,7 @@ describe('Prometheus scraping the real service and relays', { timeout: 600_000 }
     service = await stack.startService({ relay: false });
     [relayingService, relay] = await Promise.all([stack.startService({ relay: true }), stack.startRelay()]);
     prometheus = await startPrometheus({
-      tradingService: [`127.0.0.1:${service.port}`, `127.0.0.1:${relayingService.port}`],
+      tradingService: [`127.0.0.1:${service.metricsPort}`, `127.0.0.1:${relayingService.metricsPort}`],
       outboxRelay: [`127.0.0.1:${relay.metricsPort}`],
       scrapeInterval: SCRAPE_INTERVAL,
       evaluationInterval: SCRAPE_INTERVAL,

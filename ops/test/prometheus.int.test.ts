@@ -142,6 +142,21 @@ test('every in-page link of docs/runbooks.md leads to a heading', () => {
   for (const link of links) assert.ok(anchors.has(link), `docs/runbooks.md links to missing #${link}`);
 });
 
+test('the committed targets scrape each process on its METRICS_PORT, never the API port', () => {
+  const targetsOf = (file: string) =>
+    [
+      ...readFileSync(join(REPO, 'ops', 'prometheus', 'targets', file), 'utf8').matchAll(
+        /targets: \[([^\]]*)\]/g,
+      ),
+    ]
+      .flatMap((match) => (match[1] ?? '').split(','))
+      .map((target) => target.trim());
+  // The service's /metrics moved off the API port (3000) to METRICS_PORT (9464 by default); a relay on
+  // the same host needs a port of its own.
+  assert.deepEqual(targetsOf('trading-service.yml'), ['127.0.0.1:9464']);
+  assert.deepEqual(targetsOf('outbox-relay.yml'), ['127.0.0.1:9465']);
+});
+
 test('the scrape jobs and the Alertmanager come from the file_sd targets files', async () => {
   const targets = await waitFor(
     'every scrape job to have its targets',

@@ -7,7 +7,7 @@ export {
 } from './admin.ts';
 export type { Backoff } from './backoff.ts';
 export type { CloudEvent } from './cloudevents.ts';
-export { isValidTraceparent } from './cloudevents.ts';
+export { isValidTraceparent, isValidTracestate } from './cloudevents.ts';
 export { OutboxError, type OutboxErrorCode } from './errors.ts';
 export type { OutboxOptions } from './options.ts';
 export type {
@@ -25,6 +25,7 @@ export { RedisStreamsPublisher, type RedisStreamsPublisherOptions } from './redi
 export { OutboxRelay, type RelayEvents, type RelayOptions } from './relay.ts';
 export { PARTITION_COUNT } from './schema.ts';
 export type { SqlClient, SqlQuery } from './sql/client.ts';
+export { storedSpanContext, tracedPublisher } from './tracing.ts';
 export { createRelayWaker, type LocalRelay, type RelayWaker, type RelayWakerOptions } from './waker.ts';
 export {
   createOutboxWriter,

@@ -1,5 +1,14 @@
 import { v7 as uuidV7 } from 'uuid';
-import { type CloudEvent, isValidTraceparent } from './cloudevents.ts';
+import {
+  type CloudEvent,
+  isValidTraceparent,
+  isValidTracestate,
+  TRACEPARENT_PATTERN,
+  TRACESTATE_MAX_LENGTH,
+  TRACESTATE_MAX_MEMBERS,
+  TRACESTATE_MEMBER,
+  TRACESTATE_SEPARATOR,
+} from './cloudevents.ts';
 import { invalidOption, OutboxError } from './errors.ts';
 import { type OutboxOptions, resolveOutboxOptions } from './options.ts';
 import { queryRows, type SqlClient } from './sql/client.ts';
@@ -44,7 +53,8 @@ export interface OutboxWriter {
    * without BEGIN/COMMIT, and one round trip instead of four; the event data can use the change's
    * RETURNING values. `select` must yield the columns `event_id` (uuid: pass newEventId() as a
    * parameter, for the reason given there), `event_type`, `aggregate_type`, `aggregate_id` (text), `data`
-   * and `headers` (jsonb: '{}' or {traceparent, tracestate}). Unlike write(), nothing checks these
+   * and `headers` (jsonb: '{}' or {traceparent, tracestate}; only valid W3C trace context is kept,
+   * the rest is dropped in the statement). Unlike write(), nothing checks the other
    * values before the database does: keep event types to the names write() accepts, since they name
    * streams. The writer's `notify` option does not apply: wake the relays after the statement
    * (createRelayWaker).
@@ -76,6 +86,20 @@ function nonEmptyText(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0 && value.length <= MAX_TEXT;
 }
 
+/**
+ * insertFrom()'s `headers`, reduced to valid W3C trace context: a traceparent that breaks the grammar
+ * drops both headers, an invalid tracestate drops itself, and no other key is kept. The caller's SQL
+ * is not checked before the database sees it, so the check runs there (the same grammar as write()).
+ */
+const TRACE_HEADERS = `(SELECT CASE
+    WHEN h.tp IS NULL OR h.tp !~ '${TRACEPARENT_PATTERN}' THEN '{}'::jsonb
+    WHEN h.ts IS NULL OR length(h.ts) > ${TRACESTATE_MAX_LENGTH} OR cardinality(m.members) > ${TRACESTATE_MAX_MEMBERS}
+      OR EXISTS (SELECT 1 FROM unnest(m.members) x WHERE x <> '' AND x !~ '${TRACESTATE_MEMBER}')
+      THEN jsonb_build_object('traceparent', h.tp)
+    ELSE jsonb_build_object('traceparent', h.tp, 'tracestate', h.ts) END
+  FROM (SELECT e.headers->>'traceparent' AS tp, e.headers->>'tracestate' AS ts) h,
+       LATERAL (SELECT regexp_split_to_array(btrim(h.ts, E' \\t'), '${TRACESTATE_SEPARATOR}') AS members) m)`;
+
 export function createOutboxWriter(options: OutboxWriterOptions): OutboxWriter {
   const resolved = resolveOutboxOptions(options);
   if (!nonEmptyText(options.source)) throw invalidOption('source', `must be 1 to ${MAX_TEXT} characters`);
@@ -86,7 +110,7 @@ export function createOutboxWriter(options: OutboxWriterOptions): OutboxWriter {
   return {
     insertFrom(select) {
       return `INSERT INTO ${resolved.table} (event_id, event_type, source, aggregate_type, aggregate_id, payload, headers)
-  SELECT e.event_id, e.event_type, ${sourceLiteral}, e.aggregate_type, e.aggregate_id, e.data, e.headers
+  SELECT e.event_id, e.event_type, ${sourceLiteral}, e.aggregate_type, e.aggregate_id, e.data, ${TRACE_HEADERS}
   FROM (${select}) e
   RETURNING created_at`;
     },
@@ -116,7 +140,13 @@ export function createOutboxWriter(options: OutboxWriterOptions): OutboxWriter {
           if (!isValidTraceparent(event.traceparent))
             throw invalidEvent(index, 'traceparent', 'is not W3C trace-context');
           trace.traceparent = event.traceparent;
-          if (event.tracestate !== undefined) trace.tracestate = event.tracestate;
+        }
+        if (event.tracestate !== undefined) {
+          if (event.traceparent === undefined)
+            throw invalidEvent(index, 'tracestate', 'needs a traceparent (W3C trace-context)');
+          if (!isValidTracestate(event.tracestate))
+            throw invalidEvent(index, 'tracestate', 'is not W3C trace-context (512 characters, 32 members)');
+          trace.tracestate = event.tracestate;
         }
         ids.push(id);
         types.push(event.type);

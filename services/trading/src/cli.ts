@@ -1,20 +1,26 @@
 import { parseArgs } from 'node:util';
+import type pg from 'pg';
 import { loadConfig } from './config.ts';
 import { createPool, ensureDatabase, migrate } from './database.ts';
-import { createApiKey } from './http/auth.ts';
+import { createApiKeyWithId, listApiKeys, revokeApiKey } from './http/auth.ts';
 import { createPublisher, OutboxAdmin } from './outbox.ts';
 import { ACCOUNT_ID_PATTERN } from './trades/schema.ts';
 
 const USAGE = `usage:
   npm run migrate -- up [count] | down [count]
-  npm run cli -- keys create --account <id> [--admin]
-  npm run cli -- keys create --admin
+  npm run cli -- keys create --account <id> [--expires <date-time>]
+  npm run cli -- keys create --admin [--expires <date-time>]
+  npm run cli -- keys list
+  npm run cli -- keys revoke <id>
   npm run cli -- outbox status
   npm run cli -- outbox failed [--limit N]
   npm run cli -- outbox replay <id> | --all
   npm run cli -- outbox republish --since <ISO time> [--until <ISO time>] [--type T] [--aggregate A] [--dry-run]`;
 
 class UsageError extends Error {}
+
+// An operator's command may touch every row (outbox replay --all): minutes, not the API's seconds.
+const CLI_TIMEOUTS = { statementTimeoutMs: 600_000, lockTimeoutMs: 10_000, connectTimeoutMs: 10_000 };
 
 async function migrateCommand(args: string[]): Promise<void> {
   const [direction, count] = args;
@@ -30,21 +36,86 @@ async function keysCommand(args: string[]): Promise<void> {
   const { positionals, values } = parseArgs({
     args,
     allowPositionals: true,
-    options: { account: { type: 'string' }, admin: { type: 'boolean', default: false } },
+    options: {
+      account: { type: 'string' },
+      admin: { type: 'boolean', default: false },
+      expires: { type: 'string' },
+    },
   });
-  if (positionals[0] !== 'create') throw new UsageError('keys takes create');
+  const [action, id, ...extra] = positionals;
+  if (action === 'create' && id === undefined) return createKey(values);
+  if (action === 'list' && id === undefined) return withPool((pool) => listKeys(pool));
+  if (action === 'revoke' && id !== undefined && extra.length === 0) {
+    if (!/^[1-9]\d{0,17}$/.test(id)) throw new UsageError('keys revoke takes a key id (see keys list)');
+    return withPool(async (pool) => {
+      const outcome = await revokeApiKey(pool, Number(id));
+      if (outcome === 'missing') throw new Error(`no key with id ${id}`);
+      console.log(outcome === 'revoked' ? `revoked key ${id}` : `key ${id} was revoked already`);
+    });
+  }
+  throw new UsageError('keys takes create, list or revoke <id>');
+}
+
+async function createKey(values: { account?: string; admin: boolean; expires?: string }): Promise<void> {
   const account = values.account ?? null;
+  if (account !== null && values.admin) {
+    throw new UsageError('--admin and --account do not go together: an admin key acts for every account');
+  }
   if (account === null && !values.admin) throw new UsageError('keys create needs --account <id> or --admin');
   if (account !== null && !new RegExp(ACCOUNT_ID_PATTERN).test(account)) {
     throw new UsageError('--account must be 1-64 letters, digits, _ or -');
   }
-  const pool = createPool(loadConfig().databaseUrl, 1);
-  try {
-    const key = await createApiKey(pool, account, values.admin);
-    console.log(
-      `created ${values.admin ? 'an admin' : 'a'} key${account === null ? '' : ` for account ${account}`}:`,
-    );
+  let expiresAt: Date | null = null;
+  if (values.expires !== undefined) {
+    // ISO 8601 only: Date.parse also accepts forms whose time zone is a guess.
+    const parsed = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$/.test(
+      values.expires,
+    )
+      ? new Date(values.expires)
+      : new Date(Number.NaN);
+    if (Number.isNaN(parsed.getTime())) {
+      throw new UsageError('--expires must be an ISO 8601 date or date-time, e.g. 2027-01-31T00:00:00Z');
+    }
+    if (parsed.getTime() <= Date.now()) throw new UsageError('--expires must be in the future');
+    expiresAt = parsed;
+  }
+  await withPool(async (pool) => {
+    const { id, key } = await createApiKeyWithId(pool, account, values.admin, expiresAt);
+    const owner = account === null ? '' : ` for account ${account}`;
+    const until = expiresAt === null ? '' : `, expires ${expiresAt.toISOString()}`;
+    console.log(`created ${values.admin ? 'an admin' : 'a'} key${owner} (id ${id}${until}):`);
     console.log(key);
+  });
+}
+
+async function listKeys(pool: pg.Pool): Promise<void> {
+  const keys = await listApiKeys(pool);
+  if (keys.length === 0) console.log('no keys');
+  const now = Date.now();
+  for (const key of keys) {
+    const status =
+      key.revokedAt !== null
+        ? 'revoked'
+        : key.expiresAt !== null && key.expiresAt.getTime() <= now
+          ? 'expired'
+          : 'active';
+    console.log(
+      [
+        `id=${key.id}`,
+        key.isAdmin ? 'admin' : `account=${key.accountId}`,
+        status,
+        `created=${key.createdAt.toISOString()}`,
+        `expires=${key.expiresAt?.toISOString() ?? 'never'}`,
+        `revoked=${key.revokedAt?.toISOString() ?? '-'}`,
+      ].join('\t'),
+    );
+  }
+}
+
+async function withPool(work: (pool: pg.Pool) => Promise<void>): Promise<void> {
+  const pool = createPool(loadConfig().databaseUrl, 1, CLI_TIMEOUTS);
+  try {
+    await work(pool);
   } finally {
     await pool.end();
   }
@@ -65,7 +136,7 @@ async function outboxCommand(args: string[]): Promise<void> {
     },
   });
   const [action, id] = positionals;
-  const pool = createPool(loadConfig().databaseUrl, 1);
+  const pool = createPool(loadConfig().databaseUrl, 1, CLI_TIMEOUTS);
   const admin = new OutboxAdmin(pool);
   try {
     if (action === 'status') {

@@ -33,7 +33,31 @@ export interface Config {
   deletePublished: boolean;
   /** How long an Idempotency-Key's first answer is kept (and a retry with that key is safe). */
   idempotencyKeyTtlHours: number;
+  /** /metrics (and a standalone relay's /healthz) listen here, apart from the API; 0 = any free port. */
   metricsPort: number;
+  metricsHost: string;
+  /** Serve the OpenAPI UI at /docs. */
+  docsEnabled: boolean;
+  /** Create and print a key for account `demo` on an empty database (never with NODE_ENV=production). */
+  demoKey: boolean;
+  /** Requests per key per rate-limit window, counted after authentication; 0 = no limit. */
+  rateLimitPerKey: number;
+  /** Requests per client address per window whose key is not already known; 0 = no limit. */
+  rateLimitPerAddress: number;
+  rateLimitWindowMs: number;
+  /** Server-side limits for every statement and lock wait of the service's connections. */
+  dbStatementTimeoutMs: number;
+  dbLockTimeoutMs: number;
+  /** Longest wait for a database connection (new, or free in the pool) before a 503. */
+  dbConnectTimeoutMs: number;
+  /** Longest time a client may take to send a whole request (headers and body). */
+  httpRequestTimeoutMs: number;
+  /** Longest a graceful shutdown may take before the process exits anyway. */
+  shutdownTimeoutMs: number;
+  /** One log line per request (at info), with its request id. */
+  accessLog: boolean;
+  /** OTLP/HTTP endpoint for traces; tracing is off when empty. */
+  otlpEndpoint: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -43,6 +67,17 @@ export class ConfigError extends Error {
     message: string,
   ) {
     super(`${variable}: ${message}`);
+  }
+}
+
+/** A URL for messages and logs: the password, if any, replaced by ***. */
+export function redactUrl(value: string): string {
+  try {
+    const parsed = new URL(value);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(not shown: it may hold a password)';
   }
 }
 
@@ -77,7 +112,8 @@ function url(env: Env, name: string, fallback: string, protocols: string[]): str
   try {
     parsed = new URL(value);
   } catch {
-    throw new ConfigError(name, `must be a URL, got "${value}"`);
+    // The value is not shown: a malformed URL may still hold a password.
+    throw new ConfigError(name, 'must be a URL, e.g. postgres://user:password@host:5432/database');
   }
   if (!protocols.includes(parsed.protocol)) {
     throw new ConfigError(name, `must start with ${protocols.join(' or ')}, got "${parsed.protocol}"`);
@@ -97,6 +133,11 @@ function nodeList(env: Env, name: string): string[] {
     }
   }
   return nodes;
+}
+
+function otlpEndpoint(env: Env): string | undefined {
+  const raw = text(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', '');
+  return raw === '' ? undefined : url(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', '', ['http:', 'https:']);
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -144,5 +185,20 @@ export function loadConfig(env: Env = process.env): Config {
     deletePublished: boolean(env, 'OUTBOX_DELETE_PUBLISHED', false),
     idempotencyKeyTtlHours: integer(env, 'IDEMPOTENCY_KEY_TTL_HOURS', 24, 1, 365 * 24),
     metricsPort: integer(env, 'METRICS_PORT', 9464, 0, 65535),
+    metricsHost: text(env, 'METRICS_HOST', '127.0.0.1'),
+    docsEnabled: boolean(env, 'DOCS_ENABLED', true),
+    // A live key printed to the log is for a developer machine only.
+    demoKey: boolean(env, 'DEMO_KEY', true) && env.NODE_ENV !== 'production',
+    // Defaults far above one trader's needs and above the benchmark's ~2,000 trades/s on one key.
+    rateLimitPerKey: integer(env, 'RATE_LIMIT_PER_KEY', 5000, 0, 1_000_000),
+    rateLimitPerAddress: integer(env, 'RATE_LIMIT_PER_ADDRESS', 100, 0, 1_000_000),
+    rateLimitWindowMs: integer(env, 'RATE_LIMIT_WINDOW_MS', 1000, 100, 3_600_000),
+    dbStatementTimeoutMs: integer(env, 'DB_STATEMENT_TIMEOUT_MS', 5000, 100, 3_600_000),
+    dbLockTimeoutMs: integer(env, 'DB_LOCK_TIMEOUT_MS', 2000, 100, 3_600_000),
+    dbConnectTimeoutMs: integer(env, 'DB_CONNECT_TIMEOUT_MS', 2000, 100, 600_000),
+    httpRequestTimeoutMs: integer(env, 'HTTP_REQUEST_TIMEOUT_MS', 10_000, 100, 600_000),
+    shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
+    accessLog: boolean(env, 'ACCESS_LOG', true),
+    otlpEndpoint: otlpEndpoint(env),
   };
 }

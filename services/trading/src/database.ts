@@ -8,28 +8,32 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url));
 
-/**
- * A pool of `max` connections. `statementTimeoutMs` bounds every statement on the server (and, 2 s
- * later, on the client, for a server that stopped answering).
- */
-export function createPool(
-  databaseUrl: string,
-  max: number,
-  options: { statementTimeoutMs?: number } = {},
-): pg.Pool {
-  const timeouts =
-    options.statementTimeoutMs === undefined
-      ? {}
-      : { statement_timeout: options.statementTimeoutMs, query_timeout: options.statementTimeoutMs + 2000 };
+export interface PoolTimeouts {
+  /** Server-side limit per statement. @defaultValue 5000 */
+  statementTimeoutMs?: number;
+  /** Server-side limit per lock wait. @defaultValue 2000 */
+  lockTimeoutMs?: number;
+  /** Longest wait for a connection, new or free in the pool: an exhausted pool fails, never hangs. @defaultValue 2000 */
+  connectTimeoutMs?: number;
+  /** Told about idle connections that failed (the pool has dropped them already). */
+  onError?: (error: Error) => void;
+}
+
+export function createPool(databaseUrl: string, max: number, timeouts: PoolTimeouts = {}): pg.Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max,
     application_name: 'astra-trading',
-    ...timeouts,
+    statement_timeout: timeouts.statementTimeoutMs ?? 5000,
+    // The client gives up 2 s after the server would, for a server that stopped answering.
+    query_timeout: (timeouts.statementTimeoutMs ?? 5000) + 2000,
+    lock_timeout: timeouts.lockTimeoutMs ?? 2000,
+    connectionTimeoutMillis: timeouts.connectTimeoutMs ?? 2000,
   });
   // An idle client that loses its connection (database restart, pg_terminate_backend) emits 'error';
   // without a listener that would crash the process. The pool drops it and opens a new one.
-  pool.on('error', () => {});
+  const onError = timeouts.onError ?? (() => {});
+  pool.on('error', (error) => onError(error));
   // The pool listens only while a client is idle: a checked-out client whose connection dies between
   // two queries of a transaction would emit an unhandled 'error' and crash the process. With this
   // listener the next query on it fails instead, and the caller releases it as broken.
@@ -37,13 +41,17 @@ export function createPool(
   return pool;
 }
 
-/** Creates the configured database when it does not exist yet (first start on a fresh server). */
-export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
+/**
+ * Creates the configured database when it does not exist yet (first start on a fresh server). Only
+ * then does it connect to the `adminDatabase`: managed PostgreSQL often forbids connecting there.
+ */
+export async function ensureDatabase(databaseUrl: string, adminDatabase = 'postgres'): Promise<boolean> {
   const target = new URL(databaseUrl);
   const name = decodeURIComponent(target.pathname.slice(1));
   if (name === '') return false;
+  if (await databaseExists(databaseUrl)) return false;
   const admin = new URL(databaseUrl);
-  admin.pathname = '/postgres';
+  admin.pathname = `/${adminDatabase}`;
   const client = new pg.Client({ connectionString: admin.toString() });
   await client.connect();
   try {
@@ -61,6 +69,21 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
     return true;
   } finally {
     await client.end();
+  }
+}
+
+/** True when the database answers; false only when the server says it does not exist (3D000). */
+async function databaseExists(databaseUrl: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 10_000 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return true;
+  } catch (error) {
+    if ((error as { code?: string }).code === '3D000') return false;
+    throw error;
+  } finally {
+    await client.end().catch(() => {});
   }
 }
 

@@ -1,6 +1,6 @@
 import type { OutboxAdmin, OutboxRelay } from '@astra/outbox';
 import { registerOutboxMetrics } from '@astra/outbox/prometheus';
-import type { FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import { POSITION_UPDATED, TRADE_EXECUTED } from './trades/sql.ts';
 
@@ -44,7 +44,7 @@ export function createMetrics(options: { relay?: OutboxRelay; admin?: OutboxAdmi
   };
 }
 
-/** GET /metrics, and a request-duration histogram labelled by route pattern (never by raw URL). */
+/** A request-duration histogram labelled by route pattern (never by raw URL). */
 export function registerHttpMetrics(app: FastifyInstance, registry: Registry): void {
   const duration = new Histogram({
     name: 'http_request_duration_seconds',
@@ -63,7 +63,63 @@ export function registerHttpMetrics(app: FastifyInstance, registry: Registry): v
       reply.elapsedTime / 1000,
     );
   });
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) =>
+}
+
+/**
+ * The metrics listener, apart from the API: GET /metrics, and `health` at /healthz when given (a
+ * standalone relay's). Binds METRICS_HOST (127.0.0.1 by default): metrics reveal volumes and versions.
+ * Returns the bound port (METRICS_PORT=0 picks a free one). A port in use is a one-line ListenError.
+ */
+export async function startMetricsServer(options: {
+  registry: Registry;
+  host: string;
+  port: number;
+  health?: () => { ok: boolean; body: Record<string, unknown> };
+}): Promise<{ port: number; close(): Promise<void> }> {
+  const server = Fastify({ logger: false });
+  const { registry, health } = options;
+  server.get('/metrics', async (_request, reply) =>
     reply.type(registry.contentType).send(await registry.metrics()),
   );
+  if (health !== undefined) {
+    server.get('/healthz', async (_request, reply) => {
+      const state = health();
+      return reply.status(state.ok ? 200 : 503).send(state.body);
+    });
+  }
+  await listenOn(server, 'METRICS_PORT', options.host, options.port);
+  return { port: boundPort(server), close: () => server.close() };
+}
+
+/** A listen that failed because of its configuration: names the variable, in one line. */
+export class ListenError extends Error {
+  override readonly name = 'ListenError';
+}
+
+/** listen(), with EADDRINUSE and EACCES turned into a one-line error naming `variable`. */
+export async function listenOn(
+  server: FastifyInstance,
+  variable: string,
+  host: string,
+  port: number,
+): Promise<void> {
+  try {
+    await server.listen({ host, port });
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'EADDRINUSE') {
+      throw new ListenError(
+        `${variable}: ${host}:${port} is in use (another process listens there; ${variable}=0 picks a free port)`,
+      );
+    }
+    if (code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      throw new ListenError(`${variable}: cannot listen on ${host}:${port} (${code})`);
+    }
+    throw error;
+  }
+}
+
+export function boundPort(server: FastifyInstance): number {
+  const address = server.server.address();
+  return typeof address === 'object' && address !== null ? address.port : 0;
 }

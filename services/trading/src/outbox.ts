@@ -1,4 +1,5 @@
-import { OutboxAdmin, OutboxRelay, RedisStreamsPublisher } from '@astra/outbox';
+import { OutboxAdmin, OutboxRelay, RedisStreamsPublisher, tracedPublisher } from '@astra/outbox';
+import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { createOutageLog } from './outage-log.ts';
@@ -20,11 +21,12 @@ export function createPublisher(config: Config): RedisStreamsPublisher {
 }
 
 /** The relay as this service configures it, logging via pino. */
-export function createRelay(config: Config, logger: Logger): OutboxRelay {
+export function createRelay(config: Config, logger: Logger, tracer?: Tracer): OutboxRelay {
   const publisher = createPublisher(config);
   const relay = new OutboxRelay({
     connectionString: config.databaseUrl,
-    publisher,
+    // A span per publish call, linked to each event's stored trace context, while tracing is on.
+    publisher: tracer === undefined ? publisher : tracedPublisher(publisher, tracer),
     batchSize: config.relayBatchSize,
     pollIntervalMs: config.relayPollIntervalMs,
     maxAttempts: config.relayMaxAttempts,
@@ -77,6 +79,21 @@ export function createRelay(config: Config, logger: Logger): OutboxRelay {
     owned = partitions.length;
   });
   return relay;
+}
+
+/** /healthz of a standalone relay: 503 while its loop is not running, so an orchestrator restarts it. */
+export function relayHealth(relay: {
+  running: boolean;
+  partitions: number[];
+}): () => { ok: boolean; body: Record<string, unknown> } {
+  return () => ({
+    ok: relay.running,
+    body: {
+      status: relay.running ? 'ok' : 'stopped',
+      relay: relay.running,
+      partitions: relay.partitions.length,
+    },
+  });
 }
 
 export { OutboxAdmin };

@@ -143,6 +143,25 @@ describe('a trade is one transaction: trade, position change and two outbox even
     for (const row of added) assert.deepEqual(row.headers, {});
   });
 
+  test('an oversized or malformed tracestate is dropped; the traceparent is kept', async () => {
+    const before = (await outboxRows()).length;
+    for (const tracestate of [
+      `congo=${'x'.repeat(8000)}`, // 8 KB: would be stored twice and copied into Redis
+      Array.from({ length: 33 }, (_, i) => `k${i}=v`).join(','), // more than 32 list members
+      'Upper=case',
+      'k=a=b',
+    ]) {
+      const response = await postTrade(t.app, auth, tradeBody({ quantity: '1' }), {
+        traceparent: TRACEPARENT,
+        tracestate,
+      });
+      assert.equal(response.statusCode, 201, response.body);
+    }
+    const added = (await outboxRows()).slice(before);
+    assert.equal(added.length, 8);
+    for (const row of added) assert.deepEqual(row.headers, { traceparent: TRACEPARENT });
+  });
+
   test('a failure after the trade insert leaves no trade, no position change and no event', async () => {
     const { pool } = t.db;
     const countsBefore = await writeCounts(pool);

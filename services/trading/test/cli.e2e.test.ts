@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { buildApp } from '../src/app.ts';
 import { NPM, run, testEnv } from './process.ts';
 import { assertError, createTestApp, postTrade, type TestApp, tradeBody } from './support.ts';
 
@@ -23,6 +24,10 @@ describe('npm run cli -- keys create: a bad command line', () => {
     const results = await Promise.all([
       cli(['keys', 'create']),
       cli(['keys', 'create', '--account', "x'; DROP TABLE api_keys;--"]),
+      cli(['keys', 'create', '--account', 'erin', '--admin']),
+      cli(['keys', 'create', '--account', 'erin', '--expires', 'tomorrow']),
+      cli(['keys', 'create', '--account', 'erin', '--expires', '2001-01-01T00:00:00Z']),
+      cli(['keys', 'revoke', 'x; DROP TABLE api_keys']),
     ]);
     for (const result of results) {
       assert.equal(result.code, 2, result.output);
@@ -94,5 +99,43 @@ describe('npm run cli -- outbox republish', () => {
     assert.equal(result.code, 0, result.output);
     assert.match(result.stdout, /would republish 3 events/, result.output);
     assert.match(result.stdout, /astra\.trading\.position_updated\.v1: 3/, result.output);
+  });
+});
+
+describe('npm run cli -- keys list and keys revoke', () => {
+  test('list shows ids and status, never a key; revoke refuses the key; an expiry is kept', async () => {
+    const created = await cli(['keys', 'create', '--account', 'frank', '--expires', '2999-01-01T00:00:00Z']);
+    assert.equal(created.code, 0, created.output);
+    const key = lastLine(created.stdout);
+    const id = /\(id (\d+), expires 2999-01-01T00:00:00\.000Z\)/.exec(created.stdout)?.[1];
+    assert.ok(id !== undefined, created.output);
+
+    const listed = await cli(['keys', 'list']);
+    assert.equal(listed.code, 0, listed.output);
+    assert.match(
+      listed.stdout,
+      new RegExp(`^id=${id}\taccount=frank\tactive\t.*expires=2999-01-01T00:00:00.000Z`, 'm'),
+    );
+    assert.doesNotMatch(listed.stdout, /astra_/, 'keys are never shown again');
+
+    const revoked = await cli(['keys', 'revoke', id]);
+    assert.equal(revoked.code, 0, revoked.output);
+    assert.match(revoked.stdout, new RegExp(`revoked key ${id}`));
+    assert.match(
+      (await cli(['keys', 'list'])).stdout,
+      new RegExp(`^id=${id}\taccount=frank\trevoked\t`, 'm'),
+    );
+    // A fresh app has an empty key cache: the revocation is seen at once.
+    const fresh = await buildApp({ pool: t.db.pool, eventSource: '/astra/trading-service/test' });
+    try {
+      const response = await postTrade(fresh, `Bearer ${key}`, tradeBody({ accountId: 'frank' }));
+      const error = assertError(response, { status: 401, code: 'UNAUTHENTICATED' });
+      assert.equal(error.message, 'this API key is revoked');
+    } finally {
+      await fresh.close();
+    }
+    const missing = await cli(['keys', 'revoke', '987654']);
+    assert.equal(missing.code, 1, missing.output);
+    assert.match(missing.stderr, /no key with id 987654/);
   });
 });

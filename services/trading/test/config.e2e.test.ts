@@ -9,21 +9,20 @@ const UNREACHABLE = 'postgres://postgres@127.0.0.1:1/never';
 describe('an invalid configuration stops the start with exit code 2 and names the variable', {
   concurrency: true,
 }, () => {
-  const cases: Array<[string, string]> = [
-    ['PORT', 'abc'],
-    ['DATABASE_URL', 'nope'],
-    ['RELAY_ENABLED', 'maybe'],
+  // [variable, value, shown]: a URL's value is never repeated, since it may hold a password.
+  const cases: Array<[string, string, boolean]> = [
+    ['PORT', 'abc', true],
+    ['DATABASE_URL', 'postgres://admin:hunter2@db:5432:1/x', false],
+    ['RELAY_ENABLED', 'maybe', true],
   ];
-  for (const [variable, value] of cases) {
+  for (const [variable, value, shown] of cases) {
     test(`${variable}=${value}`, async () => {
       const env = testEnv({ DATABASE_URL: UNREACHABLE, [variable]: value });
       const result = await run(process.execPath, ['--import', 'tsx', MAIN], env, 30_000);
       assert.equal(result.code, 2, result.output);
-      assert.match(
-        result.stderr,
-        new RegExp(`invalid configuration: ${variable}: .*"${value}"`),
-        result.output,
-      );
+      assert.match(result.stderr, new RegExp(`^invalid configuration: ${variable}: `), result.output);
+      if (shown) assert.ok(result.stderr.includes(`"${value}"`), result.output);
+      else assert.doesNotMatch(result.output, /hunter2/);
     });
   }
 

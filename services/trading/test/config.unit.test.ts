@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConfigError, loadConfig } from '../src/config.ts';
+import { ConfigError, loadConfig, redactUrl } from '../src/config.ts';
 
 describe('loadConfig', () => {
   test('works with an empty environment: every variable has a default', () => {
@@ -76,6 +76,15 @@ describe('loadConfig', () => {
     ['RELAY_REDIS_WAIT_REPLICAS', '-1'],
     ['RELAY_STALL_TIMEOUT_MS', 'soon'],
     ['REDIS_SENTINEL_NODES', 's1'],
+    ['DOCS_ENABLED', 'on'],
+    ['DEMO_KEY', 'no'],
+    ['RATE_LIMIT_PER_KEY', '-5'],
+    ['RATE_LIMIT_WINDOW_MS', '0'],
+    ['DB_STATEMENT_TIMEOUT_MS', 'forever'],
+    ['DB_CONNECT_TIMEOUT_MS', '0'],
+    ['HTTP_REQUEST_TIMEOUT_MS', '1.5'],
+    ['SHUTDOWN_TIMEOUT_MS', ''.padStart(3, 'x')],
+    ['OTEL_EXPORTER_OTLP_ENDPOINT', 'collector:4318'],
   ];
   for (const [variable, value] of invalid) {
     test(`${variable}=${JSON.stringify(value)} is refused with an error naming ${variable}`, () => {
@@ -106,6 +115,47 @@ describe('loadConfig', () => {
           REDIS_CLUSTER_NODES: 'r1:7000',
         }),
       { variable: 'REDIS_SENTINEL_NODES' },
+    );
+  });
+
+  test('a malformed DATABASE_URL or REDIS_URL is refused without printing its password', () => {
+    for (const [variable, value] of [
+      ['DATABASE_URL', 'postgres://admin:hunter2@db.example:5432:6543/trading'],
+      ['DATABASE_URL', 'postgres://admin:hunter2@[db.example/trading'],
+      ['REDIS_URL', 'redis://:hunter2@cache example:6379'],
+    ] as const) {
+      assert.throws(
+        () => loadConfig({ [variable]: value }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, String(error));
+          assert.equal(error.variable, variable);
+          assert.doesNotMatch(error.message, /hunter2/);
+          return true;
+        },
+      );
+    }
+    assert.equal(redactUrl('postgres://admin:hunter2@db:5432/x'), 'postgres://admin:***@db:5432/x');
+    assert.doesNotMatch(redactUrl('postgres://admin:hunter2@[db/x'), /hunter2/);
+  });
+
+  test('hardening defaults: metrics on loopback, docs on, demo key on except in production', () => {
+    const config = loadConfig({});
+    assert.equal(config.metricsPort, 9464);
+    assert.equal(config.metricsHost, '127.0.0.1');
+    assert.equal(config.docsEnabled, true);
+    assert.equal(config.demoKey, true);
+    assert.equal(config.rateLimitPerKey, 5000);
+    assert.equal(config.rateLimitPerAddress, 100);
+    assert.equal(config.dbStatementTimeoutMs, 5000);
+    assert.equal(config.otlpEndpoint, undefined);
+    assert.equal(loadConfig({ NODE_ENV: 'production' }).demoKey, false);
+    assert.equal(loadConfig({ NODE_ENV: 'production', DEMO_KEY: 'true' }).demoKey, false);
+    assert.equal(loadConfig({ DEMO_KEY: 'false' }).demoKey, false);
+    assert.equal(loadConfig({ DOCS_ENABLED: 'false' }).docsEnabled, false);
+    assert.equal(loadConfig({ METRICS_PORT: '0' }).metricsPort, 0);
+    assert.equal(
+      loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }).otlpEndpoint,
+      'http://collector:4318',
     );
   });
 });

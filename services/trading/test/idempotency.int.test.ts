@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { purgeIdempotencyKeys } from '../src/trades/idempotency-purge.ts';
+import { purgeIdempotencyKeysQuery } from '../src/trades/sql.ts';
 import { assertError, createTestApp, postTrade, type TestApp, tradeBody, writeCounts } from './support.ts';
 
 describe('Idempotency-Key', () => {
@@ -78,20 +79,46 @@ describe('Idempotency-Key', () => {
     });
   });
 
-  test('a refused trade does not use up its key', async () => {
+  test("a refused trade (422) is the key's answer: a retry after a BUY replays the refusal", async () => {
     const counts = await writeCounts(t.db.pool);
-    const refused = await postTrade(t.app, auth, tradeBody({ symbol: 'TSLA', side: 'SELL', quantity: '1' }), {
-      'idempotency-key': 'sell-first',
-    });
-    assertError(refused, { status: 422, code: 'INSUFFICIENT_POSITION' });
+    const sell = tradeBody({ symbol: 'TSLA', side: 'SELL', quantity: '1' });
+    const refused = await postTrade(t.app, auth, sell, { 'idempotency-key': 'sell-first' });
+    assertError(refused, { status: 422, code: 'INSUFFICIENT_POSITION', field: 'quantity' });
+    assert.equal(refused.headers['idempotent-replayed'], undefined);
     assert.deepEqual(await writeCounts(t.db.pool), counts);
     const bought = await postTrade(t.app, auth, tradeBody({ symbol: 'TSLA', quantity: '1' }));
     assert.equal(bought.statusCode, 201, bought.body);
-    const retried = await postTrade(t.app, auth, tradeBody({ symbol: 'TSLA', side: 'SELL', quantity: '1' }), {
-      'idempotency-key': 'sell-first',
-    });
-    assert.equal(retried.statusCode, 201, retried.body);
-    assert.equal(retried.headers['idempotent-replayed'], undefined);
+    const retried = await postTrade(t.app, auth, sell, { 'idempotency-key': 'sell-first' });
+    assertError(retried, { status: 422, code: 'INSUFFICIENT_POSITION', field: 'quantity' });
+    assert.equal(retried.headers['idempotent-replayed'], 'true');
+    assert.equal(retried.body, refused.body);
+    // Nothing was sold by the retry: the BUY's position is intact.
+    assert.equal((await writeCounts(t.db.pool)).trades, counts.trades + 1);
+  });
+
+  test('a refusal the database raises (position past 16 digits) is stored too', async () => {
+    const big = tradeBody({ symbol: 'BIG', quantity: '9999999999999999', price: '1' });
+    assert.equal((await postTrade(t.app, auth, big)).statusCode, 201);
+    const counts = await writeCounts(t.db.pool);
+    const over = await postTrade(t.app, auth, big, { 'idempotency-key': 'too-big' });
+    assertError(over, { status: 422, code: 'POSITION_LIMIT_EXCEEDED' });
+    const again = await postTrade(t.app, auth, big, { 'idempotency-key': 'too-big' });
+    assertError(again, { status: 422, code: 'POSITION_LIMIT_EXCEEDED' });
+    assert.equal(again.headers['idempotent-replayed'], 'true');
+    assert.deepEqual(await writeCounts(t.db.pool), counts);
+  });
+
+  test('validation errors, 401 and 403 do not use up a key', async () => {
+    const keys = async () =>
+      (await t.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM idempotency_keys')).rows[0]?.n;
+    const before = await keys();
+    const headers = { 'idempotency-key': 'not-yet' };
+    assertError(await postTrade(t.app, auth, tradeBody({ quantity: '-1' }), headers), { status: 400 });
+    assertError(await postTrade(t.app, 'Bearer astra_unknown', tradeBody(), headers), { status: 401 });
+    assertError(await postTrade(t.app, auth, tradeBody({ accountId: 'bob' }), headers), { status: 403 });
+    assert.equal(await keys(), before);
+    const executed = await postTrade(t.app, auth, tradeBody({ quantity: '1' }), headers);
+    assert.equal(executed.statusCode, 201, executed.body);
   });
 
   test('an invalid Idempotency-Key is refused with 400 and writes nothing', async () => {
@@ -138,5 +165,43 @@ describe('Idempotency-Key', () => {
     assert.equal(expired.statusCode, 201, expired.body);
     assert.equal(expired.headers['idempotent-replayed'], undefined);
     assert.equal((await writeCounts(t.db.pool)).trades, counts.trades + 1);
+  });
+
+  test('the purge runs on one replica at a time: a second one skips its round', async () => {
+    const body = tradeBody({ quantity: '1', price: '3' });
+    assert.equal((await postTrade(t.app, auth, body, { 'idempotency-key': 'locked-old' })).statusCode, 201);
+    await t.db.pool.query(
+      "UPDATE idempotency_keys SET created_at = now() - interval '2 days' WHERE key = 'locked-old'",
+    );
+    const other = await t.db.pool.connect();
+    try {
+      // Another replica's purge, holding the lock.
+      await other.query("SELECT pg_advisory_lock(hashtext('astra-idempotency-purge'))");
+      assert.equal(await purgeIdempotencyKeys(t.db.pool, 24 * 3600), null);
+      const left = await t.db.pool.query("SELECT 1 FROM idempotency_keys WHERE key = 'locked-old'");
+      assert.equal(left.rowCount, 1);
+      await other.query("SELECT pg_advisory_unlock(hashtext('astra-idempotency-purge'))");
+    } finally {
+      other.release();
+    }
+    assert.equal(await purgeIdempotencyKeys(t.db.pool, 24 * 3600), 1);
+  });
+
+  test('the purge finds old keys through an index on created_at', async () => {
+    const client = await t.db.pool.connect();
+    try {
+      // The table is small here: forbid the sequential scan to see which index the plan can use.
+      await client.query('SET enable_seqscan = off');
+      const query = purgeIdempotencyKeysQuery(24 * 3600, 1000);
+      const plan = await client.query<{ 'QUERY PLAN': string }>({
+        text: `EXPLAIN ${query.text}`,
+        values: query.values,
+      });
+      const text = plan.rows.map((row) => row['QUERY PLAN']).join('\n');
+      assert.match(text, /idempotency_keys_created_at_idx/, text);
+    } finally {
+      await client.query('RESET enable_seqscan').catch(() => {});
+      client.release();
+    }
   });
 });

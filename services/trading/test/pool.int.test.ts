@@ -27,3 +27,23 @@ test('a checked-out client whose connection is terminated between queries fails 
     await pool.end();
   }
 });
+
+test('an idle connection that dies is reported to onError (the service logs it with its stack)', async () => {
+  const errors: Error[] = [];
+  const pool = createPool(SERVER_URL, 1, { onError: (error) => errors.push(error) });
+  const admin = new pg.Client({ connectionString: SERVER_URL });
+  await admin.connect();
+  try {
+    const pid = (await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+    await admin.query('SELECT pg_terminate_backend($1)', [pid]);
+    const deadline = Date.now() + 10_000;
+    while (errors.length === 0 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0]?.stack !== undefined);
+    assert.equal((await pool.query<{ one: number }>('SELECT 1 AS one')).rows[0]?.one, 1);
+  } finally {
+    await admin.end();
+    await pool.end();
+  }
+});

@@ -51,6 +51,7 @@ describe('npm start on a database that does not exist', () => {
         HOST: '127.0.0.1',
         RELAY_ENABLED: 'false',
         LOG_LEVEL: 'warn',
+        METRICS_PORT: '0',
       }),
     );
     const banner = await service.waitForStdout(/curl [^\n]*\n[^\n]*\n[^\n]*'\n/, 60_000);
@@ -68,7 +69,7 @@ describe('npm start on a database that does not exist', () => {
       .finally(() => database.end());
     assert.deepEqual(
       migrated.rows.map((row) => row.name),
-      ['0001_event_outbox', '0002_trading'],
+      ['0001_event_outbox', '0002_trading', '0003_outbox_relay_state', '0004_key_lifecycle'],
     );
 
     // The body the printed curl command sends, over real HTTP with the printed key.
@@ -91,5 +92,54 @@ describe('npm start on a database that does not exist', () => {
     service.signal('SIGTERM');
     const exit = await service.exited(15_000);
     assert.deepEqual(exit, { code: 0, signal: null }, service.output);
+  });
+});
+
+describe('npm start with NODE_ENV=production on an empty database', () => {
+  const name = `astra_test_prod_${randomBytes(6).toString('hex')}`;
+  const databaseUrl = new URL(SERVER_URL);
+  databaseUrl.pathname = `/${name}`;
+  let service: Spawned | undefined;
+
+  after(async () => {
+    await service?.stop();
+    await onServer((client) =>
+      client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
+    );
+  });
+
+  test('creates no demo key and prints none; METRICS_PORT=0 picks a free port and logs it', async () => {
+    const port = await freePort();
+    service = new Spawned(
+      process.execPath,
+      ['--import', 'tsx', MAIN],
+      testEnv({
+        DATABASE_URL: databaseUrl.toString(),
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        RELAY_ENABLED: 'false',
+        LOG_LEVEL: 'info',
+        METRICS_PORT: '0',
+        NODE_ENV: 'production',
+      }),
+    );
+    const listening = await service.waitForStdout(/"metricsPort":(\d+)[^\n]*"msg":"listening"/, 60_000);
+    const metricsPort = Number(listening[1]);
+    assert.ok(metricsPort > 0, service.output);
+    const metrics = await fetchBounded(`http://127.0.0.1:${metricsPort}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.doesNotMatch(service.output, /astra_|demo account/);
+    const keys = await onServer(async () => {
+      const database = new pg.Client({ connectionString: databaseUrl.toString() });
+      await database.connect();
+      try {
+        return (await database.query('SELECT count(*)::int AS n FROM api_keys')).rows[0]?.n;
+      } finally {
+        await database.end();
+      }
+    });
+    assert.equal(keys, 0);
+    service.signal('SIGTERM');
+    assert.deepEqual(await service.exited(15_000), { code: 0, signal: null }, service.output);
   });
 });

@@ -78,14 +78,19 @@ const FASTIFY_CLIENT_ERRORS: Record<string, [number, string, string]> = {
   ],
 };
 
-/** Connection-level failures (refused, reset, terminated by the server): the client may retry. */
+/**
+ * Connection-level failures (refused, reset, terminated by the server), an exhausted pool, and
+ * statements or lock waits cut short by their timeouts: the client may retry.
+ */
 function isUnavailable(error: { code?: string; message?: string }): boolean {
   const code = error.code ?? '';
   return (
     code.startsWith('08') || // connection exception class
     code.startsWith('57P') || // admin shutdown, crash shutdown, cannot connect now
+    code === '57014' || // statement_timeout (query_canceled)
+    code === '55P03' || // lock_timeout (lock_not_available)
     ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code) ||
-    /Connection terminated|connection timeout|Client has encountered a connection error/i.test(
+    /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
       error.message ?? '',
     )
   );
@@ -107,10 +112,10 @@ export function registerErrorHandling(
     }
     const first = error.validation?.[0] as AjvError | undefined;
     if (first !== undefined) {
-      const described = describeValidation(first, error.validationContext ?? 'body', fieldRules);
-      return reply
-        .status(described.statusCode)
-        .send(errorBody(described.code, described.message, described.field));
+      const context = error.validationContext ?? 'body';
+      const described = describeValidation(first, context, fieldRules);
+      const code = context === 'headers' ? 'INVALID_HEADER' : described.code;
+      return reply.status(described.statusCode).send(errorBody(code, described.message, described.field));
     }
     const known = error.code === undefined ? undefined : FASTIFY_CLIENT_ERRORS[error.code];
     if (known !== undefined) return reply.status(known[0]).send(errorBody(known[1], known[2]));

@@ -1,10 +1,23 @@
-import { isValidTraceparent } from '@astra/outbox';
+import { isValidTraceparent, isValidTracestate } from '@astra/outbox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type pg from 'pg';
 import { Type } from 'typebox';
 import { type ApiKeyVerifier, authorize, type Principal } from '../http/auth.ts';
 import { ApiError } from '../http/errors.ts';
-import { ACCOUNT_ID_PATTERN, ErrorResponse, Position, Trade, TradeRequest, TradeResult } from './schema.ts';
+import { limitBy, type RateLimits } from '../http/rate-limit.ts';
+import { requestContext } from '../tracing.ts';
+import {
+  ACCOUNT_ID_PATTERN,
+  ErrorResponse,
+  NextCursor,
+  PageLimit,
+  Position,
+  SYMBOL_PATTERN,
+  Trade,
+  TradeHeaders,
+  TradeRequest,
+  TradeResult,
+} from './schema.ts';
 import type { TradeService } from './service.ts';
 import {
   type PositionRow,
@@ -13,22 +26,35 @@ import {
   type TradeRecordRow,
   tradeByIdQuery,
   tradeFromRow,
+  tradeOfAccountQuery,
+  tradesFirstPageQuery,
+  tradesNextPageQuery,
 } from './sql.ts';
+
+/** ErrorResponse with what the status means, for the OpenAPI document. */
+const described = (description: string) => Type.Object(ErrorResponse.properties, { description });
 
 export interface TradeRoutesOptions {
   pool: pg.Pool;
   trades: TradeService;
   keys: ApiKeyVerifier;
   onTradeExecuted?: (side: 'BUY' | 'SELL') => void;
+  /** Off when absent (tests); the service always passes its configured limits. */
+  rateLimits?: RateLimits;
 }
 
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+/** Every error any route may answer, in the one error format, so the document matches the service. */
 const errors = {
-  400: ErrorResponse,
-  401: ErrorResponse,
-  403: ErrorResponse,
-  404: ErrorResponse,
-  422: ErrorResponse,
+  400: described('Invalid input: body, parameter or header (code and field say which)'),
+  401: described('No, unknown, revoked or expired API key'),
+  403: described('The key may not act for that account'),
+  404: described('No such resource (or not visible to this key)'),
+  408: described('The request was not received in time'),
+  413: described('The body is larger than allowed'),
+  415: described('The body is not application/json'),
+  429: described('Rate limited: see the Retry-After header'),
+  500: described('The service failed'),
+  503: described('The database is unavailable or busy; retry later'),
 };
 const security = [{ bearerAuth: [] }];
 
@@ -40,13 +66,38 @@ declare module 'fastify' {
 
 export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async (
   app,
-  { pool, trades, keys, onTradeExecuted },
+  { pool, trades, keys, onTradeExecuted, rateLimits },
 ) => {
+  // Per client address before authentication, for requests whose key is not cached as valid: a flood
+  // of unknown keys cannot cost a database query each.
+  if (rateLimits !== undefined && rateLimits.perAddress > 0) {
+    app.addHook(
+      'onRequest',
+      limitBy(app, {
+        max: rateLimits.perAddress,
+        windowMs: rateLimits.windowMs,
+        keyOf: (request) => `address:${request.ip}`,
+        skip: (request) => keys.knows(request),
+        what: 'from this address with keys not yet verified',
+      }),
+    );
+  }
   // Authenticate before the body is even read: an unauthenticated caller learns nothing from validation.
   app.decorateRequest('principal', null as unknown as Principal);
   app.addHook('onRequest', async (request) => {
     request.principal = await keys.authenticate(request);
   });
+  if (rateLimits !== undefined && rateLimits.perKey > 0) {
+    app.addHook(
+      'onRequest',
+      limitBy(app, {
+        max: rateLimits.perKey,
+        windowMs: rateLimits.windowMs,
+        keyOf: (request) => `key:${request.principal.keyId}`,
+        what: 'for this API key',
+      }),
+    );
+  }
 
   app.post(
     '/v1/trades',
@@ -57,37 +108,40 @@ export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async 
           'Writes the trade, the position change and two outbox events in one transaction. ' +
           'Send an Idempotency-Key header to make retries safe.',
         security,
+        headers: TradeHeaders,
         body: TradeRequest,
-        response: { 201: TradeResult, 409: ErrorResponse, ...errors },
+        response: {
+          201: TradeResult,
+          ...errors,
+          409: described('A request with this Idempotency-Key is still running'),
+          422: described(
+            'Refused: INSUFFICIENT_POSITION, POSITION_LIMIT_EXCEEDED (stored under the Idempotency-Key ' +
+              'and replayed), or IDEMPOTENCY_KEY_REUSED with another body',
+          ),
+        },
       },
     },
     async (request, reply) => {
       const { principal } = request;
       authorize(principal, request.body.accountId);
+      // Checked by the headers schema.
       const idempotencyKey = request.headers['idempotency-key'];
-      if (
-        idempotencyKey !== undefined &&
-        (typeof idempotencyKey !== 'string' || !IDEMPOTENCY_KEY.test(idempotencyKey))
-      ) {
-        throw new ApiError(
-          400,
-          'INVALID_HEADER',
-          'Idempotency-Key must be 1-255 visible ASCII characters',
-          'idempotency-key',
-        );
-      }
       const traceparent = request.headers.traceparent;
       const tracestate = request.headers.tracestate;
-      // W3C: an invalid traceparent is ignored, not an error.
+      // W3C: an invalid traceparent or tracestate is ignored, not an error; an unbounded tracestate
+      // would otherwise be stored twice and copied into Redis.
       const traced = typeof traceparent === 'string' && isValidTraceparent(traceparent);
+      const stated = traced && typeof tracestate === 'string' && isValidTracestate(tracestate);
+      const parent = requestContext(request.span);
       const outcome = await trades.execute(request.body, {
         keyId: principal.keyId,
+        ...(parent === undefined ? {} : { parent }),
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
         ...(traced ? { traceparent } : {}),
-        ...(traced && typeof tracestate === 'string' ? { tracestate } : {}),
+        ...(stated ? { tracestate } : {}),
       });
       if (outcome.replayed) reply.header('idempotent-replayed', 'true');
-      else onTradeExecuted?.(request.body.side);
+      else if (outcome.statusCode === 201) onTradeExecuted?.(request.body.side);
       return reply.status(outcome.statusCode).send(outcome.body as TradeResult);
     },
   );
@@ -118,18 +172,81 @@ export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async 
     '/v1/accounts/:accountId/positions',
     {
       schema: {
-        summary: "List an account's positions",
+        summary: "List an account's positions, by symbol",
         security,
         params: Type.Object({ accountId: Type.String({ pattern: ACCOUNT_ID_PATTERN }) }),
-        response: { 200: Type.Object({ positions: Type.Array(Position) }), ...errors },
+        querystring: Type.Object(
+          {
+            limit: Type.Optional(PageLimit),
+            cursor: Type.Optional(
+              Type.String({ pattern: SYMBOL_PATTERN, description: 'nextCursor of the previous page' }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({ positions: Type.Array(Position), nextCursor: NextCursor }),
+          ...errors,
+        },
       },
     },
     async (request) => {
       const { principal } = request;
-      authorize(principal, request.params.accountId);
-      const result = await pool.query<PositionRow>(positionsQuery(request.params.accountId));
+      const { accountId } = request.params;
+      authorize(principal, accountId);
+      const limit = Number(request.query.limit ?? 100);
+      // One row more than asked: whether there is a next page, without a count.
+      const result = await pool.query<PositionRow>(
+        positionsQuery(accountId, request.query.cursor ?? '', limit + 1),
+      );
+      const page = result.rows.slice(0, limit);
       return {
-        positions: result.rows.map(positionFromRow),
+        positions: page.map(positionFromRow),
+        nextCursor: result.rows.length > limit ? (page.at(-1)?.symbol ?? null) : null,
+      };
+    },
+  );
+
+  app.get(
+    '/v1/accounts/:accountId/trades',
+    {
+      schema: {
+        summary: "List an account's trades, newest first",
+        security,
+        params: Type.Object({ accountId: Type.String({ pattern: ACCOUNT_ID_PATTERN }) }),
+        querystring: Type.Object(
+          {
+            limit: Type.Optional(PageLimit),
+            cursor: Type.Optional(
+              Type.String({ format: 'uuid', description: 'nextCursor of the previous page' }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ trades: Type.Array(Trade), nextCursor: NextCursor }), ...errors },
+      },
+    },
+    async (request) => {
+      const { principal } = request;
+      const { accountId } = request.params;
+      authorize(principal, accountId);
+      const limit = Number(request.query.limit ?? 100);
+      const { cursor } = request.query;
+      const query =
+        cursor === undefined
+          ? tradesFirstPageQuery(accountId, limit + 1)
+          : tradesNextPageQuery(accountId, cursor, limit + 1);
+      const result = await pool.query<TradeRecordRow>(query);
+      if (result.rows.length === 0 && cursor !== undefined) {
+        const known = await pool.query(tradeOfAccountQuery(cursor, accountId));
+        if (known.rowCount === 0) {
+          throw new ApiError(400, 'INVALID_CURSOR', 'cursor is not a nextCursor of this list', 'cursor');
+        }
+      }
+      const page = result.rows.slice(0, limit);
+      return {
+        trades: page.map(tradeFromRow),
+        nextCursor: result.rows.length > limit ? (page.at(-1)?.id ?? null) : null,
       };
     },
   );

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { OutboxWriter, RelayWaker } from '@astra/outbox';
+import { type Context, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type pg from 'pg';
-import { ApiError } from '../http/errors.ts';
+import { ApiError, errorBody } from '../http/errors.ts';
+import { traceparentOf } from '../tracing.ts';
 import type { TradeRequest, TradeResult } from './schema.ts';
 import {
   claimIdempotencyKeyQuery,
@@ -20,6 +22,8 @@ export interface TradeContext {
   idempotencyKey?: string;
   traceparent?: string;
   tracestate?: string;
+  /** The request's span context while tracing is on: the trade statement's span is its child. */
+  parent?: Context;
 }
 
 export interface TradeOutcome {
@@ -41,16 +45,44 @@ function requestHash(request: TradeRequest): Buffer {
   return createHash('sha256').update(canonical).digest();
 }
 
+/**
+ * A 422: the request was valid and the answer is no. Stored under its Idempotency-Key and replayed,
+ * unlike 400s (nothing was decided), 401/403, 429 and 5xx (a retry may rightly get another answer).
+ */
+export class RefusedTrade extends ApiError {
+  constructor(
+    code: string,
+    message: string,
+    field: string,
+    /** True when the database raised it: the transaction it ran in can do nothing more. */
+    readonly transactionAborted = false,
+  ) {
+    super(422, code, message, field);
+  }
+}
+
+function isBusinessRefusal(error: unknown): error is RefusedTrade {
+  return error instanceof RefusedTrade;
+}
+
+function refusalOutcome(refusal: ApiError): TradeOutcome {
+  return {
+    statusCode: refusal.statusCode,
+    body: errorBody(refusal.code, refusal.message, refusal.field),
+    replayed: false,
+  };
+}
+
 function databaseError(error: unknown): ApiError | undefined {
   switch ((error as { code?: string }).code) {
     case '23503':
       return new ApiError(404, 'ACCOUNT_NOT_FOUND', 'the account does not exist', 'accountId');
     case '22003':
-      return new ApiError(
-        422,
+      return new RefusedTrade(
         'POSITION_LIMIT_EXCEEDED',
         'the position would exceed 16 integer digits',
         'quantity',
+        true,
       );
     default:
       return undefined;
@@ -62,6 +94,8 @@ export class TradeService {
     private readonly pool: pg.Pool,
     private readonly outbox: OutboxWriter,
     private readonly relays: RelayWaker,
+    /** Absent when tracing is off: then no span is made at all. */
+    private readonly tracer?: Tracer,
   ) {}
 
   /**
@@ -71,11 +105,23 @@ export class TradeService {
    */
   async execute(request: TradeRequest, context: TradeContext): Promise<TradeOutcome> {
     const key = context.idempotencyKey;
-    const outcome =
-      key === undefined
-        ? await this.trade(this.pool, request, context)
-        : await this.inTransaction((client) => this.idempotentTrade(client, request, context, key));
-    if (!outcome.replayed) this.relays.wake();
+    if (key === undefined) {
+      const outcome = await this.trade(this.pool, request, context);
+      this.relays.wake();
+      return outcome;
+    }
+    let outcome: TradeOutcome;
+    try {
+      outcome = await this.inTransaction((client) => this.idempotentTrade(client, request, context, key));
+    } catch (error) {
+      // A refusal the database raised (a position past 16 digits) aborted the transaction that held
+      // the key: record it in a new one, unless another request took the key meanwhile.
+      if (!isBusinessRefusal(error)) throw error;
+      outcome = await this.inTransaction((client) =>
+        this.recordRefusal(client, context.keyId, key, requestHash(request), error),
+      );
+    }
+    if (!outcome.replayed && outcome.statusCode === 201) this.relays.wake();
     return outcome;
   }
 
@@ -86,6 +132,7 @@ export class TradeService {
       await client.query('BEGIN');
       try {
         const outcome = await work(client);
+        // A refusal wrote nothing but its key's answer: committed like a trade.
         await client.query(outcome.replayed ? 'ROLLBACK' : 'COMMIT');
         return outcome;
       } catch (error) {
@@ -111,7 +158,30 @@ export class TradeService {
     const hash = requestHash(request);
     const claimed = await client.query(claimIdempotencyKeyQuery(keyId, idempotencyKey, hash));
     if (claimed.rowCount === 0) return this.replay(client, keyId, idempotencyKey, hash);
-    const outcome = await this.trade(client, request, context);
+    let outcome: TradeOutcome;
+    try {
+      outcome = await this.trade(client, request, context);
+    } catch (error) {
+      // A business refusal is the answer to this key like a 201: a retried SELL must not succeed
+      // later, after a BUY, by surprise. Errors that leave the transaction aborted are rethrown.
+      if (!(error instanceof RefusedTrade) || error.transactionAborted) throw error;
+      outcome = refusalOutcome(error);
+    }
+    await client.query(storeResponseQuery(keyId, idempotencyKey, outcome.statusCode, outcome.body));
+    return outcome;
+  }
+
+  /** Stores a refusal as the key's answer in its own transaction (see execute). */
+  private async recordRefusal(
+    client: pg.PoolClient,
+    keyId: number,
+    idempotencyKey: string,
+    hash: Buffer,
+    refusal: ApiError,
+  ): Promise<TradeOutcome> {
+    const claimed = await client.query(claimIdempotencyKeyQuery(keyId, idempotencyKey, hash));
+    if (claimed.rowCount === 0) return this.replay(client, keyId, idempotencyKey, hash);
+    const outcome = refusalOutcome(refusal);
     await client.query(storeResponseQuery(keyId, idempotencyKey, outcome.statusCode, outcome.body));
     return outcome;
   }
@@ -129,16 +199,31 @@ export class TradeService {
       request.quantity,
       request.price,
     ];
-    const query = tradeWithEventsQuery(request.side, values, traceHeaders(context), this.outbox);
+    const span = this.tracer?.startSpan(
+      'trade statement',
+      {
+        kind: SpanKind.CLIENT,
+        attributes: { 'db.system.name': 'postgresql', 'db.query.summary': `trade ${request.side}` },
+      },
+      context.parent,
+    );
+    // While tracing, the events carry the statement's own span: the relay's publish span links to it.
+    const headers =
+      span === undefined
+        ? traceHeaders(context)
+        : traceHeaders({ ...context, traceparent: traceparentOf(span) });
+    const query = tradeWithEventsQuery(request.side, values, headers, this.outbox);
     let row: TradeRow | undefined;
     try {
       row = (await db.query<TradeRow>(query)).rows[0];
     } catch (error) {
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
       throw databaseError(error) ?? error;
+    } finally {
+      span?.end();
     }
     if (row === undefined) {
-      throw new ApiError(
-        422,
+      throw new RefusedTrade(
         'INSUFFICIENT_POSITION',
         'cannot sell more than the position holds (no short selling)',
         'quantity',

@@ -172,13 +172,52 @@ export const tradeByIdQuery = (id: string): QueryConfig => ({
   values: [id],
 });
 
-/** $1 account id. */
-export const positionsQuery = (accountId: string): QueryConfig => ({
+/**
+ * A page of an account's positions by symbol, on the primary key. $1 account id, $2 the last symbol of
+ * the previous page ('' for the first: every symbol sorts after it), $3 rows.
+ */
+export const positionsQuery = (accountId: string, after: string, limit: number): QueryConfig => ({
   name: 'positions_by_account',
   text: `SELECT account_id, symbol, trim_scale(quantity)::text AS quantity,
                 trim_scale(average_price)::text AS average_price, version, updated_at
-         FROM positions WHERE account_id = $1 ORDER BY symbol`,
-  values: [accountId],
+         FROM positions WHERE account_id = $1 AND symbol > $2 ORDER BY symbol LIMIT $3`,
+  values: [accountId, after, limit],
+});
+
+const TRADE_COLUMNS = `id, account_id, symbol, side, trim_scale(quantity)::text AS quantity,
+                trim_scale(price)::text AS price, position_version, executed_at`;
+
+/**
+ * A page of an account's trades, newest first, on trades_account_idx (account_id, executed_at); the
+ * id breaks ties of one timestamp. $1 account id, $2 rows.
+ */
+export const tradesFirstPageQuery = (accountId: string, limit: number): QueryConfig => ({
+  name: 'trades_by_account_first',
+  text: `SELECT ${TRADE_COLUMNS} FROM trades WHERE account_id = $1
+         ORDER BY executed_at DESC, id DESC LIMIT $2`,
+  values: [accountId, limit],
+});
+
+/**
+ * The page after trade $2 (the cursor: the last trade of the previous page, of account $1), $3 rows.
+ * The cursor's exact timestamp comes from the row itself (a JavaScript date would lose microseconds);
+ * `executed_at <=` gives the index its bound. No row when the cursor is not a trade of the account.
+ */
+export const tradesNextPageQuery = (accountId: string, cursor: string, limit: number): QueryConfig => ({
+  name: 'trades_by_account_next',
+  text: `WITH c AS (SELECT executed_at, id FROM trades WHERE id = $2 AND account_id = $1)
+         SELECT ${TRADE_COLUMNS} FROM trades t
+         WHERE t.account_id = $1 AND t.executed_at <= (SELECT executed_at FROM c)
+           AND (t.executed_at, t.id) < (SELECT executed_at, id FROM c)
+         ORDER BY t.executed_at DESC, t.id DESC LIMIT $3`,
+  values: [accountId, cursor, limit],
+});
+
+/** $1 trade id, $2 account id: is the cursor a trade of this account? */
+export const tradeOfAccountQuery = (id: string, accountId: string): QueryConfig => ({
+  name: 'trade_of_account',
+  text: 'SELECT 1 FROM trades WHERE id = $1 AND account_id = $2',
+  values: [id, accountId],
 });
 
 export interface PositionRow {

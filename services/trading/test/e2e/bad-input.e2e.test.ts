@@ -3,7 +3,9 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { notAString } from '../generators.ts';
 import { HttpClient, type HttpRequest, NoAnswerError } from './http.ts';
+import { waitFor } from './processes.ts';
 import { killLeftovers, type ServiceHandle, Stack } from './stack.ts';
+import { readStreams } from './streams.ts';
 
 // Black-box: 10,000+ generated malformed or hostile requests over real HTTP to the real service
 // process. None may get a 5xx or write anything, and the process must survive all of them.
@@ -412,7 +414,11 @@ describe('bad input over HTTP to the real service process', { timeout: 300_000 }
 
   before(async () => {
     stack = await Stack.create({ label: 'bad-input' });
-    service = await stack.startService({ relay: false });
+    // Limits out of the way: this run is about answers to bad input; the limits have their own tests.
+    service = await stack.startService({
+      relay: false,
+      env: { RATE_LIMIT_PER_KEY: '1000000', RATE_LIMIT_PER_ADDRESS: '1000000' },
+    });
     const [alice, bob, admin] = await Promise.all([
       stack.createKey({ account: 'alice' }),
       stack.createKey({ account: 'bob' }),
@@ -498,5 +504,154 @@ describe('bad input over HTTP to the real service process', { timeout: 300_000 }
     // Still serving: a valid request works after all that.
     const health = await http.send({ method: 'GET', path: '/readyz' });
     assert.equal(health.status, 200);
+  });
+});
+
+/**
+ * The hardening findings against the real process: an oversized tracestate (1), internal endpoints
+ * on the API port (2), floods of one key and of unknown keys (4), a revoked key (5).
+ */
+describe('hostile use of a hardened service process', { timeout: 300_000 }, () => {
+  const WINDOW_MS = 60_000;
+  const PER_KEY = 20;
+  const PER_ADDRESS = 40;
+  let stack: Stack;
+  let service: ServiceHandle;
+  let http: HttpClient;
+
+  before(async () => {
+    stack = await Stack.create({ label: 'hardening' });
+    service = await stack.startService({
+      relay: true,
+      env: {
+        DOCS_ENABLED: 'false',
+        RATE_LIMIT_PER_KEY: String(PER_KEY),
+        RATE_LIMIT_PER_ADDRESS: String(PER_ADDRESS),
+        RATE_LIMIT_WINDOW_MS: String(WINDOW_MS),
+        RELAY_POLL_INTERVAL_MS: '100',
+      },
+    });
+    http = new HttpClient(service.port, { maxSockets: 8, defaultTimeoutMs: 15_000 });
+  });
+  after(async () => {
+    http?.close();
+    await stack?.close();
+    await killLeftovers();
+  });
+
+  const count = async (sql: string) =>
+    (await stack.db.pool.query<{ n: number }>(sql)).rows[0]?.n ?? Number.NaN;
+
+  test('1: an 8 KB tracestate is neither stored nor copied into Redis; the traceparent is', async () => {
+    const key = await stack.createKey({ account: 'tracer' });
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const response = await http.postJson(
+      '/v1/trades',
+      { accountId: 'tracer', symbol: 'AAPL', side: 'BUY', quantity: '1', price: '1' },
+      { authorization: `Bearer ${key}`, traceparent, tracestate: `congo=${'x'.repeat(8000)}` },
+    );
+    assert.equal(response.status, 201, response.body);
+    await waitFor(
+      'both events published',
+      async () =>
+        (await count("SELECT count(*)::int AS n FROM event_outbox WHERE status = 'PUBLISHED'")) === 2,
+      30_000,
+    );
+    const rows = await stack.db.pool.query<{ headers: Record<string, string> }>(
+      'SELECT headers FROM event_outbox',
+    );
+    for (const row of rows.rows) assert.deepEqual(row.headers, { traceparent });
+    const streams = await readStreams(stack.redis.url, [
+      'astra.trading.trade_executed.v1',
+      'astra.trading.position_updated.v1',
+    ]);
+    const entries = [...streams.values()].flat();
+    assert.equal(entries.length, 2);
+    for (const entry of entries) {
+      assert.equal(entry.fields.traceparent, traceparent);
+      assert.equal(entry.fields.tracestate ?? '', '');
+    }
+  });
+
+  test('2: the API port serves no /metrics and (DOCS_ENABLED=false) no /docs; METRICS_PORT does', async () => {
+    for (const path of ['/metrics', '/docs', '/docs/json', '/docs/static/index.html']) {
+      const response = await http.send({ method: 'GET', path });
+      assert.equal(response.status, 404, `${path}: ${response.body.slice(0, 200)}`);
+    }
+    const metrics = new HttpClient(service.metricsPort, { maxSockets: 1, defaultTimeoutMs: 10_000 });
+    try {
+      const response = await metrics.send({ method: 'GET', path: '/metrics' });
+      assert.equal(response.status, 200);
+      assert.match(response.body, /^trades_executed_total\{side="BUY"\} \d+$/m);
+    } finally {
+      metrics.close();
+    }
+  });
+
+  test('4: one key past its limit gets 429s with Retry-After and writes nothing more', async () => {
+    const key = await stack.createKey({ account: 'flooder' });
+    const body = { accountId: 'flooder', symbol: 'AAPL', side: 'BUY', quantity: '1', price: '1' };
+    const responses = await Promise.all(
+      Array.from({ length: PER_KEY + 10 }, () =>
+        http.postJson('/v1/trades', body, { authorization: `Bearer ${key}` }),
+      ),
+    );
+    const statuses = responses.map((response) => response.status);
+    assert.equal(statuses.filter((status) => status === 201).length, PER_KEY, String(statuses));
+    assert.equal(statuses.filter((status) => status === 429).length, 10, String(statuses));
+    for (const response of responses.filter((r) => r.status === 429)) {
+      assert.match(String(response.headers['retry-after']), /^[1-9]\d*$/);
+      assert.equal(JSON.parse(response.body).error.code, 'RATE_LIMITED');
+    }
+    assert.equal(await count("SELECT count(*)::int AS n FROM trades WHERE account_id = 'flooder'"), PER_KEY);
+  });
+
+  test('5: a key revoked with the CLI is refused by the running service within 5 seconds', async () => {
+    const created = await stack.cli(['keys', 'create', '--account', 'leaver']);
+    const key = created.trim().split('\n').at(-1)?.trim() ?? '';
+    const id = /\(id (\d+)\)/.exec(created)?.[1];
+    assert.ok(id !== undefined, created);
+    // Refused as a SELL of nothing (422), so the key is verified and cached by the running service.
+    const trade = () =>
+      http.postJson(
+        '/v1/trades',
+        { accountId: 'leaver', symbol: 'AAPL', side: 'SELL', quantity: '1', price: '1' },
+        { authorization: `Bearer ${key}` },
+      );
+    const before = await trade();
+    assert.equal(before.status, 422, before.body);
+    assert.match(await stack.cli(['keys', 'revoke', id]), new RegExp(`revoked key ${id}`));
+    const revokedAt = Date.now();
+    await waitFor(
+      'the revoked key to be refused',
+      async () => {
+        const response = await trade();
+        return (
+          response.status === 401 && JSON.parse(response.body).error.message === 'this API key is revoked'
+        );
+      },
+      5000,
+      200,
+    );
+    assert.ok(Date.now() - revokedAt <= 5000);
+  });
+  test('4: a flood of unknown keys from one address is cut off before any key lookup', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < PER_ADDRESS + 10; i++) {
+      const response = await http.postJson(
+        '/v1/trades',
+        { accountId: 'x', symbol: 'AAPL', side: 'BUY', quantity: '1', price: '1' },
+        { authorization: `Bearer astra_guess_${i}` },
+      );
+      statuses.push(response.status);
+      assert.equal(typeof JSON.parse(response.body).error.code, 'string');
+    }
+    // Earlier tests spent part of this address's budget on lookups of keys not (or no longer) cached.
+    assert.ok(
+      statuses.every((status) => status === 401 || status === 429),
+      String(statuses),
+    );
+    assert.equal(statuses.at(-1), 429, String(statuses));
+    assert.ok(statuses.filter((status) => status === 401).length <= PER_ADDRESS, String(statuses));
   });
 });

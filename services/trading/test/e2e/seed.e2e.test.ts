@@ -146,7 +146,8 @@ describe('seed tests through the real processes', { timeout: 180_000 }, () => {
     const service = await stack.startService({ relay: true });
     const key = await stack.createKey({ account: 'bob' });
     const http = new HttpClient(service.port);
-    clients.push(http);
+    const metricsHttp = new HttpClient(service.metricsPort);
+    clients.push(http, metricsHttp);
     const trade = (symbol: string, quantity: string) =>
       postTrade(http, key, { accountId: 'bob', symbol, side: 'BUY', quantity, price: '10.5' });
 
@@ -162,7 +163,7 @@ describe('seed tests through the real processes', { timeout: 180_000 }, () => {
     await waitFor(
       'the relay to report the broker down',
       async () => {
-        const metrics = await http.send({ method: 'GET', path: '/metrics' });
+        const metrics = await metricsHttp.send({ method: 'GET', path: '/metrics' });
         return (
           /^outbox_broker_up 0$/m.test(metrics.body) &&
           /publish_errors_total\{kind="broker"\} [1-9]/.test(metrics.body)

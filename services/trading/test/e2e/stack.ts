@@ -80,6 +80,8 @@ export class RedisServer {
 export interface ServiceHandle {
   process: ManagedProcess;
   port: number;
+  /** Where its /metrics is served (METRICS_PORT), apart from the API. */
+  metricsPort: number;
 }
 
 export interface RelayHandle {
@@ -200,19 +202,19 @@ export class Stack {
     options: { relay: boolean; port?: number; env?: Record<string, string> } = { relay: true },
   ): Promise<ServiceHandle> {
     const port = options.port ?? (await freePort());
+    const metricsPort = await freePort();
     const managed = this.spawnNode(
       'service',
       SERVICE_MAIN,
       this.env({
         PORT: String(port),
         RELAY_ENABLED: String(options.relay),
-        // The embedded relay's metrics share the HTTP port; keep the standalone default port free.
-        METRICS_PORT: String(await freePort()),
+        METRICS_PORT: String(metricsPort),
         ...options.env,
       }),
     );
     await this.waitHealthy(managed, port, () => true);
-    return { process: managed, port };
+    return { process: managed, port, metricsPort };
   }
 
   /** Starts a standalone relay (`npm run relay`'s entry point) and waits until its loop runs. */
