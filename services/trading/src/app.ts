@@ -107,9 +107,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       options.outageSummaryMs ?? 60_000,
       'requests that need it fail with 503',
     );
-    registerErrorHandling(app, FIELD_RULES, (error) =>
-      outages.log.failed('database', error.message, 1, Date.now()),
-    );
+    registerErrorHandling(app, FIELD_RULES, (error) => outages.log.failed('database', error, 1, Date.now()));
     app.addHook('onResponse', async (request, reply) => {
       // Only routes that query the database prove it answers (not /healthz or /metrics).
       const route = request.routeOptions.url ?? '';

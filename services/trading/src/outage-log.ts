@@ -45,8 +45,9 @@ export class OutageLog {
     return this.outages.has(dependency);
   }
 
-  /** `count` attempts failed because `dependency` did not answer. */
-  failed(dependency: Dependency, error: string, count: number, now: number): void {
+  /** `count` attempts failed because `dependency` did not answer; the first line logs the whole error. */
+  failed(dependency: Dependency, failure: Error | string, count: number, now: number): void {
+    const error = typeof failure === 'string' ? failure : failure.message;
     const outage = this.outages.get(dependency);
     if (outage !== undefined) {
       outage.failures += count;
@@ -62,7 +63,7 @@ export class OutageLog {
       lastError: error,
     });
     this.sink.error(
-      { dependency, err: error },
+      { dependency, err: failure },
       `${NAMES[dependency]} unreachable: ${this.what}; further failures are summarised`,
     );
   }

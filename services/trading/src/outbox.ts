@@ -40,7 +40,7 @@ export function createRelay(config: Config, logger: Logger, tracer?: Tracer): Ou
   const outages = createOutageLog(log, config.logOutageSummaryMs, 'the relay retries, events stay PENDING');
   relay.on('fault', ({ kind, error, count }) => {
     if (kind === 'event') outages.log.refusedEvents(error.message, count, Date.now());
-    else outages.log.failed(kind, error.message, count, Date.now());
+    else outages.log.failed(kind, error, count, Date.now());
   });
   // Redis has answered only once it acknowledged a publish, or when a whole round after its ping went
   // by without a broker failure: a Redis out of memory answers PING and still refuses every write.
