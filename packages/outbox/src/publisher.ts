@@ -108,8 +108,13 @@ export interface Publisher {
 
 /** Orders stream entry ids ('<ms>-<seq>', as Redis Streams writes them): negative when a is older. */
 export function compareEntryIds(a: string, b: string): number {
-  const [aMs = 0n, aSeq = 0n] = a.split('-').map(BigInt);
-  const [bMs = 0n, bSeq = 0n] = b.split('-').map(BigInt);
+  // Both parts stay far below 2^53 (milliseconds since 1970, a per-millisecond counter): plain numbers.
+  const aDash = a.indexOf('-');
+  const bDash = b.indexOf('-');
+  const aMs = Number(a.slice(0, aDash));
+  const bMs = Number(b.slice(0, bDash));
   if (aMs !== bMs) return aMs < bMs ? -1 : 1;
+  const aSeq = Number(a.slice(aDash + 1));
+  const bSeq = Number(b.slice(bDash + 1));
   return aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
 }

@@ -285,7 +285,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
    * The last batch's acknowledged events, not yet marked PUBLISHED: their mark runs on the database
    * while the next batch is with the broker.
    */
-  private unmarked: { acks: Acknowledged[]; ackedAt: Date } | undefined;
+  private unmarked: { acks: Acknowledged[]; records: StreamRecord[]; ackedAt: Date } | undefined;
   /** Published ids waiting for `confirmDelayMs` before the publisher may forget them, oldest first. */
   private readonly unconfirmed: { due: number; events: { eventId: string; stream: string }[] }[] = [];
   private confirming: Promise<void> = Promise.resolve();
@@ -651,10 +651,6 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
           stream: outcome.stream,
           row,
         });
-        const key = streamKey(outcome.stream, row.partition);
-        const known = this.acknowledged.get(key);
-        if (known === undefined || compareEntryIds(outcome.entryId, known) > 0)
-          this.acknowledged.set(key, outcome.entryId);
       } else if (outcome.status === 'fenced') fenced.add(row.partition);
       else if (outcome.status === 'lost') {
         this.losses.set(streamKey(outcome.stream, outcome.partition), outcome);
@@ -674,7 +670,17 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     });
     // A stale owner drops its batch whole: the new owner publishes it (the journal drops repeats).
     if (fenced.size > 0) throw new FencedError([...fenced]);
-    if (acks.length > 0) this.unmarked = { acks, ackedAt };
+    if (acks.length > 0) {
+      // One record per stream and partition, not per event: it feeds both the mark and the fence.
+      const records = streamRecords(acks);
+      for (const record of records) {
+        const key = streamKey(record.stream, record.partition);
+        const known = this.acknowledged.get(key);
+        if (known === undefined || compareEntryIds(record.lastEntryId, known) > 0)
+          this.acknowledged.set(key, record.lastEntryId);
+      }
+      this.unmarked = { acks, records, ackedAt };
+    }
 
     // Refusals are recorded before the next claim, which must see their aggregates as held back.
     if (rejected.length > 0) {
@@ -713,7 +719,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     this.unmarked = undefined;
     const { options } = this;
     const rowIds = batch.acks.map((ack) => ack.rowId);
-    const records = streamRecords(batch.acks);
+    const { records } = batch;
     await (this.client as pg.Client).query(
       options.deletePublished
         ? deleteOnPublishQuery(options.table, rowIds, records)

@@ -55,37 +55,79 @@ local function older(a, b)
   return tonumber(as) < tonumber(bs)
 end
 
--- The checks: per (stream, partition) a verdict, nil when the call may go on.
+-- Writes to the relay state, per stream: one HSET each at the end instead of one per field.
+local writes = {}
+local function write(k, field, value)
+  local w = writes[k]
+  if not w then
+    w = {}
+    writes[k] = w
+  end
+  w[#w + 1] = field
+  w[#w + 1] = value
+end
+local function flush()
+  for k, w in pairs(writes) do redis.call('HSET', KEYS[k + 2], unpack(w)) end
+end
+
+-- The checks: per (stream, partition) a verdict, false when the call may go on. One HMGET per stream.
 local verdicts = {}
 local markers = {}
 local checkReplies = {}
-local gone = {}
+local byKey = {}
+local checkedKeys = {}
+local n = 0
 for i = 5, first - 1, ${CHECK_ARGS} do
-  local k, p, epoch, expected = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  local state = redis.call('HMGET', KEYS[k + 2], 'e' .. p, 'm' .. p, 'c' .. p, 'added')
-  local fence, marker, count = tonumber(state[1]), state[2], tonumber(state[3]) or 0
-  -- The stream itself was deleted or evicted while its state survived: its markers mean nothing.
-  if marker and gone[k] == nil then gone[k] = state[4] == '1' and redis.call('EXISTS', KEYS[k]) == 0 end
-  if marker and gone[k] then marker = nil end
-  local verdict
-  if fence and fence > epoch then
-    verdict = '!fenced'
-  elseif mode ~= 'repair' and mode ~= 'restore' and expected ~= '' and (not marker or older(marker, expected)) then
-    if not marker and #redis.call('XRANGE', KEYS[k], expected, expected) > 0 then
-      verdict = '!unmarked'
-    else
-      verdict = '!lost:' .. (marker or '') .. ':' .. count
-    end
+  n = n + 1
+  local k = tonumber(ARGV[i])
+  if not byKey[k] then
+    byKey[k] = {}
+    checkedKeys[#checkedKeys + 1] = k
   end
-  if not verdict and (not fence or fence < epoch) then redis.call('HSET', KEYS[k + 2], 'e' .. p, epoch) end
-  if not verdict and mode == 'restore' then
-    redis.call('HSET', KEYS[k + 2], 'm' .. p, expected, 'c' .. p, ARGV[i + 4])
-  end
-  verdicts[k .. ':' .. p] = verdict or false
-  markers[k .. ':' .. p] = { count = count }
-  checkReplies[#checkReplies + 1] = verdict or 'ok'
+  table.insert(byKey[k], { at = i, n = n })
 end
-if mode == 'verify' or mode == 'restore' then return checkReplies end
+for _, k in ipairs(checkedKeys) do
+  local fields = { 'added' }
+  for _, check in ipairs(byKey[k]) do
+    local p = ARGV[check.at + 1]
+    fields[#fields + 1] = 'e' .. p
+    fields[#fields + 1] = 'm' .. p
+    fields[#fields + 1] = 'c' .. p
+  end
+  local state = redis.call('HMGET', KEYS[k + 2], unpack(fields))
+  local gone
+  for j, check in ipairs(byKey[k]) do
+    local i = check.at
+    local p, epoch, expected = ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+    local fence, marker, count = tonumber(state[3 * j - 1]), state[3 * j], tonumber(state[3 * j + 1]) or 0
+    -- The stream itself was deleted or evicted while its state survived: its markers mean nothing.
+    if marker and gone == nil then gone = state[1] == '1' and redis.call('EXISTS', KEYS[k]) == 0 end
+    if marker and gone then marker = nil end
+    local verdict
+    if fence and fence > epoch then
+      verdict = '!fenced'
+    elseif mode ~= 'repair' and mode ~= 'restore' and expected ~= '' and (not marker or older(marker, expected)) then
+      if not marker and #redis.call('XRANGE', KEYS[k], expected, expected) > 0 then
+        verdict = '!unmarked'
+      else
+        verdict = '!lost:' .. (marker or '') .. ':' .. count
+      end
+    end
+    if not verdict and (not fence or fence < epoch) then write(k, 'e' .. p, epoch) end
+    if not verdict and mode == 'restore' then
+      write(k, 'm' .. p, expected)
+      write(k, 'c' .. p, ARGV[i + 4])
+    end
+    verdicts[k .. ':' .. p] = verdict or false
+    markers[k .. ':' .. p] = { count = count }
+    checkReplies[check.n] = verdict or 'ok'
+  end
+end
+if mode == 'verify' or mode == 'restore' then
+  flush()
+  return checkReplies
+end
+
 
 -- Read the events, and per journal the ids to look up.
 local events = {}
@@ -133,8 +175,10 @@ local results = {}
 local failed = {}
 local added = {}
 local last = {}
+local streamAdded = {}
 for _, event in ipairs(events) do
-  local verdict = verdicts[event.k .. ':' .. event.p]
+  local slot = event.k .. ':' .. event.p
+  local verdict = verdicts[slot]
   if failed[event.aggregate] then
     results[#results + 1] = '!held'
   elseif verdict then
@@ -154,15 +198,18 @@ for _, event in ipairs(events) do
       results[#results + 1] = '!err:' .. reply.err
     else
       if mode ~= 'replay' then
-        if not added[event.k] then redis.call('HSET', KEYS[event.k + 2], 'added', 1) end
+        if not streamAdded[event.k] then
+          streamAdded[event.k] = true
+          write(event.k, 'added', 1)
+        end
         added[event.k] = added[event.k] or {}
         table.insert(added[event.k], event.id)
         table.insert(added[event.k], reply)
       end
-      local marker = markers[event.k .. ':' .. event.p]
+      local marker = markers[slot]
       if mode == 'relay' and marker then
         marker.count = marker.count + 1
-        last[event.k .. ':' .. event.p] = { k = event.k, p = event.p, id = reply, marker = marker }
+        last[slot] = { k = event.k, p = event.p, id = reply, marker = marker }
       end
       results[#results + 1] = reply
     end
@@ -178,8 +225,10 @@ for k, entries in pairs(added) do
   redis.call('EXPIRE', journal, window * 2)
 end
 for _, moved in pairs(last) do
-  redis.call('HSET', KEYS[moved.k + 2], 'm' .. moved.p, moved.id, 'c' .. moved.p, moved.marker.count)
+  write(moved.k, 'm' .. moved.p, moved.id)
+  write(moved.k, 'c' .. moved.p, moved.marker.count)
 end
+flush()
 return results
 `;
 
