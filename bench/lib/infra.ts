@@ -267,6 +267,7 @@ export async function withClient<T>(url: string, work: (client: pg.Client) => Pr
 /** What the benchmark asks of its own Redis connection. */
 export interface RedisClient {
   xLen(key: string): Promise<number>;
+  sendCommand(args: string[]): Promise<unknown>;
   destroy(): void;
 }
 
@@ -281,7 +282,7 @@ export interface ThrowawayRedis {
   close(): Promise<void>;
 }
 
-function startRedisServer(port: number): Child {
+function startRedisServer(port: number, extra: string[]): Child {
   return spawnChild(`redis-${port}`, 'redis-server', [
     '--port',
     String(port),
@@ -297,14 +298,20 @@ function startRedisServer(port: number): Child {
     'warning',
     '--dir',
     '/tmp',
+    ...extra,
   ]);
 }
 
-/** A redis-server of our own on a free loopback port, never the shared one. */
-export async function startRedis(): Promise<ThrowawayRedis> {
+/**
+ * A redis-server of our own on a free loopback port, never the shared one; with `replicaOf`, a
+ * replica of that (throwaway) server's port.
+ */
+export async function startRedis(options: { replicaOf?: number } = {}): Promise<ThrowawayRedis> {
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
-  let child = startRedisServer(port);
+  const extra =
+    options.replicaOf === undefined ? [] : ['--replicaof', '127.0.0.1', String(options.replicaOf)];
+  let child = startRedisServer(port, extra);
   const client = createClient({ url, socket: { reconnectStrategy: 200 } });
   client.on('error', () => {});
   await waitFor(`redis-server on ${port}`, async () => child.alive && (await pingOnce(url)), 10_000);
@@ -321,7 +328,7 @@ export async function startRedis(): Promise<ThrowawayRedis> {
       await child.exited;
     },
     async restart() {
-      child = startRedisServer(port);
+      child = startRedisServer(port, extra);
       await waitFor(`redis-server on ${port}`, async () => child.alive && (await pingOnce(url)), 10_000);
     },
     async close() {
@@ -350,6 +357,33 @@ export async function withRedis<T>(work: (redis: ThrowawayRedis) => Promise<T>):
   } finally {
     await redis.close().catch(() => {});
   }
+}
+
+/** A field of `INFO replication`, e.g. 'connected_slaves' or 'master_link_status'. */
+export async function replicationField(client: RedisClient, field: string): Promise<string | undefined> {
+  const info = String(await client.sendCommand(['INFO', 'replication']));
+  return new RegExp(`^${field}:(\\S*)`, 'm').exec(info)?.[1];
+}
+
+/** A throwaway primary and one replica of it, in sync before `work` starts; both stopped after. */
+export async function withReplicatedRedis<T>(
+  work: (primary: ThrowawayRedis, replica: ThrowawayRedis) => Promise<T>,
+): Promise<T> {
+  return withRedis(async (primary) => {
+    const replica = await startRedis({ replicaOf: primary.port });
+    try {
+      await waitFor(
+        `replica ${replica.port} of ${primary.port} in sync`,
+        async () =>
+          (await replicationField(replica.client, 'master_link_status')) === 'up' &&
+          (await replicationField(primary.client, 'connected_slaves')) === '1',
+        10_000,
+      );
+      return await work(primary, replica);
+    } finally {
+      await replica.close().catch(() => {});
+    }
+  });
 }
 
 export async function streamLength(client: RedisClient, streams: readonly string[]): Promise<number> {
