@@ -5,8 +5,10 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createClient } from '@redis/client';
 import pg from 'pg';
@@ -282,8 +284,14 @@ export interface ThrowawayRedis {
   close(): Promise<void>;
 }
 
+/**
+ * Each start gets an empty directory of its own, removed when the server exits: a replica writes the
+ * RDB it receives there, and a server started in a directory holding one loads it, so a shared
+ * directory would hand one run's entries to the next and a restart would not come back empty.
+ */
 function startRedisServer(port: number, extra: string[]): Child {
-  return spawnChild(`redis-${port}`, 'redis-server', [
+  const dir = mkdtempSync(join(tmpdir(), `bench-redis-${port}-`));
+  const child = spawnChild(`redis-${port}`, 'redis-server', [
     '--port',
     String(port),
     '--bind',
@@ -297,9 +305,11 @@ function startRedisServer(port: number, extra: string[]): Child {
     '--loglevel',
     'warning',
     '--dir',
-    '/tmp',
+    dir,
     ...extra,
   ]);
+  void child.exited.then(() => rmSync(dir, { recursive: true, force: true }));
+  return child;
 }
 
 /**

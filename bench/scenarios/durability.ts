@@ -145,6 +145,9 @@ async function drainOnPair(
       `durability_wait${waitReplicas}`,
       async (database) => {
         const url = databaseUrl(database);
+        // A server that loaded someone's RDB would make the drain look faster than it was.
+        if ((await streamLength(primary.client, [BACKLOG_EVENT_TYPE])) !== 0)
+          throw new Error('the new Redis is not empty');
         const drainer = await Drainer.start(
           `durability-wait${waitReplicas}`,
           relayConfig(url, primary.url, false, waitReplicas),
