@@ -666,6 +666,41 @@ function relayRoundCost(low: KeepUpStep | undefined, top: KeepUpStep): string[] 
   ];
 }
 
+/** What the durability scenario's figures say, from this run's numbers. */
+function durabilityFindings(report: BenchReport): string[] {
+  const d = report.durability;
+  if (d === undefined) return [];
+  const { noWait, wait } = d.drain;
+  const ack0 = d.latency.noWait?.stages?.toAck;
+  const ack1 = d.latency.wait?.stages?.toAck;
+  const sameSetting = (waitReplicas: number) =>
+    d.drain.rounds
+      .filter((round) => round.waitReplicas === waitReplicas && round.run !== undefined)
+      .map((round) => int(round.run?.eventsPerSecond))
+      .join(' and ');
+  const r = d.repair;
+  const plain = d.drain.rounds[0]?.run;
+  return [
+    '',
+    '### Durability',
+    '',
+    `- \`waitReplicas: 1\` waits once per publish call, so a drain pays it per batch of up to 500 events: ` +
+      `one relay drained ${int(wait?.eventsPerSecond)} events/s with it and ${int(noWait?.eventsPerSecond)} without ` +
+      `(${times(ratio(wait?.eventsPerSecond, noWait?.eventsPerSecond))}, best rounds). The rounds: ${sameSetting(0)} ` +
+      `without, ${sameSetting(1)} with; a ratio within the spread of one setting's rounds is no cost this run can show.`,
+    `- At ${DURABILITY_TRADE_RATE} trades/s each publish call also waits for the replica's acknowledgement: commit to ` +
+      `publish acknowledged p50 ${fixed(ack0?.p50)} -> ${fixed(ack1?.p50)} ms, p99 ${fixed(ack0?.p99)} -> ${fixed(ack1?.p99)} ms ` +
+      `(${times(ratio(ack1?.p50, ack0?.p50))}, ${times(ratio(ack1?.p99, ack0?.p99))}). A consumer of the primary sees an ` +
+      "entry before the WAIT returns: WAIT holds back the mark and the relay's next batch, not the entries.",
+    r === undefined
+      ? '- The repair run failed (see errors).'
+      : `- A primary restarted empty lost ${int(r.lost)} events; every marker was back in step ${fixed(r.seconds, 1)} s ` +
+        `after the restart (${int(r.eventsPerSecond)} events/s, ${times(ratio(r.eventsPerSecond, plain?.eventsPerSecond))} ` +
+        "the same relay's drain): the relay reads the PUBLISHED history in pages of 2,000 and publishes it " +
+        'again through the journal, then moves the markers; the time includes reconnecting and noticing the loss.',
+  ];
+}
+
 function boundsSection(report: BenchReport): string {
   const w = report.writePath;
   const dr = report.drain;
@@ -826,6 +861,7 @@ function boundsSection(report: BenchReport): string {
     ...latencyStages(report),
     ...latencyFloor(report),
     ...keepUpBound(report),
+    ...durabilityFindings(report),
     '',
     '### Doubtful',
     '',
