@@ -3,8 +3,9 @@
 import type { ProcessProfile, WindowProfile } from './lib/profile.ts';
 import { ratio } from './lib/stats.ts';
 import type { DrainResult, DrainRun, RelayDrainRun } from './scenarios/drain.ts';
+import { DURABILITY_TRADE_RATE, type DurabilityResult } from './scenarios/durability.ts';
 import type { KeepUpResult, KeepUpStep } from './scenarios/keepUp.ts';
-import type { LatencyResult } from './scenarios/latency.ts';
+import type { LatencyResult, LatencyRun } from './scenarios/latency.ts';
 import type { OutageResult } from './scenarios/outage.ts';
 import type { HttpRun, WritePathResult } from './scenarios/writePath.ts';
 
@@ -36,6 +37,7 @@ export interface BenchReport {
   latency?: LatencyResult;
   keepUp?: KeepUpResult;
   outage?: OutageResult;
+  durability?: DurabilityResult;
   /** Per scenario: share of its time in which some task waited for a CPU, or for IO (Linux PSI). */
   pressure?: Record<string, { cpuPct: number; ioPct: number }>;
   errors: string[];
@@ -302,6 +304,8 @@ export function buildRows(report: BenchReport): Row[] {
     );
   }
 
+  durabilityRows(report.durability, add);
+
   const o = report.outage;
   if (dr !== undefined || o !== undefined) {
     if (dr?.relay1?.relayPeakRssMiB !== undefined)
@@ -354,6 +358,69 @@ export function buildRows(report: BenchReport): Row[] {
     }
   }
   return rows;
+}
+
+/** Scenario 6: WAIT 1 against no WAIT in the same run, and the repair of a whole backlog lost. */
+function durabilityRows(
+  d: DurabilityResult | undefined,
+  add: (s: string, m: string, v: string) => void,
+): void {
+  if (d === undefined) return;
+  const label = `6 durability ${int(d.events)}`;
+  const { noWait, wait } = d.drain;
+  add(label, 'our relay, 1 process, primary + 1 replica, waitReplicas 0, best round', drainValue(noWait));
+  add(label, 'our relay, 1 process, primary + 1 replica, waitReplicas 1, best round', drainValue(wait));
+  add(
+    label,
+    'rounds in order, events/s (waitReplicas)',
+    d.drain.rounds
+      .map(
+        (round) =>
+          `${round.run === undefined ? 'failed' : int(round.run.eventsPerSecond)} (${round.waitReplicas})`,
+      )
+      .join(', '),
+  );
+  add(
+    label,
+    'ratio drain WAIT 1 / no WAIT, best rounds',
+    times(ratio(wait?.eventsPerSecond, noWait?.eventsPerSecond)),
+  );
+  const rate = `@ ${DURABILITY_TRADE_RATE} trades/s (${DURABILITY_TRADE_RATE * 2} events/s)`;
+  const ack = (run: LatencyRun | undefined) => run?.stages?.toAck;
+  const latency = (run: LatencyRun | undefined) =>
+    run === undefined
+      ? 'failed'
+      : `ack ${fixed(ack(run)?.p50)} / ${fixed(ack(run)?.p99)} ms; consumer ${fixed(run.p50)} / ${fixed(run.p99)} ms` +
+        `${run.missing > 0 ? ` (${run.missing} missing)` : ''}`;
+  const { noWait: l0, wait: l1 } = d.latency;
+  add(
+    label,
+    `commit to publish acknowledged, and to consumer, ${rate}, waitReplicas 0: p50 / p99`,
+    latency(l0),
+  );
+  add(label, `the same, waitReplicas 1: p50 / p99`, latency(l1));
+  add(
+    label,
+    'ratio WAIT 1 / no WAIT, commit to ack: p50; p99',
+    `${times(ratio(ack(l1)?.p50, ack(l0)?.p50))}; ${times(ratio(ack(l1)?.p99, ack(l0)?.p99))}`,
+  );
+  const r = d.repair;
+  add(
+    label,
+    `repair of ${int(r?.lost ?? d.events)} lost events (primary SIGKILLed, restarted empty): restart to every marker in step`,
+    r === undefined
+      ? 'failed'
+      : `${fixed(r.seconds, 2)} s (${int(r.eventsPerSecond)} events/s); stream holds ${int(r.streamLength)} of ${int(d.events)}`,
+  );
+  // The repairing relay drained the backlog in the first round: that is the plain rate beside it.
+  const plain = d.drain.rounds[0]?.run;
+  add(
+    label,
+    "the repairing relay's own drain before the wipe; ratio repair / that drain",
+    `${drainValue(plain)}; ${times(ratio(r?.eventsPerSecond, plain?.eventsPerSecond))}`,
+  );
+  if (r !== undefined && !r.complete)
+    add(label, 'repair', 'INCOMPLETE: the stream does not hold the backlog');
 }
 
 export function buildTargets(report: BenchReport): Target[] {
@@ -599,6 +666,41 @@ function relayRoundCost(low: KeepUpStep | undefined, top: KeepUpStep): string[] 
   ];
 }
 
+/** What the durability scenario's figures say, from this run's numbers. */
+function durabilityFindings(report: BenchReport): string[] {
+  const d = report.durability;
+  if (d === undefined) return [];
+  const { noWait, wait } = d.drain;
+  const ack0 = d.latency.noWait?.stages?.toAck;
+  const ack1 = d.latency.wait?.stages?.toAck;
+  const sameSetting = (waitReplicas: number) =>
+    d.drain.rounds
+      .filter((round) => round.waitReplicas === waitReplicas && round.run !== undefined)
+      .map((round) => int(round.run?.eventsPerSecond))
+      .join(' and ');
+  const r = d.repair;
+  const plain = d.drain.rounds[0]?.run;
+  return [
+    '',
+    '### Durability',
+    '',
+    `- \`waitReplicas: 1\` waits once per publish call, so a drain pays it per batch of up to 500 events: ` +
+      `one relay drained ${int(wait?.eventsPerSecond)} events/s with it and ${int(noWait?.eventsPerSecond)} without ` +
+      `(${times(ratio(wait?.eventsPerSecond, noWait?.eventsPerSecond))}, best rounds). The rounds: ${sameSetting(0)} ` +
+      `without, ${sameSetting(1)} with; a ratio within the spread of one setting's rounds is no cost this run can show.`,
+    `- At ${DURABILITY_TRADE_RATE} trades/s each publish call also waits for the replica's acknowledgement: commit to ` +
+      `publish acknowledged p50 ${fixed(ack0?.p50)} -> ${fixed(ack1?.p50)} ms, p99 ${fixed(ack0?.p99)} -> ${fixed(ack1?.p99)} ms ` +
+      `(${times(ratio(ack1?.p50, ack0?.p50))}, ${times(ratio(ack1?.p99, ack0?.p99))}). A consumer of the primary sees an ` +
+      "entry before the WAIT returns: WAIT holds back the mark and the relay's next batch, not the entries.",
+    r === undefined
+      ? '- The repair run failed (see errors).'
+      : `- A primary restarted empty lost ${int(r.lost)} events; every marker was back in step ${fixed(r.seconds, 1)} s ` +
+        `after the restart (${int(r.eventsPerSecond)} events/s, ${times(ratio(r.eventsPerSecond, plain?.eventsPerSecond))} ` +
+        "the same relay's drain): the relay reads the PUBLISHED history in pages of 2,000 and publishes it " +
+        'again through the journal, then moves the markers; the time includes reconnecting and noticing the loss.',
+  ];
+}
+
 function boundsSection(report: BenchReport): string {
   const w = report.writePath;
   const dr = report.drain;
@@ -759,6 +861,7 @@ function boundsSection(report: BenchReport): string {
     ...latencyStages(report),
     ...latencyFloor(report),
     ...keepUpBound(report),
+    ...durabilityFindings(report),
     '',
     '### Doubtful',
     '',
@@ -923,6 +1026,19 @@ ${targetRows}
    started again on the same port. Table sizes are \`pg_total_relation_size\`, \`pg_relation_size\` and
    \`pg_indexes_size\` after the 1-relay drain, then after the relay's own retention (\`retentionSeconds: 1\`)
    and a plain VACUUM (which frees space for reuse but does not shrink files).
+6. **Durability**: a throwaway primary with one replica (\`--replicaof\`, in sync before each run), a
+   fresh pair per run. One relay process, set up as in the drain (batch 500, rebalance every 200 ms),
+   drains a copy of a backlog shaped like the drain's (100,000 events; 20,000 in quick mode) with
+   \`waitReplicas: 0\` and \`1\` (the publish script and \`WAIT 1\` in one pipeline per batch), in four
+   rounds ordered 0, 1, 1, 0; the best round of each counts. Latency as in 3 (relay in its own process,
+   LISTEN/NOTIFY, ${DURABILITY_TRADE_RATE} trades/s) with both settings: "ack" is commit until Redis answered the
+   publish (after its WAIT), from the relay's stamps; "consumer" is commit until a consumer blocked on
+   the primary had the entry, which WAIT does not hold back. After the first round's drain, once every
+   marker in \`{stream}:outbox-state\` equals \`event_outbox_streams.last_entry_id\`, the primary is
+   SIGKILLed and started again empty on its port (no persistence); the repair is timed from that restart
+   (Redis's own start-up included) until every marker is in step again, and the stream's length is then
+   checked against the backlog. The time includes the relay noticing the loss: its Redis reconnection
+   backoff and up to one rebalance interval.
 
 ## What bounds us
 

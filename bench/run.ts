@@ -1,7 +1,7 @@
 /**
  * `npm run bench` (full) or `npm run bench -- --quick` (small sizes, a few minutes). Runs the
  * scenarios of issue 6 in one go, prints a table, writes bench/results/<date>.json and BENCHMARKS.md.
- * `--only write,drain,latency,keepup,outage` runs a subset (and leaves BENCHMARKS.md alone);
+ * `--only write,drain,latency,keepup,outage,durability` runs a subset (and leaves BENCHMARKS.md alone);
  * `--render bench/results/<file>.json` rewrites BENCHMARKS.md from earlier results.
  */
 import { execFileSync } from 'node:child_process';
@@ -29,12 +29,13 @@ import {
   renderTable,
 } from './report.ts';
 import { drainScenario } from './scenarios/drain.ts';
+import { durabilityScenario } from './scenarios/durability.ts';
 import { keepUpScenario } from './scenarios/keepUp.ts';
 import { latencyScenario } from './scenarios/latency.ts';
 import { outageScenario } from './scenarios/outage.ts';
 import { writePathScenario } from './scenarios/writePath.ts';
 
-const SCENARIOS = ['write', 'drain', 'latency', 'keepup', 'outage'] as const;
+const SCENARIOS = ['write', 'drain', 'latency', 'keepup', 'outage', 'durability'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 const repo = (path: string) => fileURLToPath(new URL(`../${path}`, import.meta.url));
@@ -164,10 +165,11 @@ async function main(): Promise<void> {
     latency: ['redis-server'],
     keepup: ['redis-server'],
     outage: ['wrk', 'redis-server'],
+    durability: ['redis-server'],
   };
   const limits: Record<ScenarioName, number> = quick
-    ? { write: 4, drain: 6, latency: 4, keepup: 5, outage: 3 }
-    : { write: 10, drain: 45, latency: 10, keepup: 15, outage: 6 };
+    ? { write: 4, drain: 6, latency: 4, keepup: 5, outage: 3, durability: 5 }
+    : { write: 10, drain: 45, latency: 10, keepup: 15, outage: 6, durability: 12 };
 
   const run = async <T>(
     name: ScenarioName,
@@ -218,6 +220,11 @@ async function main(): Promise<void> {
     report.latency = await run('latency', '3. latency', () => latencyScenario(config));
     report.keepUp = await run('keepup', '4. keeping up', () => keepUpScenario(config));
     report.outage = await run('outage', '5. cost: Redis outage under load', () => outageScenario(config));
+    report.durability = await run(
+      'durability',
+      `6. durability: WAIT 1 and the repair of ${config.durabilityEvents.toLocaleString('en-US')} lost events`,
+      () => durabilityScenario(config),
+    );
   } finally {
     await cleanup();
   }
@@ -226,6 +233,7 @@ async function main(): Promise<void> {
     ['drain', report.drain?.errors],
     ['latency', report.latency?.errors],
     ['keeping up', report.keepUp?.errors],
+    ['durability', report.durability?.errors],
   ] as const) {
     for (const error of errors ?? []) report.errors.push(`${name}: ${error}`);
   }

@@ -22,6 +22,8 @@ export interface BenchConfig {
   keepUpSeconds: number;
   keepUpRates: number[];
   outageSeconds: number;
+  /** PENDING events the durability scenario drains with and without WAIT, and then loses and repairs. */
+  durabilityEvents: number;
   log: (line: string) => void;
 }
 
@@ -42,6 +44,7 @@ export function benchConfig(quick: boolean, log: (line: string) => void): BenchC
         keepUpSeconds: 15,
         keepUpRates: [1000, 2000, 3000, 4000, 5000, 6000],
         outageSeconds: 10,
+        durabilityEvents: 20_000,
         log,
       }
     : {
@@ -59,6 +62,7 @@ export function benchConfig(quick: boolean, log: (line: string) => void): BenchC
         keepUpSeconds: 60,
         keepUpRates: [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000],
         outageSeconds: 30,
+        durabilityEvents: 100_000,
         log,
       };
 }

@@ -5,8 +5,10 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createClient } from '@redis/client';
 import pg from 'pg';
@@ -267,6 +269,7 @@ export async function withClient<T>(url: string, work: (client: pg.Client) => Pr
 /** What the benchmark asks of its own Redis connection. */
 export interface RedisClient {
   xLen(key: string): Promise<number>;
+  sendCommand(args: string[]): Promise<unknown>;
   destroy(): void;
 }
 
@@ -281,8 +284,14 @@ export interface ThrowawayRedis {
   close(): Promise<void>;
 }
 
-function startRedisServer(port: number): Child {
-  return spawnChild(`redis-${port}`, 'redis-server', [
+/**
+ * Each start gets an empty directory of its own, removed when the server exits: a replica writes the
+ * RDB it receives there, and a server started in a directory holding one loads it, so a shared
+ * directory would hand one run's entries to the next and a restart would not come back empty.
+ */
+function startRedisServer(port: number, extra: string[]): Child {
+  const dir = mkdtempSync(join(tmpdir(), `bench-redis-${port}-`));
+  const child = spawnChild(`redis-${port}`, 'redis-server', [
     '--port',
     String(port),
     '--bind',
@@ -296,15 +305,23 @@ function startRedisServer(port: number): Child {
     '--loglevel',
     'warning',
     '--dir',
-    '/tmp',
+    dir,
+    ...extra,
   ]);
+  void child.exited.then(() => rmSync(dir, { recursive: true, force: true }));
+  return child;
 }
 
-/** A redis-server of our own on a free loopback port, never the shared one. */
-export async function startRedis(): Promise<ThrowawayRedis> {
+/**
+ * A redis-server of our own on a free loopback port, never the shared one; with `replicaOf`, a
+ * replica of that (throwaway) server's port.
+ */
+export async function startRedis(options: { replicaOf?: number } = {}): Promise<ThrowawayRedis> {
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
-  let child = startRedisServer(port);
+  const extra =
+    options.replicaOf === undefined ? [] : ['--replicaof', '127.0.0.1', String(options.replicaOf)];
+  let child = startRedisServer(port, extra);
   const client = createClient({ url, socket: { reconnectStrategy: 200 } });
   client.on('error', () => {});
   await waitFor(`redis-server on ${port}`, async () => child.alive && (await pingOnce(url)), 10_000);
@@ -321,7 +338,7 @@ export async function startRedis(): Promise<ThrowawayRedis> {
       await child.exited;
     },
     async restart() {
-      child = startRedisServer(port);
+      child = startRedisServer(port, extra);
       await waitFor(`redis-server on ${port}`, async () => child.alive && (await pingOnce(url)), 10_000);
     },
     async close() {
@@ -350,6 +367,33 @@ export async function withRedis<T>(work: (redis: ThrowawayRedis) => Promise<T>):
   } finally {
     await redis.close().catch(() => {});
   }
+}
+
+/** A field of `INFO replication`, e.g. 'connected_slaves' or 'master_link_status'. */
+export async function replicationField(client: RedisClient, field: string): Promise<string | undefined> {
+  const info = String(await client.sendCommand(['INFO', 'replication']));
+  return new RegExp(`^${field}:(\\S*)`, 'm').exec(info)?.[1];
+}
+
+/** A throwaway primary and one replica of it, in sync before `work` starts; both stopped after. */
+export async function withReplicatedRedis<T>(
+  work: (primary: ThrowawayRedis, replica: ThrowawayRedis) => Promise<T>,
+): Promise<T> {
+  return withRedis(async (primary) => {
+    const replica = await startRedis({ replicaOf: primary.port });
+    try {
+      await waitFor(
+        `replica ${replica.port} of ${primary.port} in sync`,
+        async () =>
+          (await replicationField(replica.client, 'master_link_status')) === 'up' &&
+          (await replicationField(primary.client, 'connected_slaves')) === '1',
+        10_000,
+      );
+      return await work(primary, replica);
+    } finally {
+      await replica.close().catch(() => {});
+    }
+  });
 }
 
 export async function streamLength(client: RedisClient, streams: readonly string[]): Promise<number> {

@@ -88,7 +88,7 @@ const STREAM_PGBOSS = 'bench.pgboss';
 const PGBOSS_QUEUE = 'xadd';
 
 /** Waits until `target` entries are in the streams, the time box ends, or a drainer fails. */
-async function waitDrained(
+export async function waitDrained(
   redis: ThrowawayRedis,
   streams: string[],
   target: number,
@@ -161,7 +161,12 @@ async function statusQueryTime(url: string): Promise<DrainResult['statusQueryMs'
 }
 
 /** A drainer process running our relay as the drain scenario sets it up. */
-function relayConfig(databaseUrl: string, redisUrl: string, deletePublished: boolean): DrainerConfig {
+export function relayConfig(
+  databaseUrl: string,
+  redisUrl: string,
+  deletePublished: boolean,
+  waitReplicas = 0,
+): DrainerConfig {
   return {
     mode: 'relay',
     databaseUrl,
@@ -172,6 +177,7 @@ function relayConfig(databaseUrl: string, redisUrl: string, deletePublished: boo
     rebalanceIntervalMs: 200,
     batchSize: 500,
     deletePublished,
+    waitReplicas,
   };
 }
 

@@ -16,6 +16,7 @@ import {
   databaseUrl,
   sleep,
   streamLength,
+  type ThrowawayRedis,
   waitFor,
   withDatabase,
   withRedis,
@@ -58,6 +59,8 @@ export interface LatencyStages {
   publish: { p50: number; p99: number };
   /** Redis answered -> the blocked consumer had the entry. */
   toConsumer: { p50: number; p99: number };
+  /** Commit acknowledged -> Redis answered the publish (after its WAIT, with waitReplicas). */
+  toAck?: { p50: number; p99: number };
   /** How late the relay's process ran its event loop (the producer's too, for the in-process relay). */
   relayLoopDelay?: LoopDelay;
 }
@@ -68,7 +71,7 @@ export interface LatencyResult {
   errors: string[];
 }
 
-const OUTBOX_STREAMS = ['astra.trading.trade_executed.v1', 'astra.trading.position_updated.v1'];
+export const OUTBOX_STREAMS = ['astra.trading.trade_executed.v1', 'astra.trading.position_updated.v1'];
 const POLL_INTERVAL_MS = 100;
 let nextSeq = 1;
 
@@ -89,8 +92,9 @@ type StartPublishing = (databaseUrl: string, redisUrl: string) => Promise<Publis
 const inProcess =
   (relayConfig: (databaseUrl: string, redisUrl: string) => RelayConfig) =>
   async (databaseUrl: string, redisUrl: string): Promise<Publishing> => {
-    const publisher = new RedisStreamsPublisher({ url: redisUrl });
-    const { relay, take } = tracedBenchRelay(relayConfig(databaseUrl, redisUrl), publisher);
+    const config = relayConfig(databaseUrl, redisUrl);
+    const publisher = new RedisStreamsPublisher({ url: redisUrl, waitReplicas: config.waitReplicas });
+    const { relay, take } = tracedBenchRelay(config, publisher);
     return {
       go: () => relay.start(),
       check: () => {},
@@ -103,7 +107,7 @@ const inProcess =
     };
   };
 
-const inChildProcess =
+export const inChildProcess =
   (mode: LatencyMode, drainerConfig: (databaseUrl: string, redisUrl: string) => DrainerConfig) =>
   async (databaseUrl: string, redisUrl: string): Promise<Publishing> => {
     const config = drainerConfig(databaseUrl, redisUrl);
@@ -133,6 +137,7 @@ function stagesOf(
   const toClaim: number[] = [];
   const publish: number[] = [];
   const toConsumer: number[] = [];
+  const toAck: number[] = [];
   for (const [tradeId, committed] of commits) {
     const stamp = first.get(tradeId);
     const arrived = arrivals.get(tradeId);
@@ -140,6 +145,7 @@ function stagesOf(
     toClaim.push(stamp.claimed - committed);
     publish.push(stamp.replied - stamp.claimed);
     toConsumer.push(Math.min(...arrived) - stamp.replied);
+    toAck.push(stamp.replied - committed);
   }
   if (toClaim.length === 0) return undefined;
   const percentiles = (values: number[]) => {
@@ -151,11 +157,15 @@ function stagesOf(
     toClaim: percentiles(toClaim),
     publish: percentiles(publish),
     toConsumer: percentiles(toConsumer),
+    toAck: percentiles(toAck),
     relayLoopDelay: loopDelay,
   };
 }
 
-async function measureRates(
+/** Runs `work` on a Redis of its own (withRedis, or a primary with a replica). */
+export type WithBroker = <T>(work: (redis: ThrowawayRedis) => Promise<T>) => Promise<T>;
+
+export async function measureRates(
   config: BenchConfig,
   mode: LatencyMode,
   rates: number[],
@@ -163,8 +173,9 @@ async function measureRates(
   write: TradeWriter,
   streams: string[],
   prepare: (database: string) => Promise<void>,
+  broker: WithBroker = withRedis,
 ): Promise<LatencyRun[]> {
-  return withRedis((redis) =>
+  return broker((redis) =>
     withDatabase(`latency_${mode}`, async (database) => {
       await prepareTradingDatabase(database);
       await prepare(database);
@@ -240,21 +251,25 @@ async function measureRates(
   );
 }
 
+/** Our traced relay as the latency scenario runs it; `waitReplicas` for the durability scenario. */
+export const latencyRelay =
+  (listen: boolean, waitReplicas = 0) =>
+  (databaseUrl: string, redisUrl: string): RelayConfig => ({
+    mode: 'relay',
+    databaseUrl,
+    redisUrl,
+    listen,
+    pollIntervalMs: listen ? 1000 : POLL_INTERVAL_MS,
+    rebalanceIntervalMs: 2000,
+    batchSize: 500,
+    deletePublished: false,
+    waitReplicas,
+    trace: true,
+  });
+
 export async function latencyScenario(config: BenchConfig): Promise<LatencyResult> {
   const result: LatencyResult = { runs: [], pollIntervalMs: POLL_INTERVAL_MS, errors: [] };
-  const relay =
-    (listen: boolean) =>
-    (databaseUrl: string, redisUrl: string): RelayConfig => ({
-      mode: 'relay',
-      databaseUrl,
-      redisUrl,
-      listen,
-      pollIntervalMs: listen ? 1000 : POLL_INTERVAL_MS,
-      rebalanceIntervalMs: 2000,
-      batchSize: 500,
-      deletePublished: false,
-      trace: true,
-    });
+  const relay = (listen: boolean) => latencyRelay(listen);
   /** Our relay in one deployment; `wake`: the producer wakes it after each commit (else it polls). */
   const ours = (mode: LatencyMode, rates: number[], startPublishing: StartPublishing, wake: boolean) => () =>
     measureRates(

@@ -32,6 +32,8 @@ export type DrainerConfig =
       rebalanceIntervalMs: number;
       batchSize: number;
       deletePublished: boolean;
+      /** Replicas that must confirm each publish (the publisher's `waitReplicas`); absent: 0. */
+      waitReplicas?: number;
       /** Stamp each batch for the latency profile, handed over on 'trace' (tracedBenchRelay). */
       trace?: boolean;
     }
@@ -101,7 +103,7 @@ async function prepare(config: DrainerConfig): Promise<() => void> {
 }
 
 function prepareRelay(config: Extract<DrainerConfig, { mode: 'relay' }>): () => void {
-  const publisher = new RedisStreamsPublisher({ url: config.redisUrl });
+  const publisher = new RedisStreamsPublisher({ url: config.redisUrl, waitReplicas: config.waitReplicas });
   const timing: Phases = { batches: 0, claimMs: 0, publishMs: 0, markMs: 0 };
   phases = timing;
   // Phase boundaries: the end of the previous round (its mark, or its empty claim) -> 'batch' (claim
