@@ -4,8 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Registry } from 'prom-client';
 import { type ConsumerEvents, type ConsumerOptions, OutboxConsumer } from '../src/consumer/consumer.ts';
 import { DeadLetters } from '../src/consumer/dead-letters.ts';
+import { registerConsumerMetrics } from '../src/consumer/prometheus.ts';
 import type { PublishableEvent } from '../src/publisher.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { newEventId } from '../src/writer.ts';
@@ -89,7 +91,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
     await waitFor(
       async () => {
         outcomes = await publisher.publish(publishable, { mode: 'replay' });
-        return outcomes.every((outcome) => outcome.status === 'unavailable') ? false : true;
+        return outcomes.some((outcome) => outcome.status !== 'unavailable');
       },
       10_000,
       'Redis to take the events',
@@ -384,5 +386,33 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
       await appliedIds(events.map((e) => e.id)),
       events.map((e) => e.id),
     );
+  });
+
+  test('metrics count outcomes per group and stream, and read the group backlog at scrape time', async () => {
+    const stream = newStream();
+    const v1 = versioned('acct:M', 1);
+    const v3 = versioned('acct:M', 3);
+    await publish(stream, [v1, v1, v3]);
+    const { consumer, seen } = startConsumer(stream, 'g7', {
+      maxDeliveries: 1,
+      refuse: (id) => id === v1.id,
+    });
+    const registry = new Registry();
+    registerConsumerMetrics({ registry, consumers: [consumer] });
+    // v1 fails once and is dead-lettered; its copy is dead-lettered too (the inbox never got it); v3 waits.
+    await waitFor(() => seen.deadLettered.length === 2 && seen.deferred.length > 0, 10_000, 'dead letters');
+    const text = await registry.metrics();
+    const sample = (name: string, labels: string) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+      return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    const labels = `group="g7",stream="${stream}"`;
+    assert.equal(sample('outbox_consumer_dead_lettered_total', labels), 2);
+    assert.equal(sample('outbox_consumer_handler_failures_total', labels), 2, 'once per copy');
+    assert.equal(sample('outbox_consumer_events_total', `${labels},outcome="applied"`), 0);
+    assert.ok((sample('outbox_consumer_deferred_total', labels) ?? 0) >= 1);
+    assert.equal(sample('outbox_consumer_held_entries', 'group="g7"'), 1);
+    assert.equal(sample('outbox_consumer_group_pending', labels), 1, 'v3 is pending');
+    assert.equal(sample('outbox_consumer_group_lag', labels), 0, 'everything was delivered');
   });
 });

@@ -341,6 +341,14 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
     return this.options.consumer;
   }
 
+  get group(): string {
+    return this.options.group;
+  }
+
+  get streams(): readonly string[] {
+    return this.options.streams;
+  }
+
   get running(): boolean {
     return this.loop !== undefined && !this.stopping;
   }
