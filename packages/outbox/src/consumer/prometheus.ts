@@ -1,10 +1,19 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { OutboxConsumer } from './consumer.ts';
+import type { ConsumerEvents, OutboxConsumer } from './consumer.ts';
+
+/** What the adapter reads of a consumer, whatever its data type. */
+export interface MeteredConsumer {
+  readonly group: string;
+  readonly streams: readonly string[];
+  readonly heldCount: number;
+  groupInfo: OutboxConsumer['groupInfo'];
+  on<K extends keyof ConsumerEvents>(event: K, listener: (...args: ConsumerEvents[K]) => void): unknown;
+}
 
 export interface ConsumerMetricsOptions {
   registry: Registry;
   /** The consumers running in this process (one per group, usually one). */
-  consumers: OutboxConsumer[];
+  consumers: MeteredConsumer[];
 }
 
 /**
