@@ -415,4 +415,46 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
     assert.equal(sample('outbox_consumer_group_pending', labels), 1, 'v3 is pending');
     assert.equal(sample('outbox_consumer_group_lag', labels), 0, 'everything was delivered');
   });
+
+  test('a PostgreSQL session killed under the handler spends no delivery: the event is applied later, not dead-lettered', async () => {
+    const stream = newStream();
+    const event = versioned('acct:O', 1);
+    await publish(stream, [event]);
+    let killed = 0;
+    const consumer: OutboxConsumer = new OutboxConsumer({
+      url: redis.url,
+      pool: db.pool,
+      group: 'g8',
+      streams: [stream],
+      ...QUICK,
+      // One delivery only: were the outage counted, the event would be dead-lettered.
+      maxDeliveries: 1,
+      async handler(e, { db: tx }) {
+        if (killed < 2) {
+          killed++;
+          // The database ends this very session, as a restart or failover would.
+          await tx.query('SELECT pg_terminate_backend(pg_backend_pid())');
+        }
+        await tx.query(
+          'INSERT INTO applied (event_id, ordering_key, sequence, consumer) VALUES ($1, $2, 1, $3)',
+          [e.id, e.subject, consumer.name],
+        );
+      },
+    });
+    const faults: string[] = [];
+    const dead: unknown[] = [];
+    consumer.on('fault', ({ kind }) => faults.push(kind));
+    consumer.on('deadLettered', (letter) => dead.push(letter));
+    consumers.push(consumer);
+    consumer.start();
+    await waitFor(
+      async () => (await appliedIds([event.id])).length === 1,
+      10_000,
+      'applied after the outage',
+    );
+    assert.equal(killed, 2);
+    assert.deepEqual(dead, []);
+    assert.ok(faults.filter((kind) => kind === 'database').length >= 2, JSON.stringify(faults));
+    await waitFor(async () => (await pendingCount(stream, 'g8')) === 0, 10_000, 'acknowledged');
+  });
 });

@@ -649,6 +649,10 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
       this.hold(delivery, 'unavailable');
       return;
     }
+    // A session the server ends while we hold it emits 'error' on the client: without a listener that
+    // would crash the process. The failing query reports it instead.
+    const ignore = () => {};
+    client.on('error', ignore);
     let outcome: 'applied' | 'duplicate' | 'stale' | 'deferred' | 'dead-letter';
     let seconds = 0;
     let lastApplied = '';
@@ -717,6 +721,7 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
       }
       return;
     } finally {
+      client.off('error', ignore);
       client.release(broken);
     }
 
