@@ -427,8 +427,10 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
         outages = 0;
       } catch (error) {
         if (isNoGroup(error)) {
-          // The stream or group is gone (Redis lost data, or someone deleted it): create it again.
+          // The stream or group is gone (Redis lost data, or someone deleted it): create it again, at
+          // once the first time, with backoff if it keeps vanishing.
           this.groupsReady = false;
+          if (outages++ > 0) await this.sleep(backoffDelay(this.options.outageBackoff, outages));
           continue;
         }
         this.emit('fault', { kind: 'redis', error: asError(error) });
