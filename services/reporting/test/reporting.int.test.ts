@@ -20,6 +20,13 @@ describe('reporting service: trades over the trading API end up in the ledger on
   let trading: TestApp;
   let redis: TestRedis;
   let relay: OutboxRelay;
+  /** Publishers hold a reconnecting Redis client: each is closed in after(), or the process never exits. */
+  const publishers: RedisStreamsPublisher[] = [];
+  const newPublisher = () => {
+    const publisher = new RedisStreamsPublisher({ url: redis.url });
+    publishers.push(publisher);
+    return publisher;
+  };
   let reportingDb: { url: string; dropDatabase(): Promise<void> };
   let pool: pg.Pool;
   let keysPool: pg.Pool;
@@ -40,7 +47,7 @@ describe('reporting service: trades over the trading API end up in the ledger on
     reporting = await buildApp({ pool, keys: new TradingKeyVerifier(keysPool) });
     relay = new OutboxRelay({
       connectionString: trading.db.url,
-      publisher: new RedisStreamsPublisher({ url: redis.url }),
+      publisher: newPublisher(),
       pollIntervalMs: 50,
     });
     relay.start();
@@ -61,6 +68,7 @@ describe('reporting service: trades over the trading API end up in the ledger on
   after(async () => {
     await Promise.all(consumers.map((consumer) => consumer.stop()));
     await relay.stop();
+    await Promise.all(publishers.map((publisher) => publisher.close()));
     await reporting.close();
     await pool.end();
     await keysPool.end();
@@ -108,7 +116,7 @@ describe('reporting service: trades over the trading API end up in the ledger on
       }
     }
     // An operator republish: every event again, older versions after newer ones.
-    await new OutboxAdmin(trading.db.pool).republish(new RedisStreamsPublisher({ url: redis.url }), {
+    await new OutboxAdmin(trading.db.pool).republish(newPublisher(), {
       since: new Date(Date.now() - 3_600_000),
     });
 
