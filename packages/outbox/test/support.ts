@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient, createCluster } from '@redis/client';
 import pg from 'pg';
+import { inboxSchema } from '../src/consumer/schema.ts';
 import { outboxSchema } from '../src/migrations.ts';
 
 /** The server every test database is created on; override with TEST_DATABASE_URL. */
@@ -206,4 +207,30 @@ export async function readStream(
   } finally {
     client.destroy();
   }
+}
+
+/** A fresh database holding the consumer inbox and an `applied` table that records every apply. */
+export async function createInboxDatabase(): Promise<OutboxDatabase> {
+  const { url, dropDatabase } = await createScratchDatabase('inbox_test');
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  pool.on('error', () => {});
+  const statements: string[] = [];
+  for (const step of inboxSchema()) step.up({ sql: (statement) => statements.push(statement) });
+  // Each apply in commit order per key: a key's row lock orders its applies, so ids rise with commits.
+  statements.push(`CREATE TABLE applied (
+    id           bigserial PRIMARY KEY,
+    event_id     text   NOT NULL,
+    ordering_key text,
+    sequence     bigint,
+    consumer     text   NOT NULL
+  )`);
+  for (const statement of statements) await pool.query(statement);
+  return {
+    url,
+    pool,
+    async drop() {
+      await pool.end();
+      await dropDatabase();
+    },
+  };
 }

@@ -11,6 +11,7 @@ import type {
   StreamCheck,
   StreamVerdict,
 } from '../publisher.ts';
+import { encodeEntryArgs, FIXED_FIELD_BYTES } from './entry.ts';
 import { CHECK_ARGS, CHUNK, CONFIRM_SCRIPT, PUBLISH_SCRIPT } from './scripts.ts';
 import { companionKey, journalKey, keySlot } from './slot.ts';
 
@@ -171,12 +172,6 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
-
-/**
- * Bytes of an entry beyond its values: the field names and constant attributes PUBLISH_SCRIPT adds
- * ('traceparent' and 'tracestate' are counted where present).
- */
-const FIELD_NAME_BYTES = 'idtypesourcesubjecttimespecversion1.0datacontenttypeapplication/jsondata'.length;
 
 const sha1 = (text: string) => createHash('sha1').update(text).digest('hex');
 
@@ -387,20 +382,11 @@ export class RedisStreamsPublisher implements Publisher {
     events.forEach((event, position) => {
       if (stopped.has(event.aggregateId)) return;
       const stream = this.streamOf(event.type);
-      // The values of the entry's fields, in PUBLISH_SCRIPT's order (it adds names and constants).
-      const values = [
-        event.eventId,
-        event.type,
-        event.source,
-        event.aggregateId,
-        event.time,
-        event.data,
-        event.traceparent ?? '',
-        event.tracestate ?? '',
-      ];
+      // The values of the entry's fields, in ENTRY_ARG_FIELDS order (the script adds names and constants).
+      const values = encodeEntryArgs(event);
       const size = values.reduce(
         (total, value) => total + Buffer.byteLength(value),
-        FIELD_NAME_BYTES +
+        FIXED_FIELD_BYTES +
           (event.traceparent === null ? 0 : 'traceparent'.length) +
           (event.tracestate === null ? 0 : 'tracestate'.length),
       );

@@ -1,3 +1,5 @@
+import { ENTRY_ARGS, entryArgOffset, luaEntryFields } from './entry.ts';
+
 /**
  * The Lua scripts that publish to Redis Streams. Each runs atomically in the slot of the streams it
  * touches; every stream has two companion keys in its slot (see slot.ts):
@@ -24,8 +26,9 @@
  * ARGV[2]: MAXLEN for approximate trimming, 0 for none; ARGV[3]: dedupe window in seconds
  * ARGV[4]: F, the number of (stream, partition) checks; then F * CHECK_ARGS: key index (of the stream
  * in KEYS), partition, epoch, expected entry id ('' when none), count ('restore' only).
- * Then EVENT_ARGS per event: key index, partition, and the CloudEvents attributes id, type, source,
- * subject (the aggregate id), time, data, traceparent and tracestate ('' when absent).
+ * Then EVENT_ARGS per event: key index, partition, and the entry's values in ENTRY_ARG_FIELDS order
+ * (entry.ts: id, type, source, subject (the aggregate id), time, data, traceparent and tracestate, ''
+ * when absent).
  * The script adds the field names and the constant attributes: half the arguments to encode and parse.
  * Returns one string per event ('verify' and 'restore': per check): the stream entry id (or 'ok'),
  * '!held' when an earlier event of its aggregate was refused in this call, '!fenced', '!lost:<marker>:<count>'
@@ -34,8 +37,10 @@
  */
 /** Arguments per (stream, partition) check in PUBLISH_SCRIPT's ARGV. */
 export const CHECK_ARGS = 5;
-/** Arguments per event in PUBLISH_SCRIPT's ARGV. */
-export const EVENT_ARGS = 10;
+/** Arguments per event in PUBLISH_SCRIPT's ARGV: key index, partition, then the entry's values. */
+export const EVENT_ARGS = 2 + ENTRY_ARGS;
+/** Where an event's entry values start among its arguments. */
+const VALUES_AT = 2;
 /** Lua's unpack() stops at a few thousand values: long argument lists go in chunks of this size. */
 export const CHUNK = 1000;
 
@@ -133,7 +138,8 @@ end
 local events = {}
 local idsByJournal = {}
 for i = first, #ARGV, ${EVENT_ARGS} do
-  local event = { k = tonumber(ARGV[i]), p = ARGV[i + 1], id = ARGV[i + 2], aggregate = ARGV[i + 5], at = i + 2 }
+  local event = { k = tonumber(ARGV[i]), p = ARGV[i + 1], id = ARGV[i + ${VALUES_AT + entryArgOffset('id')}],
+                  aggregate = ARGV[i + ${VALUES_AT + entryArgOffset('subject')}], at = i + ${VALUES_AT} }
   events[#events + 1] = event
   if mode ~= 'replay' then
     idsByJournal[event.k] = idsByJournal[event.k] or {}
@@ -141,21 +147,8 @@ for i = first, #ARGV, ${EVENT_ARGS} do
   end
 end
 
--- The entry's fields: CloudEvents attributes in structured order, the trace context when present.
-local function fields(at)
-  local f = { 'id', ARGV[at], 'type', ARGV[at + 1], 'source', ARGV[at + 2], 'subject', ARGV[at + 3],
-              'time', ARGV[at + 4], 'specversion', '1.0', 'datacontenttype', 'application/json',
-              'data', ARGV[at + 5] }
-  if ARGV[at + 6] ~= '' then
-    f[#f + 1] = 'traceparent'
-    f[#f + 1] = ARGV[at + 6]
-  end
-  if ARGV[at + 7] ~= '' then
-    f[#f + 1] = 'tracestate'
-    f[#f + 1] = ARGV[at + 7]
-  end
-  return f
-end
+-- The entry's fields, generated from ENTRY_FIELDS (entry.ts): the consumer's decoder reads the same list.
+${luaEntryFields()}
 
 -- One HMGET per journal bucket and chunk, instead of two HGETs per event.
 local known = {}

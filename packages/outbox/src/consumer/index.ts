@@ -1,0 +1,20 @@
+export type { CloudEvent } from '../cloudevents.ts';
+export { OutboxError, type OutboxErrorCode } from '../errors.ts';
+export { decodeEntry, ENTRY_FIELDS } from '../redis/entry.ts';
+export {
+  type ConsumerEvents,
+  type ConsumerOptions,
+  type Handler,
+  type HandlerContext,
+  isTransientDatabaseError,
+  OutboxConsumer,
+} from './consumer.ts';
+export { type DeadLetter, DeadLetters, type DeadLettersOptions } from './dead-letters.ts';
+export {
+  type Ordering,
+  type OrderingPosition,
+  type SequenceVerdict,
+  sequenceVerdict,
+  subjectVersionOrdering,
+} from './decisions.ts';
+export { type InboxOptions, inboxSchema } from './schema.ts';

@@ -1,0 +1,30 @@
+import { OutboxConsumer } from '@astra/outbox/consumer';
+import type pg from 'pg';
+import { applyReportingEvent, parseReportingEvent, type ReportingEvent, STREAMS } from './projection.ts';
+
+export interface ReportingConsumerOptions {
+  pool: pg.Pool;
+  redisUrl: string;
+  group: string;
+  /** Test knobs (block and claim times); the service uses the library's defaults. */
+  tuning?: { blockMs?: number; claimIdleMs?: number; consumer?: string };
+}
+
+/**
+ * The reporting consumer: both trading streams, one group shared by every reporting process. Positions
+ * are ordered by the library's default (subject `<account>:<symbol>`, `data.version`); trades have no
+ * sequence and need none (each trade is its own aggregate, applied once).
+ */
+export function createReportingConsumer(
+  options: ReportingConsumerOptions,
+): OutboxConsumer<ReportingEvent['data']> {
+  return new OutboxConsumer<ReportingEvent['data']>({
+    url: options.redisUrl,
+    pool: options.pool,
+    group: options.group,
+    streams: STREAMS,
+    parse: (event) => parseReportingEvent(event),
+    handler: (event, context) => applyReportingEvent(event as ReportingEvent, context),
+    ...options.tuning,
+  });
+}

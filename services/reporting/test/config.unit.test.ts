@@ -1,0 +1,33 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../src/config.ts';
+
+test('defaults work on a developer machine', () => {
+  const config = loadConfig({});
+  assert.equal(config.port, 3001);
+  assert.equal(config.databaseUrl, 'postgres://postgres@127.0.0.1:5432/astra_reporting');
+  assert.equal(config.redisUrl, 'redis://127.0.0.1:6379');
+  assert.equal(config.tradingDatabaseUrl, 'postgres://postgres@127.0.0.1:5432/astra_trading');
+  assert.equal(config.group, 'reporting');
+  assert.equal(loadConfig({ REPORTING_PORT: '0' }).port, 0, '0 picks a free port');
+});
+
+test('an invalid value names its variable', () => {
+  const bad: [Record<string, string>, string][] = [
+    [{ REPORTING_PORT: '70000' }, 'REPORTING_PORT'],
+    [{ REPORTING_PORT: '3001a' }, 'REPORTING_PORT'],
+    [{ REPORTING_DATABASE_URL: 'mysql://x/y' }, 'REPORTING_DATABASE_URL'],
+    [{ REDIS_URL: 'not a url' }, 'REDIS_URL'],
+    [{ TRADING_DATABASE_URL: 'http://x' }, 'TRADING_DATABASE_URL'],
+    [{ REPORTING_GROUP: 'a b' }, 'REPORTING_GROUP'],
+    [{ DB_POOL_SIZE: '1' }, 'DB_POOL_SIZE'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+  ];
+  for (const [env, variable] of bad) {
+    assert.throws(
+      () => loadConfig(env),
+      (error: unknown) => error instanceof ConfigError && error.variable === variable,
+      JSON.stringify(env),
+    );
+  }
+});
