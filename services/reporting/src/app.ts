@@ -118,18 +118,36 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     {
       schema: {
         params: Type.Object({ accountId: Type.String({ pattern: ACCOUNT_ID_PATTERN }) }),
-        response: { 200: Type.Object({ positions: Type.Array(Position) }), ...errors },
+        // The trading service's page: by symbol, `cursor` the last symbol of the previous page.
+        querystring: Type.Object(
+          {
+            limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 }),
+            cursor: Type.Optional(Type.String({ pattern: '^[A-Z][A-Z0-9.]{0,11}$' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({
+            positions: Type.Array(Position),
+            nextCursor: Type.Union([Type.String(), Type.Null()]),
+          }),
+          ...errors,
+        },
       },
     },
     async (request) => {
-      const { rows } = await pool.query<PositionRow>({
+      const { limit, cursor } = request.query;
+      // One row more than asked: whether there is a next page, without a count.
+      const { rows: found } = await pool.query<PositionRow>({
         name: 'positions_by_account',
         text: `SELECT account_id, symbol, trim_scale(quantity)::text AS quantity,
                       trim_scale(average_price)::text AS average_price, version::text, updated_at
-               FROM positions WHERE account_id = $1 ORDER BY symbol`,
-        values: [request.params.accountId],
+               FROM positions WHERE account_id = $1 AND symbol > $2 ORDER BY symbol LIMIT $3`,
+        values: [request.params.accountId, cursor ?? '', limit + 1],
       });
+      const rows = found.slice(0, limit);
       return {
+        nextCursor: found.length > limit ? (rows.at(-1)?.symbol ?? null) : null,
         positions: rows.map((row) => ({
           accountId: row.account_id,
           symbol: row.symbol,
