@@ -23,6 +23,21 @@ import {
 
 const SOURCE = '/astra/trading-service/test';
 
+/** A pino logger at info whose lines (JSON text) are kept in `lines`. */
+function capturingLogger() {
+  const lines: string[] = [];
+  const logger = pino(
+    { level: 'info' },
+    new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    }),
+  );
+  return { lines, logger };
+}
+
 describe('production hardening', () => {
   let db: TestDatabase;
   let alice: string;
@@ -183,16 +198,7 @@ describe('production hardening', () => {
   });
 
   test('X-Request-Id is honoured and echoed, and the access log line carries it', async () => {
-    const lines: string[] = [];
-    const logger = pino(
-      { level: 'info' },
-      new Writable({
-        write(chunk, _encoding, done) {
-          lines.push(String(chunk));
-          done();
-        },
-      }),
-    );
+    const { lines, logger } = capturingLogger();
     const built = await app({ logger, accessLog: true });
     const given = await built.inject({ url: '/healthz', headers: { 'x-request-id': 'client-42' } });
     assert.equal(given.headers['x-request-id'], 'client-42');
@@ -206,16 +212,7 @@ describe('production hardening', () => {
   });
 
   test('relay faults are logged with their stack, not only their message', async () => {
-    const lines: string[] = [];
-    const logger = pino(
-      { level: 'info' },
-      new Writable({
-        write(chunk, _encoding, done) {
-          lines.push(String(chunk));
-          done();
-        },
-      }),
-    );
+    const { lines, logger } = capturingLogger();
     const relay = createRelay(loadConfig({ DATABASE_URL: db.url }), logger);
     relay.start();
     relay.emit('fault', { kind: 'database', error: new Error('connection reset'), count: 1 });
@@ -235,16 +232,7 @@ describe('production hardening', () => {
   });
 
   test('shutdown: a second signal or the deadline forces the exit, logged', async () => {
-    const lines: string[] = [];
-    const logger = pino(
-      { level: 'info' },
-      new Writable({
-        write(chunk, _encoding, done) {
-          lines.push(String(chunk));
-          done();
-        },
-      }),
-    );
+    const { lines, logger } = capturingLogger();
     const never = () => new Promise<void>(() => {});
     const codes: number[] = [];
     const twice = shutdownHandler(logger, never, 60_000, (code) => codes.push(code));
