@@ -5,7 +5,12 @@ import { once } from 'node:events';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
-import { type ConsumerEvents, type ConsumerOptions, OutboxConsumer } from '../src/consumer/consumer.ts';
+import {
+  type ConsumerEvents,
+  type ConsumerOptions,
+  deadLetterStreamName,
+  OutboxConsumer,
+} from '../src/consumer/consumer.ts';
 import { DeadLetters } from '../src/consumer/dead-letters.ts';
 import { registerConsumerMetrics } from '../src/consumer/prometheus.ts';
 import type { PublishableEvent } from '../src/publisher.ts';
@@ -132,6 +137,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
       failed: [],
       deadLettered: [],
       fault: [],
+      pruned: [],
       running: [],
     } as { [K in keyof ConsumerEvents]: ConsumerEvents[K][0][] };
     for (const name of Object.keys(seen) as (keyof ConsumerEvents)[]) {
@@ -283,7 +289,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
       maxDeliveries: 3,
       refuse: (id) => poisoned && id === v2.id,
     });
-    const dead = `${stream}:dead-letter:g4`;
+    const dead = deadLetterStreamName(stream, 'g4');
     await waitFor(() => seen.deadLettered.length === 2, 15_000, 'two dead letters');
     await waitFor(
       async () => (await appliedIds([v1.id, other.id])).length === 2,
