@@ -200,7 +200,7 @@ export interface ConsumerEvents {
   /** Redis or PostgreSQL could not be reached; nothing was spent. */
   fault: [{ kind: 'redis' | 'database'; error: Error }];
   /** A prune pass deleted inbox rows (only the consumer holding the group's prune lock prunes). */
-  pruned: [{ rows: number }];
+  pruned: [{ rows: number; batches: number }];
   running: [{ running: boolean }];
 }
 
@@ -460,17 +460,25 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
    * Held entries stay pending in the group: another consumer claims them after `claimIdleMs`.
    */
   async stop(): Promise<void> {
-    if (this.loop === undefined) return;
+    if (this.loop === undefined) {
+      // Never started (e.g. used only for pruneInbox): its connections still need closing.
+      this.closeLinks();
+      return;
+    }
     this.stopping = true;
     this.interruptSleep?.();
     this.interruptPrune?.();
     await Promise.all([this.loop, this.pruneLoop]);
     await this.flushAcks().catch(() => {});
-    for (const reader of this.readers) reader.link.close();
-    this.commands.close();
+    this.closeLinks();
     this.pruneLoop = undefined;
     this.loop = undefined;
     this.emit('running', { running: false });
+  }
+
+  private closeLinks(): void {
+    for (const reader of this.readers) reader.link.close();
+    this.commands.close();
   }
 
   /** Per stream, the group's backlog: entries not yet delivered (`lag`, null when Redis cannot tell) and pending. */
@@ -512,10 +520,9 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
       try {
         await this.pruneInbox();
       } catch (error) {
-        this.emit('fault', {
-          kind: isTransientDatabaseError(error) ? 'database' : 'redis',
-          error: asError(error),
-        });
+        // PostgreSQL's errors carry a severity; the rest came from Redis.
+        const database = isTransientDatabaseError(error) || (error instanceof Error && 'severity' in error);
+        this.emit('fault', { kind: database ? 'database' : 'redis', error: asError(error) });
       }
       await this.sleep(this.options.inboxPruneIntervalMs, 'interruptPrune');
     }
@@ -545,6 +552,7 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
       const [lock] = await queryRows<{ locked: boolean }>(client, tryPruneLockQuery([inboxTable, group]));
       if (lock?.locked !== true) return undefined;
       let pruned = 0;
+      let batches = 0;
       try {
         for (const [stream, entryId] of oldest) {
           const [ms = null, sequence = null] = entryId === null ? [] : entryId.split('-');
@@ -560,13 +568,14 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
               ]),
             );
             pruned += result.rowCount ?? 0;
+            batches++;
             if ((result.rowCount ?? 0) < inboxPruneBatchSize || this.stopping) break;
           }
         }
       } finally {
         await client.query(unlockPruneQuery([inboxTable, group]));
       }
-      if (pruned > 0) this.emit('pruned', { rows: pruned });
+      if (pruned > 0) this.emit('pruned', { rows: pruned, batches });
       return pruned;
     } catch (error) {
       // A session that may still hold the lock is closed, not reused: closing it releases the lock.
