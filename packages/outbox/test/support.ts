@@ -305,3 +305,52 @@ export async function recordApply(db: pg.ClientBase, event: CloudEvent, consumer
     consumer,
   ]);
 }
+
+/**
+ * Fails unless every event was applied exactly once (per the `applied` table) and each ordering key's
+ * versions were applied 1, 2, 3... in commit order.
+ */
+export async function assertAppliedOnceInOrder(pool: pg.Pool, events: TestEvent[]): Promise<void> {
+  const { rows } = await pool.query<{ event_id: string; ordering_key: string; sequence: string | null }>(
+    'SELECT event_id, ordering_key, sequence FROM applied WHERE event_id = ANY($1) ORDER BY id',
+    [events.map((event) => event.id)],
+  );
+  const times = new Map<string, number>();
+  for (const row of rows) times.set(row.event_id, (times.get(row.event_id) ?? 0) + 1);
+  const wrong = events
+    .filter((event) => times.get(event.id) !== 1)
+    .map((e) => `${e.id}×${times.get(e.id) ?? 0}`);
+  assert.deepEqual(wrong.slice(0, 10), [], 'each event applied exactly once');
+  const byKey = new Map<string, number[]>();
+  for (const row of rows) {
+    if (row.sequence === null) continue;
+    byKey.set(row.ordering_key, [...(byKey.get(row.ordering_key) ?? []), Number(row.sequence)]);
+  }
+  for (const [key, sequences] of byKey)
+    assert.deepEqual(
+      sequences,
+      sequences.map((_, i) => i + 1),
+      `${key} applied in order`,
+    );
+}
+
+/** Polls until `check` stops throwing; then fails with its last error if it never did. */
+export async function eventually(check: () => Promise<void>, timeoutMs: number, what: string): Promise<void> {
+  let last: unknown;
+  try {
+    await waitFor(
+      () =>
+        check().then(
+          () => true,
+          (error: unknown) => {
+            last = error;
+            return false;
+          },
+        ),
+      timeoutMs,
+      what,
+    );
+  } catch (error) {
+    throw last ?? error;
+  }
+}

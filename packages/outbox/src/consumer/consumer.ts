@@ -593,6 +593,9 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
       try {
         if (!this.groupsReady) await this.createGroups();
         await this.flushAcks();
+        // Entries a read delivered while the last batch was applied go first: left waiting past
+        // claimIdleMs, the claim below would take them back as a second delivery.
+        await this.applyFinishedReads();
         const now = Date.now();
         if (now >= this.nextTouch) await this.touchHeld();
         if (now >= this.nextClaim) await this.claimIdle();
@@ -620,7 +623,7 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
   /** On stop: waits for the reads still out (at most blockMs) and applies what they delivered. */
   private async finishReads(): Promise<void> {
     await Promise.all(this.readers.map((reader) => reader.pending));
-    for (const entry of this.takeReadEntries().entries) await this.process(this.newDelivery(entry, 1));
+    await this.applyFinishedReads().catch(() => {});
   }
 
   /**
@@ -660,6 +663,11 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
       // A read that ended first leaves the sleep's timer: end it.
       this.interruptSleep?.();
     }
+    await this.applyFinishedReads();
+  }
+
+  /** Applies what the reads that ended delivered; then throws the first read error, if any. */
+  private async applyFinishedReads(): Promise<void> {
     const { entries, error } = this.takeReadEntries();
     for (const entry of entries) await this.process(this.newDelivery(entry, 1));
     if (error !== undefined) throw error;

@@ -76,6 +76,8 @@ export function redisConnectionFactory(
   settings: ConnectionSettings,
 ): () => RedisConnection {
   const socket = { connectTimeout: settings.connectTimeoutMs, reconnectStrategy: reconnectDelay };
+  // Cluster and Sentinel clients impose their own RESP on their node clients: it is set at both levels.
+  const resp = settings.resp === undefined ? {} : { RESP: settings.resp };
   // No offline queue: while disconnected every call fails at once instead of piling up in memory.
   const common = {
     disableOfflineQueue: true,
@@ -83,13 +85,14 @@ export function redisConnectionFactory(
     ...(settings.commandsQueueMaxLength === undefined
       ? {}
       : { commandsQueueMaxLength: settings.commandsQueueMaxLength }),
-    ...(settings.resp === undefined ? {} : { RESP: settings.resp }),
+    ...resp,
   };
   if (target.kind === 'sentinel') {
     return () => {
       const client = createSentinel({
         name: target.name,
         sentinelRootNodes: target.nodes.map(hostPort),
+        ...resp,
         nodeClientOptions: common,
         sentinelClientOptions: { socket },
       });
@@ -114,6 +117,7 @@ export function redisConnectionFactory(
         rootNodes: target.nodes.map((node) => ({ url: `redis://${node}` })),
         defaults: common,
         useReplicas: false,
+        ...resp,
       });
       cluster.on('error', () => {});
       return {
