@@ -9,6 +9,12 @@ export interface Config {
   port: number;
   databaseUrl: string;
   redisUrl: string;
+  /** host:port list; when set, the streams are read from a Redis Cluster instead. */
+  redisClusterNodes: string[];
+  /** Sentinels (host:port list) and the primary's name; when set, the consumer follows its failovers. */
+  redisSentinel: { nodes: string[]; name: string } | undefined;
+  /** Inbox rows older than this are pruned (see the README's rule); 0 keeps them forever. */
+  inboxRetentionSeconds: number;
   /** The trading service's database, read only, for its API keys. */
   tradingDatabaseUrl: string;
   /** Consumer group: every reporting process shares the work of one group. */
@@ -56,6 +62,18 @@ function url(env: Env, name: string, fallback: string, protocols: string[]): str
   return value;
 }
 
+/** A comma-separated host:port list. */
+function nodeList(env: Env, name: string): string[] {
+  const nodes = text(env, name, '')
+    .split(',')
+    .map((node) => node.trim())
+    .filter((node) => node !== '');
+  for (const node of nodes)
+    if (!/^[^\s:]+:\d{1,5}$/.test(node))
+      throw new ConfigError(name, `must be host:port[,host:port...], got "${node}"`);
+  return nodes;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const logLevel = text(env, 'LOG_LEVEL', 'info');
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
@@ -64,6 +82,17 @@ export function loadConfig(env: Env = process.env): Config {
   if (!/^[A-Za-z0-9_.:-]{1,200}$/.test(group))
     throw new ConfigError('REPORTING_GROUP', `must be 1-200 letters, digits or _.:-, got "${group}"`);
   const postgres = ['postgres:', 'postgresql:'];
+  // Which Redis, as the trading service reads it.
+  const clusterNodes = nodeList(env, 'REDIS_CLUSTER_NODES');
+  const sentinelNodes = nodeList(env, 'REDIS_SENTINEL_NODES');
+  const sentinelName = text(env, 'REDIS_SENTINEL_NAME', '');
+  if (sentinelNodes.length > 0 && sentinelName === '')
+    throw new ConfigError('REDIS_SENTINEL_NAME', 'is required with REDIS_SENTINEL_NODES');
+  if (sentinelNodes.length > 0 && clusterNodes.length > 0)
+    throw new ConfigError(
+      'REDIS_SENTINEL_NODES',
+      'give REDIS_SENTINEL_NODES or REDIS_CLUSTER_NODES, not both',
+    );
   return {
     host: text(env, 'HOST', '0.0.0.0'),
     port: integer(env, 'REPORTING_PORT', 3001, 0, 65535),
@@ -74,6 +103,10 @@ export function loadConfig(env: Env = process.env): Config {
       postgres,
     ),
     redisUrl: url(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    redisClusterNodes: clusterNodes,
+    redisSentinel: sentinelNodes.length > 0 ? { nodes: sentinelNodes, name: sentinelName } : undefined,
+    // Hours, like the trading service's OUTBOX_RETENTION_HOURS, which it must not be below.
+    inboxRetentionSeconds: integer(env, 'REPORTING_INBOX_RETENTION_HOURS', 168, 0, 87_600) * 3600,
     tradingDatabaseUrl: url(
       env,
       'TRADING_DATABASE_URL',

@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
-import { createReportingConsumer } from './consumer.ts';
+import { createReportingConsumer, redisTarget } from './consumer.ts';
 import { createPool, ensureDatabase, migrate } from './database.ts';
 import { TradingKeyVerifier } from './keys.ts';
 
@@ -25,7 +25,12 @@ async function main(): Promise<void> {
   });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const consumer = createReportingConsumer({ pool, redisUrl: config.redisUrl, group: config.group });
+  const consumer = createReportingConsumer({
+    pool,
+    redis: redisTarget(config),
+    group: config.group,
+    inboxRetentionSeconds: config.inboxRetentionSeconds,
+  });
   registerConsumerMetrics({ registry, consumers: [consumer] });
   consumer.on('deadLettered', (letter) => logger.error({ ...letter }, 'event dead-lettered'));
   consumer.on('failed', ({ eventId, error, deliveries }) =>
