@@ -146,9 +146,9 @@ export interface ConsumerOptions<Data = unknown> extends RedisTarget {
   timeoutMs?: number;
   /**
    * Inbox rows of this group are deleted once older than this, and once their stream holds no entry
-   * from before they were processed (see the README's pruning rule); 0 keeps them forever. Must exceed
-   * how long an event can come back: the relay's outbox retention (its repair publishes events again
-   * from there) and any operator republish window.
+   * from before they were processed (see the README's pruning rule); 0 keeps them forever. Must be at
+   * least how long an event can come back: the relay's outbox retention (its repair publishes events
+   * again from there) and any operator republish window.
    * @defaultValue 604800 (7 days)
    */
   inboxRetentionSeconds?: number;
