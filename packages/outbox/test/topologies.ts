@@ -186,7 +186,7 @@ export class SentinelSet {
   }
 
   async primaryPort(): Promise<number> {
-    const reply = await this.sentinelCli(['SENTINEL', 'GET-MASTER-ADDR-BY-SENTINEL_NAME', SENTINEL_NAME]);
+    const reply = await this.sentinelCli(['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_NAME]);
     return Number(reply.split('\n')[1]);
   }
 
