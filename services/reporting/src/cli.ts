@@ -1,6 +1,5 @@
 import { DeadLetters, deadLetterStreamName } from '@astra/outbox/consumer';
 import { ConfigError, loadConfig } from './config.ts';
-import { redisTarget } from './consumer.ts';
 import { STREAMS } from './projection.ts';
 
 const USAGE = `usage: npm run reporting:cli -- dead-letters list | replay <entry id> <stream> | replay --all`;
@@ -8,7 +7,7 @@ const USAGE = `usage: npm run reporting:cli -- dead-letters list | replay <entry
 /** Lists and replays the reporting group's dead letters. */
 async function main(args: string[]): Promise<number> {
   const config = loadConfig();
-  const letters = new DeadLetters(redisTarget(config));
+  const letters = new DeadLetters(config.redis);
   const deadStream = (stream: string) => deadLetterStreamName(stream, config.group);
   try {
     const [command, action, ...rest] = args;

@@ -1,6 +1,5 @@
 import { OutboxConsumer, type RedisTarget } from '@astra/outbox/consumer';
 import type pg from 'pg';
-import type { Config } from './config.ts';
 import { applyReportingEvent, parseReportingEvent, type ReportingEvent, STREAMS } from './projection.ts';
 
 export interface ReportingConsumerOptions {
@@ -34,13 +33,4 @@ export function createReportingConsumer(
     handler: (event, context) => applyReportingEvent(event as ReportingEvent, context),
     ...options.tuning,
   });
-}
-
-/** The Redis the configuration names: Sentinel, else a cluster, else REDIS_URL (as in the trading service). */
-export function redisTarget(
-  config: Pick<Config, 'redisUrl' | 'redisClusterNodes' | 'redisSentinel'>,
-): RedisTarget {
-  if (config.redisSentinel !== undefined) return { sentinel: config.redisSentinel };
-  if (config.redisClusterNodes.length > 0) return { clusterNodes: config.redisClusterNodes };
-  return { url: config.redisUrl };
 }

@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
-import { createReportingConsumer, redisTarget } from './consumer.ts';
+import { createReportingConsumer } from './consumer.ts';
 import { createPool, ensureDatabase, migrate } from './database.ts';
 import { TradingKeyVerifier } from './keys.ts';
 
@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   collectDefaultMetrics({ register: registry });
   const consumer = createReportingConsumer({
     pool,
-    redis: redisTarget(config),
+    redis: config.redis,
     group: config.group,
     inboxRetentionSeconds: config.inboxRetentionSeconds,
   });

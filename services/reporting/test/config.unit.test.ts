@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../src/config.ts';
-import { redisTarget } from '../src/consumer.ts';
 
 test('defaults work on a developer machine', () => {
   const config = loadConfig({});
@@ -17,14 +16,14 @@ test('defaults work on a developer machine', () => {
     0,
     '0 keeps every row',
   );
-  assert.deepEqual(redisTarget(config), { url: 'redis://127.0.0.1:6379' });
+  assert.deepEqual(config.redis, { url: 'redis://127.0.0.1:6379' });
 });
 
 test('Redis Cluster and Sentinel are named as for the trading service', () => {
   const cluster = loadConfig({ REDIS_CLUSTER_NODES: 'a:7000, b:7001' });
-  assert.deepEqual(redisTarget(cluster), { clusterNodes: ['a:7000', 'b:7001'] });
+  assert.deepEqual(cluster.redis, { clusterNodes: ['a:7000', 'b:7001'] });
   const sentinel = loadConfig({ REDIS_SENTINEL_NODES: 's1:26379,s2:26379', REDIS_SENTINEL_NAME: 'main' });
-  assert.deepEqual(redisTarget(sentinel), { sentinel: { nodes: ['s1:26379', 's2:26379'], name: 'main' } });
+  assert.deepEqual(sentinel.redis, { sentinel: { nodes: ['s1:26379', 's2:26379'], name: 'main' } });
 });
 
 test('an invalid value names its variable', () => {
@@ -41,8 +40,9 @@ test('an invalid value names its variable', () => {
     [{ REDIS_SENTINEL_NODES: 's:26379' }, 'REDIS_SENTINEL_NAME'],
     [
       { REDIS_SENTINEL_NODES: 's:1', REDIS_SENTINEL_NAME: 'm', REDIS_CLUSTER_NODES: 'a:1' },
-      'REDIS_SENTINEL_NODES',
+      'REDIS_CLUSTER_NODES',
     ],
+    [{ REDIS_SENTINEL_NODES: 'no-port', REDIS_SENTINEL_NAME: 'm' }, 'REDIS_SENTINEL_NODES'],
     [{ REPORTING_INBOX_RETENTION_HOURS: '-1' }, 'REPORTING_INBOX_RETENTION_HOURS'],
     [{ REPORTING_INBOX_RETENTION_HOURS: '1.5' }, 'REPORTING_INBOX_RETENTION_HOURS'],
   ];
