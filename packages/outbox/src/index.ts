@@ -21,6 +21,7 @@ export type {
   StreamVerdict,
 } from './publisher.ts';
 export type { StreamRepair } from './recovery.ts';
+export type { RedisTarget } from './redis/connection.ts';
 export { RedisStreamsPublisher, type RedisStreamsPublisherOptions } from './redis/publisher.ts';
 export { OutboxRelay, type RelayEvents, type RelayOptions } from './relay.ts';
 export { PARTITION_COUNT } from './schema.ts';

@@ -1,9 +1,4 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createClient } from '@redis/client';
 import type { StreamRepair } from '../src/recovery.ts';
@@ -13,14 +8,13 @@ import { OutboxRelay } from '../src/relay.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
 import {
   createOutboxDatabase,
-  freePort,
   type OutboxDatabase,
   readStream,
-  runCommand,
   type StreamEntry,
   waitAllPublished,
   waitFor,
 } from './support.ts';
+import { TestCluster } from './topologies.ts';
 
 // Stream names chosen to hash to slots of different masters (checked below, not assumed).
 const TYPES = [
@@ -29,132 +23,6 @@ const TYPES = [
   'test.cluster.order_cancelled.v1',
   'test.cluster.quote_moved.v1',
 ];
-
-/** A throwaway 3-master Redis Cluster on free loopback ports, its files in a temp dir. */
-class TestCluster {
-  private readonly processes: ChildProcess[] = [];
-  private constructor(
-    readonly ports: number[],
-    private readonly dir: string,
-  ) {}
-
-  static async start(masters = 3): Promise<TestCluster> {
-    const dir = await mkdtemp(join(tmpdir(), 'outbox-cluster-'));
-    const ports: number[] = [];
-    while (ports.length < masters) {
-      const port = await freePort();
-      if (!ports.includes(port)) ports.push(port);
-    }
-    const cluster = new TestCluster(ports, dir);
-    try {
-      await cluster.boot();
-    } catch (error) {
-      await cluster.stop();
-      throw error;
-    }
-    return cluster;
-  }
-
-  get nodes(): string[] {
-    return this.ports.map((port) => `127.0.0.1:${port}`);
-  }
-
-  private spawnNode(port: number): ChildProcess {
-    return spawn(
-      'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--cluster-enabled',
-        'yes',
-        '--cluster-config-file',
-        join(this.dir, `nodes-${port}.conf`),
-        '--dir',
-        this.dir,
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-      ],
-      { stdio: 'ignore' },
-    );
-  }
-
-  /** SIGKILLs one master and starts it again: it keeps its slots (its nodes file) and loses its data. */
-  async restartEmpty(port: number): Promise<void> {
-    const index = this.ports.indexOf(port);
-    const child = this.processes[index] as ChildProcess;
-    const exited = once(child, 'exit');
-    child.kill('SIGKILL');
-    await exited;
-    this.processes[index] = this.spawnNode(port);
-    for (const node of this.ports) {
-      await waitFor(
-        async () => (await this.cli(node, ['CLUSTER', 'INFO'])).includes('cluster_state:ok'),
-        30_000,
-        `cluster_state:ok on ${node}`,
-      );
-    }
-  }
-
-  private async boot(): Promise<void> {
-    for (const port of this.ports) this.processes.push(this.spawnNode(port));
-    for (const port of this.ports) {
-      await waitFor(async () => (await this.cli(port, ['PING'])) === 'PONG', 10_000, `redis on ${port}`);
-    }
-    await runCommand('redis-cli', [
-      '--cluster',
-      'create',
-      ...this.nodes,
-      '--cluster-replicas',
-      '0',
-      '--cluster-yes',
-    ]);
-    for (const port of this.ports) {
-      await waitFor(
-        async () => (await this.cli(port, ['CLUSTER', 'INFO'])).includes('cluster_state:ok'),
-        20_000,
-        `cluster_state:ok on ${port}`,
-      );
-    }
-  }
-
-  cli(port: number, args: string[]): Promise<string> {
-    return runCommand('redis-cli', ['-p', String(port), ...args]);
-  }
-
-  /** The port of the master serving `key`'s slot. */
-  async masterOf(key: string): Promise<number> {
-    const [first] = this.ports as [number];
-    const slot = Number(await this.cli(first, ['CLUSTER', 'KEYSLOT', key]));
-    const nodes = await this.cli(first, ['CLUSTER', 'NODES']);
-    for (const line of nodes.split('\n')) {
-      const [, address = '', flags = '', , , , , , ...ranges] = line.split(' ');
-      if (!flags.includes('master')) continue;
-      for (const range of ranges) {
-        const [low, high = low] = range.split('-').map(Number);
-        if (low !== undefined && high !== undefined && slot >= low && slot <= high) {
-          return Number(address.split('@')[0]?.split(':')[1]);
-        }
-      }
-    }
-    throw new Error(`no master serves slot ${slot}`);
-  }
-
-  async stop(): Promise<void> {
-    await Promise.all(
-      this.processes.splice(0).map(async (child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        const exited = once(child, 'exit');
-        child.kill('SIGKILL');
-        await exited;
-      }),
-    );
-    await rm(this.dir, { recursive: true, force: true });
-  }
-}
 
 describe('relay against a Redis Cluster', () => {
   let db: OutboxDatabase;

@@ -5,13 +5,26 @@ import { once } from 'node:events';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
-import { type ConsumerEvents, type ConsumerOptions, OutboxConsumer } from '../src/consumer/consumer.ts';
+import {
+  type ConsumerEvents,
+  type ConsumerOptions,
+  deadLetterStreamName,
+  OutboxConsumer,
+} from '../src/consumer/consumer.ts';
 import { DeadLetters } from '../src/consumer/dead-letters.ts';
 import { registerConsumerMetrics } from '../src/consumer/prometheus.ts';
-import type { PublishableEvent } from '../src/publisher.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
-import { newEventId } from '../src/writer.ts';
-import { createInboxDatabase, type OutboxDatabase, TestRedis, waitFor } from './support.ts';
+import {
+  createInboxDatabase,
+  type OutboxDatabase,
+  publishEvents,
+  recordApply,
+  type TestEvent,
+  TestRedis,
+  unordered,
+  versioned,
+  waitFor,
+} from './support.ts';
 
 const CHILD = fileURLToPath(new URL('./fixtures/consumer-child.ts', import.meta.url));
 
@@ -24,21 +37,6 @@ const QUICK = {
   outageBackoff: { initialMs: 20, maxMs: 200 },
   timeoutMs: 2000,
 };
-
-interface TestEvent {
-  id: string;
-  subject: string;
-  data: Record<string, unknown>;
-}
-
-/** A position-like event: subject `key`, data.version `version`. */
-const versioned = (key: string, version: number): TestEvent => ({
-  id: newEventId(),
-  subject: key,
-  data: { key, version, quantity: `${version}.50` },
-});
-
-const unordered = (subject: string): TestEvent => ({ id: newEventId(), subject, data: { note: subject } });
 
 describe('outbox consumer against real Redis and PostgreSQL', () => {
   let db: OutboxDatabase;
@@ -70,37 +68,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
 
   const newStream = () => `test.consumer.${randomBytes(4).toString('hex')}.v1`;
 
-  /** Adds the events to `stream` through the relay's own publisher and entry format. */
-  async function publish(stream: string, events: TestEvent[]): Promise<void> {
-    const publishable: PublishableEvent[] = events.map((event, i) => ({
-      rowId: String(i),
-      partition: 0,
-      eventId: event.id,
-      type: stream,
-      source: '/test',
-      aggregateType: 'thing',
-      aggregateId: event.subject,
-      time: new Date().toISOString(),
-      data: JSON.stringify(event.data),
-      traceparent: null,
-      tracestate: null,
-    }));
-    // 'replay' adds every event as given, as an operator's republish does: duplicates included. After
-    // a Redis restart the publisher reports `unavailable` until it has reconnected: try again.
-    let outcomes: Awaited<ReturnType<RedisStreamsPublisher['publish']>> = [];
-    await waitFor(
-      async () => {
-        outcomes = await publisher.publish(publishable, { mode: 'replay' });
-        return outcomes.some((outcome) => outcome.status !== 'unavailable');
-      },
-      10_000,
-      'Redis to take the events',
-    );
-    assert.ok(
-      outcomes.every((outcome) => outcome.status === 'published'),
-      JSON.stringify(outcomes),
-    );
-  }
+  const publish = (stream: string, events: TestEvent[]) => publishEvents(publisher, stream, events);
 
   /** A consumer in this process whose handler records each apply; `refuse` can make it throw. */
   function startConsumer(
@@ -118,11 +86,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
       ...rest,
       async handler(event, { db: tx }) {
         if (refuse?.(event.id)) throw new Error(`refused ${event.id}`);
-        const data = event.data as { version?: number };
-        await tx.query(
-          'INSERT INTO applied (event_id, ordering_key, sequence, consumer) VALUES ($1, $2, $3, $4)',
-          [event.id, event.subject, data.version ?? null, consumer.name],
-        );
+        await recordApply(tx, event, consumer.name);
       },
     });
     const seen = {
@@ -132,6 +96,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
       failed: [],
       deadLettered: [],
       fault: [],
+      pruned: [],
       running: [],
     } as { [K in keyof ConsumerEvents]: ConsumerEvents[K][0][] };
     for (const name of Object.keys(seen) as (keyof ConsumerEvents)[]) {
@@ -283,7 +248,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
       maxDeliveries: 3,
       refuse: (id) => poisoned && id === v2.id,
     });
-    const dead = `${stream}:dead-letter:g4`;
+    const dead = deadLetterStreamName(stream, 'g4');
     await waitFor(() => seen.deadLettered.length === 2, 15_000, 'two dead letters');
     await waitFor(
       async () => (await appliedIds([v1.id, other.id])).length === 2,

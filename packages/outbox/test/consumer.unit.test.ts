@@ -121,7 +121,9 @@ describe('consumer options are checked when built', () => {
 
   test('defaults are filled in', () => {
     const resolved = resolveConsumerOptions(base);
-    assert.equal(resolved.url, 'redis://127.0.0.1:6379');
+    assert.deepEqual(resolved.redis, { kind: 'server', url: 'redis://127.0.0.1:6379' });
+    assert.equal(resolved.inboxRetentionSeconds, 604_800);
+    assert.equal(resolved.inboxPruneBatchSize, 1000);
     assert.equal(resolved.batchSize, 100);
     assert.equal(resolved.blockMs, 2000);
     assert.equal(resolved.claimIdleMs, 30_000);
@@ -129,7 +131,8 @@ describe('consumer options are checked when built', () => {
     assert.equal(resolved.inboxTable, 'event_inbox');
     assert.equal(resolved.firstSequence, 1);
     assert.equal(resolved.ordering, subjectVersionOrdering);
-    assert.equal(resolved.deadLetterStream('s1', 'reporting'), 's1:dead-letter:reporting');
+    assert.equal(resolved.deadLetterStream('s1', 'reporting'), '{s1}:dead-letter:reporting');
+    assert.equal(resolved.deadLetterStream('{s}.1', 'reporting'), '{s}.1:dead-letter:reporting');
     assert.match(resolved.consumer, /-\d+-[0-9a-f]{6}$/);
     assert.equal(resolveConsumerOptions({ ...base, ordering: false }).ordering, undefined);
   });
@@ -153,6 +156,13 @@ describe('consumer options are checked when built', () => {
       [{ deadLetterStream: () => 's1' }, 'deadLetterStream'],
       [{ retryBackoff: { initialMs: 10, maxMs: 5 } }, 'retryBackoff.maxMs'],
       [{ ordering: 'subject' }, 'ordering'],
+      [{ url: 'redis://a', clusterNodes: ['b:1'] }, 'clusterNodes'],
+      [{ sentinel: { nodes: ['a:1'], name: '' } }, 'sentinel.name'],
+      [{ clusterNodes: ['a:1'], deadLetterStream: (s: string) => `${s}:dead` }, 'deadLetterStream'],
+      [{ streams: ['a{b'] }, 'deadLetterStream'],
+      [{ inboxRetentionSeconds: -1 }, 'inboxRetentionSeconds'],
+      [{ inboxRetentionSeconds: 1.5 }, 'inboxRetentionSeconds'],
+      [{ inboxPruneBatchSize: 0 }, 'inboxPruneBatchSize'],
     ];
     for (const [change, field] of bad) {
       assert.throws(

@@ -1,90 +1,15 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import type { PublishOutcome } from '../src/publisher.ts';
 import type { StreamRepair } from '../src/recovery.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
-import {
-  createOutboxDatabase,
-  freePort,
-  type OutboxDatabase,
-  readStream,
-  runCommand,
-  TestRedis,
-  waitFor,
-} from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis, waitFor } from './support.ts';
+import { SENTINEL_NAME, SentinelSet } from './topologies.ts';
 
 const TYPES = ['test.sentinel.a.v1', 'test.sentinel.b.v1'];
-const NAME = 'outbox-test';
-
-/** A primary, two replicas and one Sentinel (quorum 1), all local and throwaway. */
-class SentinelSet {
-  private constructor(
-    readonly primary: TestRedis,
-    readonly replicas: TestRedis[],
-    private readonly sentinel: ChildProcess,
-    readonly sentinelPort: number,
-    private readonly dir: string,
-  ) {}
-
-  static async start(): Promise<SentinelSet> {
-    const primary = await TestRedis.start();
-    const replicas = [
-      await TestRedis.start(['--replicaof', '127.0.0.1', String(primary.port)]),
-      await TestRedis.start(['--replicaof', '127.0.0.1', String(primary.port)]),
-    ];
-    const port = await freePort();
-    const dir = mkdtempSync(join(tmpdir(), 'outbox-sentinel-'));
-    const config = join(dir, 'sentinel.conf');
-    // Sentinel rewrites its config file, so it gets its own writable copy.
-    writeFileSync(
-      config,
-      [
-        `port ${port}`,
-        'bind 127.0.0.1',
-        `sentinel monitor ${NAME} 127.0.0.1 ${primary.port} 1`,
-        `sentinel down-after-milliseconds ${NAME} 1000`,
-        `sentinel failover-timeout ${NAME} 5000`,
-        '',
-      ].join('\n'),
-    );
-    const sentinel = spawn('redis-server', [config, '--sentinel'], { stdio: 'ignore' });
-    const set = new SentinelSet(primary, replicas, sentinel, port, dir);
-    await waitFor(
-      async () => (await set.sentinelCli(['SENTINEL', 'REPLICAS', NAME])).includes('slave'),
-      20_000,
-      'the sentinel seeing both replicas',
-    );
-    await waitFor(
-      async () => (await primary.cli(['INFO', 'replication'])).includes('connected_slaves:2'),
-      20_000,
-      'both replicas in sync',
-    );
-    return set;
-  }
-
-  sentinelCli(args: string[]): Promise<string> {
-    return runCommand('redis-cli', ['-p', String(this.sentinelPort), ...args]);
-  }
-
-  async primaryPort(): Promise<number> {
-    const reply = await this.sentinelCli(['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', NAME]);
-    return Number(reply.split('\n')[1]);
-  }
-
-  async stop(): Promise<void> {
-    this.sentinel.kill('SIGKILL');
-    if (this.sentinel.exitCode === null) await once(this.sentinel, 'exit');
-    await Promise.all([this.primary, ...this.replicas].map((redis) => redis.kill()));
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
+const NAME = SENTINEL_NAME;
 
 describe('Redis Sentinel failover under load', () => {
   let db: OutboxDatabase;

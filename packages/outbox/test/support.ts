@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -7,8 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient, createCluster } from '@redis/client';
 import pg from 'pg';
+import type { CloudEvent } from '../src/cloudevents.ts';
 import { inboxSchema } from '../src/consumer/schema.ts';
 import { outboxSchema } from '../src/migrations.ts';
+import type { PublishableEvent, PublishOutcome } from '../src/publisher.ts';
+import type { RedisStreamsPublisher } from '../src/redis/publisher.ts';
+import { newEventId } from '../src/writer.ts';
 
 /** The server every test database is created on; override with TEST_DATABASE_URL. */
 export const SERVER_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -233,4 +238,119 @@ export async function createInboxDatabase(): Promise<OutboxDatabase> {
       await dropDatabase();
     },
   };
+}
+
+export interface TestEvent {
+  id: string;
+  subject: string;
+  data: Record<string, unknown>;
+}
+
+/** A position-like event: subject `key`, data.version `version`. */
+export const versioned = (key: string, version: number): TestEvent => ({
+  id: newEventId(),
+  subject: key,
+  data: { key, version, quantity: `${version}.50` },
+});
+
+export const unordered = (subject: string): TestEvent => ({
+  id: newEventId(),
+  subject,
+  data: { note: subject },
+});
+
+/** Adds the events to `stream` through the relay's own publisher and entry format. */
+export async function publishEvents(
+  publisher: RedisStreamsPublisher,
+  stream: string,
+  events: TestEvent[],
+): Promise<void> {
+  const publishable: PublishableEvent[] = events.map((event, i) => ({
+    rowId: String(i),
+    partition: 0,
+    eventId: event.id,
+    type: stream,
+    source: '/test',
+    aggregateType: 'thing',
+    aggregateId: event.subject,
+    time: new Date().toISOString(),
+    data: JSON.stringify(event.data),
+    traceparent: null,
+    tracestate: null,
+  }));
+  // 'replay' adds every event as given, as an operator's republish does: duplicates included. After
+  // a Redis restart the publisher reports `unavailable` until it has reconnected: try again.
+  let outcomes: PublishOutcome[] = [];
+  await waitFor(
+    async () => {
+      outcomes = await publisher.publish(publishable, { mode: 'replay' });
+      return outcomes.some((outcome) => outcome.status !== 'unavailable');
+    },
+    10_000,
+    'Redis to take the events',
+  );
+  assert.ok(
+    outcomes.every((outcome) => outcome.status === 'published'),
+    JSON.stringify(outcomes),
+  );
+}
+
+/** A test handler's write: one `applied` row per apply (see createInboxDatabase). */
+export async function recordApply(db: pg.ClientBase, event: CloudEvent, consumer: string): Promise<void> {
+  const data = event.data as { version?: number };
+  await db.query('INSERT INTO applied (event_id, ordering_key, sequence, consumer) VALUES ($1, $2, $3, $4)', [
+    event.id,
+    event.subject,
+    data.version ?? null,
+    consumer,
+  ]);
+}
+
+/**
+ * Fails unless every event was applied exactly once (per the `applied` table) and each ordering key's
+ * versions were applied 1, 2, 3... in commit order.
+ */
+export async function assertAppliedOnceInOrder(pool: pg.Pool, events: TestEvent[]): Promise<void> {
+  const { rows } = await pool.query<{ event_id: string; ordering_key: string; sequence: string | null }>(
+    'SELECT event_id, ordering_key, sequence FROM applied WHERE event_id = ANY($1) ORDER BY id',
+    [events.map((event) => event.id)],
+  );
+  const times = new Map<string, number>();
+  for (const row of rows) times.set(row.event_id, (times.get(row.event_id) ?? 0) + 1);
+  const wrong = events
+    .filter((event) => times.get(event.id) !== 1)
+    .map((e) => `${e.id}×${times.get(e.id) ?? 0}`);
+  assert.deepEqual(wrong.slice(0, 10), [], 'each event applied exactly once');
+  const byKey = new Map<string, number[]>();
+  for (const row of rows) {
+    if (row.sequence === null) continue;
+    byKey.set(row.ordering_key, [...(byKey.get(row.ordering_key) ?? []), Number(row.sequence)]);
+  }
+  for (const [key, sequences] of byKey)
+    assert.deepEqual(
+      sequences,
+      sequences.map((_, i) => i + 1),
+      `${key} applied in order`,
+    );
+}
+
+/** Polls until `check` stops throwing; then fails with its last error if it never did. */
+export async function eventually(check: () => Promise<void>, timeoutMs: number, what: string): Promise<void> {
+  let last: unknown;
+  try {
+    await waitFor(
+      () =>
+        check().then(
+          () => true,
+          (error: unknown) => {
+            last = error;
+            return false;
+          },
+        ),
+      timeoutMs,
+      what,
+    );
+  } catch (error) {
+    throw last ?? error;
+  }
 }

@@ -1,4 +1,4 @@
-import { DeadLetters } from '@astra/outbox/consumer';
+import { DeadLetters, deadLetterStreamName } from '@astra/outbox/consumer';
 import { ConfigError, loadConfig } from './config.ts';
 import { STREAMS } from './projection.ts';
 
@@ -7,8 +7,8 @@ const USAGE = `usage: npm run reporting:cli -- dead-letters list | replay <entry
 /** Lists and replays the reporting group's dead letters. */
 async function main(args: string[]): Promise<number> {
   const config = loadConfig();
-  const letters = new DeadLetters({ url: config.redisUrl });
-  const deadStream = (stream: string) => `${stream}:dead-letter:${config.group}`;
+  const letters = new DeadLetters(config.redis);
+  const deadStream = (stream: string) => deadLetterStreamName(stream, config.group);
   try {
     const [command, action, ...rest] = args;
     if (command !== 'dead-letters') throw new UsageError();

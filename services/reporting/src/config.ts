@@ -1,3 +1,5 @@
+import { OutboxError, type RedisTarget, resolveRedisTarget } from '@astra/outbox/consumer';
+
 /**
  * The reporting service's configuration, read from the environment in this one place. Every variable
  * has a working default for a developer machine; a value that is present but invalid stops the start
@@ -9,6 +11,10 @@ export interface Config {
   port: number;
   databaseUrl: string;
   redisUrl: string;
+  /** Which Redis the consumer reads: REDIS_URL, or a cluster, or a Sentinel-watched primary. */
+  redis: RedisTarget;
+  /** Inbox rows older than this are pruned (see the README's rule); 0 keeps them forever. */
+  inboxRetentionSeconds: number;
   /** The trading service's database, read only, for its API keys. */
   tradingDatabaseUrl: string;
   /** Consumer group: every reporting process shares the work of one group. */
@@ -56,6 +62,45 @@ function url(env: Env, name: string, fallback: string, protocols: string[]): str
   return value;
 }
 
+const REDIS_VARIABLES: Record<string, string> = {
+  url: 'REDIS_URL',
+  clusterNodes: 'REDIS_CLUSTER_NODES',
+  'sentinel.nodes': 'REDIS_SENTINEL_NODES',
+  'sentinel.name': 'REDIS_SENTINEL_NAME',
+};
+
+/**
+ * Which Redis, from the variables the trading service reads (REDIS_SENTINEL_NODES and
+ * REDIS_SENTINEL_NAME, REDIS_CLUSTER_NODES, else REDIS_URL); the library checks the combination.
+ */
+function redisTarget(env: Env, url: string): RedisTarget {
+  const list = (name: string) =>
+    text(env, name, '')
+      .split(',')
+      .map((node) => node.trim())
+      .filter((node) => node !== '');
+  const clusterNodes = list('REDIS_CLUSTER_NODES');
+  const sentinelNodes = list('REDIS_SENTINEL_NODES');
+  const target: RedisTarget = {};
+  if (sentinelNodes.length > 0)
+    target.sentinel = { nodes: sentinelNodes, name: text(env, 'REDIS_SENTINEL_NAME', '') };
+  if (clusterNodes.length > 0) target.clusterNodes = clusterNodes;
+  if (target.sentinel === undefined && target.clusterNodes === undefined) target.url = url;
+  if (target.sentinel !== undefined && target.clusterNodes !== undefined)
+    throw new ConfigError(
+      'REDIS_CLUSTER_NODES',
+      'give REDIS_SENTINEL_NODES or REDIS_CLUSTER_NODES, not both',
+    );
+  try {
+    resolveRedisTarget(target);
+  } catch (error) {
+    if (!(error instanceof OutboxError)) throw error;
+    const field = error.field ?? 'url';
+    throw new ConfigError(REDIS_VARIABLES[field] ?? 'REDIS_URL', error.message.slice(field.length + 2));
+  }
+  return target;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const logLevel = text(env, 'LOG_LEVEL', 'info');
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
@@ -64,6 +109,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (!/^[A-Za-z0-9_.:-]{1,200}$/.test(group))
     throw new ConfigError('REPORTING_GROUP', `must be 1-200 letters, digits or _.:-, got "${group}"`);
   const postgres = ['postgres:', 'postgresql:'];
+  const redisUrl = url(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']);
   return {
     host: text(env, 'HOST', '0.0.0.0'),
     port: integer(env, 'REPORTING_PORT', 3001, 0, 65535),
@@ -73,7 +119,10 @@ export function loadConfig(env: Env = process.env): Config {
       'postgres://postgres@127.0.0.1:5432/astra_reporting',
       postgres,
     ),
-    redisUrl: url(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    redisUrl,
+    redis: redisTarget(env, redisUrl),
+    // Hours, like the trading service's OUTBOX_RETENTION_HOURS, which it must not be below.
+    inboxRetentionSeconds: integer(env, 'REPORTING_INBOX_RETENTION_HOURS', 168, 0, 87_600) * 3600,
     tradingDatabaseUrl: url(
       env,
       'TRADING_DATABASE_URL',

@@ -1,11 +1,14 @@
-import { OutboxConsumer } from '@astra/outbox/consumer';
+import { OutboxConsumer, type RedisTarget } from '@astra/outbox/consumer';
 import type pg from 'pg';
 import { applyReportingEvent, parseReportingEvent, type ReportingEvent, STREAMS } from './projection.ts';
 
 export interface ReportingConsumerOptions {
   pool: pg.Pool;
-  redisUrl: string;
+  /** Where the streams are: a URL, a cluster or Sentinel (see redisTarget). */
+  redis: RedisTarget;
   group: string;
+  /** Inbox retention; 0 keeps every row. */
+  inboxRetentionSeconds?: number;
   /** Test knobs (block and claim times); the service uses the library's defaults. */
   tuning?: { blockMs?: number; claimIdleMs?: number; consumer?: string };
 }
@@ -19,8 +22,11 @@ export function createReportingConsumer(
   options: ReportingConsumerOptions,
 ): OutboxConsumer<ReportingEvent['data']> {
   return new OutboxConsumer<ReportingEvent['data']>({
-    url: options.redisUrl,
+    ...options.redis,
     pool: options.pool,
+    ...(options.inboxRetentionSeconds === undefined
+      ? {}
+      : { inboxRetentionSeconds: options.inboxRetentionSeconds }),
     group: options.group,
     streams: STREAMS,
     parse: (event) => parseReportingEvent(event),

@@ -25,7 +25,12 @@ async function main(): Promise<void> {
   });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const consumer = createReportingConsumer({ pool, redisUrl: config.redisUrl, group: config.group });
+  const consumer = createReportingConsumer({
+    pool,
+    redis: config.redis,
+    group: config.group,
+    inboxRetentionSeconds: config.inboxRetentionSeconds,
+  });
   registerConsumerMetrics({ registry, consumers: [consumer] });
   consumer.on('deadLettered', (letter) => logger.error({ ...letter }, 'event dead-lettered'));
   consumer.on('failed', ({ eventId, error, deliveries }) =>

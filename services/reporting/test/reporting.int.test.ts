@@ -54,7 +54,7 @@ describe('reporting service: trades over the trading API end up in the ledger on
     for (const name of ['one', 'two']) {
       const consumer = createReportingConsumer({
         pool,
-        redisUrl: redis.url,
+        redis: { url: redis.url },
         group: 'reporting',
         tuning: { blockMs: 100, claimIdleMs: 1000, consumer: name },
       });

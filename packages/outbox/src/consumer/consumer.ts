@@ -7,7 +7,14 @@ import { type Backoff, backoffDelay } from '../backoff.ts';
 import type { CloudEvent } from '../cloudevents.ts';
 import { invalidOption } from '../errors.ts';
 import { positiveInteger } from '../options.ts';
+import {
+  type RedisTarget,
+  type ResolvedRedisTarget,
+  redisConnectionFactory,
+  resolveRedisTarget,
+} from '../redis/connection.ts';
 import { decodeEntry } from '../redis/entry.ts';
+import { companionKey, keySlot } from '../redis/slot.ts';
 import { queryRows } from '../sql/client.ts';
 import {
   deliveriesUsed,
@@ -22,7 +29,15 @@ import {
 } from './decisions.ts';
 import { DEAD_LETTER_PREFIX, entriesOfRead, fieldsOf, isNoGroup, type RawEntry, RedisLink } from './redis.ts';
 import { resolveInboxTable } from './schema.ts';
-import { advanceSequenceQuery, insertInboxQuery, lockSequenceQuery, type SequenceRow } from './sql.ts';
+import {
+  advanceSequenceQuery,
+  insertInboxQuery,
+  lockSequenceQuery,
+  pruneInboxQuery,
+  type SequenceRow,
+  tryPruneLockQuery,
+  unlockPruneQuery,
+} from './sql.ts';
 
 /** What a handler gets besides the event: the transaction to write in, and where the event came from. */
 export interface HandlerContext {
@@ -36,12 +51,12 @@ export interface HandlerContext {
 
 export type Handler<Data> = (event: CloudEvent<Data>, context: HandlerContext) => Promise<void>;
 
-export interface ConsumerOptions<Data = unknown> {
-  /**
-   * Redis holding the streams (one server; Sentinel and Cluster are not supported by the consumer yet).
-   * @defaultValue 'redis://127.0.0.1:6379'
-   */
-  url?: string;
+/**
+ * Redis holding the streams: `url` (one server), `clusterNodes` or `sentinel`, as for the publisher.
+ * In a cluster each stream is read and acknowledged on the node serving its slot.
+ * @defaultValue url 'redis://127.0.0.1:6379'
+ */
+export interface ConsumerOptions<Data = unknown> extends RedisTarget {
   /** The consumer's own PostgreSQL: holds the inbox, and the handler writes through it. */
   pool: pg.Pool;
   /** Consumer group: every group gets every event once; the consumers of a group share them. */
@@ -99,8 +114,8 @@ export interface ConsumerOptions<Data = unknown> {
    */
   maxDeliveries?: number;
   /**
-   * The dead-letter stream of a stream.
-   * @defaultValue `<stream>:dead-letter:<group>`
+   * The dead-letter stream of a stream; in a cluster it must share the stream's hash slot.
+   * @defaultValue deadLetterStreamName: `{<stream>}:dead-letter:<group>`
    */
   deadLetterStream?: (stream: string, group: string) => string;
   /**
@@ -129,6 +144,24 @@ export interface ConsumerOptions<Data = unknown> {
    * @defaultValue 5000
    */
   timeoutMs?: number;
+  /**
+   * Inbox rows of this group are deleted once older than this, and once their stream holds no entry
+   * from before they were processed (see the README's pruning rule); 0 keeps them forever. Must be at
+   * least how long an event can come back: the relay's outbox retention (its repair publishes events
+   * again from there) and any operator republish window.
+   * @defaultValue 604800 (7 days)
+   */
+  inboxRetentionSeconds?: number;
+  /**
+   * Rows deleted per statement when pruning; a pass repeats it until a batch comes back short.
+   * @defaultValue 1000
+   */
+  inboxPruneBatchSize?: number;
+  /**
+   * Time between prune passes (one consumer of the group at a time prunes).
+   * @defaultValue 60000
+   */
+  inboxPruneIntervalMs?: number;
 }
 
 /** What the consumer reports; the Prometheus adapter and logs subscribe. */
@@ -166,11 +199,13 @@ export interface ConsumerEvents {
   ];
   /** Redis or PostgreSQL could not be reached; nothing was spent. */
   fault: [{ kind: 'redis' | 'database'; error: Error }];
+  /** A prune pass deleted inbox rows (only the consumer holding the group's prune lock prunes). */
+  pruned: [{ rows: number; batches: number }];
   running: [{ running: boolean }];
 }
 
 interface ResolvedConsumerOptions<Data> {
-  url: string;
+  redis: ResolvedRedisTarget;
   pool: pg.Pool;
   group: string;
   streams: string[];
@@ -190,6 +225,17 @@ interface ResolvedConsumerOptions<Data> {
   retryBackoff: Backoff;
   outageBackoff: Backoff;
   timeoutMs: number;
+  inboxRetentionSeconds: number;
+  inboxPruneBatchSize: number;
+  inboxPruneIntervalMs: number;
+}
+
+/**
+ * The default dead-letter stream of a stream and group: in the stream's hash slot, so moving an entry
+ * there and acknowledging it is one script, in a Redis Cluster too.
+ */
+export function deadLetterStreamName(stream: string, group: string): string {
+  return companionKey(stream, `dead-letter:${group}`);
 }
 
 function resolveBackoff(field: string, value: Backoff | undefined, fallback: Backoff): Backoff {
@@ -220,9 +266,7 @@ export function resolveConsumerOptions<Data>(options: ConsumerOptions<Data>): Re
   const consumer = options.consumer ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   if (typeof consumer !== 'string' || !NAME.test(consumer))
     throw invalidOption('consumer', 'must be 1-200 letters, digits or _.:{}-');
-  const url = options.url ?? 'redis://127.0.0.1:6379';
-  if (typeof url !== 'string' || !/^rediss?:\/\//.test(url))
-    throw invalidOption('url', 'must be a redis:// or rediss:// URL');
+  const redis = resolveRedisTarget(options);
   if (options.parse !== undefined && typeof options.parse !== 'function')
     throw invalidOption('parse', 'must be a function');
   if (options.ordering !== undefined && options.ordering !== false && typeof options.ordering !== 'function')
@@ -232,8 +276,14 @@ export function resolveConsumerOptions<Data>(options: ConsumerOptions<Data>): Re
   const firstSequence = options.firstSequence ?? 1;
   if (!Number.isSafeInteger(firstSequence) || firstSequence < 0)
     throw invalidOption('firstSequence', `must be a whole number of 0 or more, got ${String(firstSequence)}`);
+  const inboxRetentionSeconds = options.inboxRetentionSeconds ?? 7 * 24 * 3600;
+  if (!Number.isSafeInteger(inboxRetentionSeconds) || inboxRetentionSeconds < 0)
+    throw invalidOption(
+      'inboxRetentionSeconds',
+      `must be a whole number of 0 (keep forever) or more, got ${String(options.inboxRetentionSeconds)}`,
+    );
   const resolved: ResolvedConsumerOptions<Data> = {
-    url,
+    redis,
     pool,
     group: options.group,
     streams: [...streams],
@@ -247,19 +297,32 @@ export function resolveConsumerOptions<Data>(options: ConsumerOptions<Data>): Re
     blockMs: positiveInteger('blockMs', options.blockMs, 2000, 60_000),
     claimIdleMs: positiveInteger('claimIdleMs', options.claimIdleMs, 30_000),
     maxDeliveries: positiveInteger('maxDeliveries', options.maxDeliveries, 5, 1000),
-    deadLetterStream: options.deadLetterStream ?? ((stream, group) => `${stream}:dead-letter:${group}`),
+    deadLetterStream: options.deadLetterStream ?? deadLetterStreamName,
     maxHeld: positiveInteger('maxHeld', options.maxHeld, 1000),
     deferBackoff: resolveBackoff('deferBackoff', options.deferBackoff, { initialMs: 20, maxMs: 1000 }),
     retryBackoff: resolveBackoff('retryBackoff', options.retryBackoff, { initialMs: 200, maxMs: 10_000 }),
     outageBackoff: resolveBackoff('outageBackoff', options.outageBackoff, { initialMs: 100, maxMs: 5000 }),
     timeoutMs: positiveInteger('timeoutMs', options.timeoutMs, 5000),
+    inboxRetentionSeconds,
+    inboxPruneBatchSize: positiveInteger('inboxPruneBatchSize', options.inboxPruneBatchSize, 1000, 100_000),
+    inboxPruneIntervalMs: positiveInteger('inboxPruneIntervalMs', options.inboxPruneIntervalMs, 60_000),
   };
   for (const stream of resolved.streams) {
-    const dead = resolved.deadLetterStream(stream, resolved.group);
+    let dead: string;
+    try {
+      dead = resolved.deadLetterStream(stream, resolved.group);
+    } catch (error) {
+      throw invalidOption('deadLetterStream', `cannot name one for "${stream}": ${asError(error).message}`);
+    }
     if (typeof dead !== 'string' || dead === '' || resolved.streams.includes(dead))
       throw invalidOption(
         'deadLetterStream',
         `must name a stream apart from the consumed ones, got "${dead}"`,
+      );
+    if (redis.kind === 'cluster' && keySlot(dead) !== keySlot(stream))
+      throw invalidOption(
+        'deadLetterStream',
+        `"${dead}" must share the hash slot of "${stream}" in a cluster (e.g. "{${stream}}:dead")`,
       );
   }
   // Held entries are touched three times per idle period, so a live consumer never loses them.
@@ -282,6 +345,18 @@ interface Delivery {
 }
 
 const heldId = (stream: string, entryId: string) => `${stream}\n${entryId}`;
+
+/**
+ * The streams one blocking read covers, on a connection of its own: all of them on one server; in a
+ * cluster those of one hash slot (a multi-key XREADGROUP must not cross slots, and a blocked
+ * connection serves nothing else). `result` is set when the outstanding read ends.
+ */
+interface Reader {
+  streams: string[];
+  link: RedisLink;
+  pending: Promise<void> | undefined;
+  result: { entries: RawEntry[] } | { error: unknown } | undefined;
+}
 
 /** PostgreSQL could not be reached or dropped the session: retry, spend nothing. */
 export function isTransientDatabaseError(error: unknown): boolean {
@@ -314,13 +389,15 @@ return redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
  */
 export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents> {
   private readonly options: ResolvedConsumerOptions<Data>;
-  private readonly reader: RedisLink;
+  private readonly readers: Reader[];
   private readonly commands: RedisLink;
   private readonly held: HeldEntries<Delivery>;
   /** Entry ids to acknowledge, per stream, sent after each round (or retried when Redis is down). */
   private readonly acks = new Map<string, Set<string>>();
   private readonly claimCursors = new Map<string, string>();
   private loop: Promise<void> | undefined;
+  private pruneLoop: Promise<void> | undefined;
+  private interruptPrune: (() => void) | undefined;
   private stopping = false;
   private groupsReady = false;
   private nextClaim = 0;
@@ -330,10 +407,21 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
   constructor(options: ConsumerOptions<Data>) {
     super();
     this.options = resolveConsumerOptions(options);
-    const { url, timeoutMs } = this.options;
-    // The blocking read gets its own connection, so acknowledgements and claims never queue behind it.
-    this.reader = new RedisLink(url, timeoutMs);
-    this.commands = new RedisLink(url, timeoutMs);
+    const { redis, timeoutMs, streams } = this.options;
+    const connect = redisConnectionFactory(redis, { connectTimeoutMs: timeoutMs, resp: 2 });
+    // Blocking reads get connections of their own, so acknowledgements and claims never queue behind them.
+    this.commands = new RedisLink(connect, timeoutMs);
+    const bySlot = new Map<number, string[]>();
+    for (const stream of streams) {
+      const slot = redis.kind === 'cluster' ? keySlot(stream) : 0;
+      bySlot.set(slot, [...(bySlot.get(slot) ?? []), stream]);
+    }
+    this.readers = [...bySlot.values()].map((group) => ({
+      streams: group,
+      link: new RedisLink(connect, timeoutMs),
+      pending: undefined,
+      result: undefined,
+    }));
     this.held = new HeldEntries<Delivery>(this.options);
   }
 
@@ -363,6 +451,7 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
     if (this.loop !== undefined) return;
     this.stopping = false;
     this.loop = this.run();
+    if (this.options.inboxRetentionSeconds > 0) this.pruneLoop = this.runPrunes();
     this.emit('running', { running: true });
   }
 
@@ -371,22 +460,32 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
    * Held entries stay pending in the group: another consumer claims them after `claimIdleMs`.
    */
   async stop(): Promise<void> {
-    if (this.loop === undefined) return;
+    if (this.loop === undefined) {
+      // Never started (e.g. used only for pruneInbox): its connections still need closing.
+      this.closeLinks();
+      return;
+    }
     this.stopping = true;
     this.interruptSleep?.();
-    await this.loop;
+    this.interruptPrune?.();
+    await Promise.all([this.loop, this.pruneLoop]);
     await this.flushAcks().catch(() => {});
-    this.reader.close();
-    this.commands.close();
+    this.closeLinks();
+    this.pruneLoop = undefined;
     this.loop = undefined;
     this.emit('running', { running: false });
+  }
+
+  private closeLinks(): void {
+    for (const reader of this.readers) reader.link.close();
+    this.commands.close();
   }
 
   /** Per stream, the group's backlog: entries not yet delivered (`lag`, null when Redis cannot tell) and pending. */
   async groupInfo(): Promise<{ stream: string; lag: number | null; pending: number }[]> {
     const info: { stream: string; lag: number | null; pending: number }[] = [];
     for (const stream of this.options.streams) {
-      const groups = (await this.commands.send(['XINFO', 'GROUPS', stream])) as unknown[];
+      const groups = (await this.commands.send(['XINFO', 'GROUPS', stream], { key: stream })) as unknown[];
       for (const group of groups) {
         const fields = fieldsOf(group);
         if (fields.name !== this.options.group) continue;
@@ -397,17 +496,95 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
     return info;
   }
 
-  private async sleep(ms: number): Promise<void> {
+  /** Waits `ms` or until stop(); `slot` says which of the two loops waits, so each is woken alone. */
+  private async sleep(
+    ms: number,
+    slot: 'interruptSleep' | 'interruptPrune' = 'interruptSleep',
+  ): Promise<void> {
     if (this.stopping || ms <= 0) return;
+    let done = () => {};
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
+      const timer = setTimeout(() => done(), ms);
+      done = () => {
         clearTimeout(timer);
         resolve();
-      }
-      this.interruptSleep = done;
+      };
+      this[slot] = done;
     });
-    this.interruptSleep = undefined;
+    if (this[slot] === done) this[slot] = undefined;
+  }
+
+  /** Prunes the inbox every `inboxPruneIntervalMs` until stop(); a failed pass waits for the next. */
+  private async runPrunes(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        await this.pruneInbox();
+      } catch (error) {
+        // PostgreSQL's errors carry a severity; the rest came from Redis.
+        const database = isTransientDatabaseError(error) || (error instanceof Error && 'severity' in error);
+        this.emit('fault', { kind: database ? 'database' : 'redis', error: asError(error) });
+      }
+      await this.sleep(this.options.inboxPruneIntervalMs, 'interruptPrune');
+    }
+  }
+
+  /**
+   * One prune pass, if no other consumer of the group is pruning (a session advisory lock per inbox
+   * table and group): deletes, in batches of `inboxPruneBatchSize`, this group's rows processed more
+   * than `inboxRetentionSeconds` ago whose entry is no longer in its stream, so no recreated group or
+   * claim can deliver it again. Returns the rows deleted, or undefined when another consumer held the
+   * lock (or retention is off).
+   */
+  async pruneInbox(): Promise<number | undefined> {
+    const { pool, inboxTable, group, streams, inboxRetentionSeconds, inboxPruneBatchSize } = this.options;
+    if (inboxRetentionSeconds === 0) return undefined;
+    // The oldest entry of each stream first: rows processed after it may belong to entries still there.
+    const oldest = new Map<string, string | null>();
+    for (const stream of streams) {
+      const reply = await this.commands.send(['XRANGE', stream, '-', '+', 'COUNT', '1'], { key: stream });
+      oldest.set(stream, entriesOfRead([[stream, reply]])[0]?.entryId ?? null);
+    }
+    const client = await pool.connect();
+    const ignore = () => {};
+    client.on('error', ignore);
+    let broken: Error | undefined;
+    try {
+      const [lock] = await queryRows<{ locked: boolean }>(client, tryPruneLockQuery([inboxTable, group]));
+      if (lock?.locked !== true) return undefined;
+      let pruned = 0;
+      let batches = 0;
+      try {
+        for (const [stream, entryId] of oldest) {
+          const [ms = null, sequence = null] = entryId === null ? [] : entryId.split('-');
+          for (;;) {
+            const result = await client.query(
+              pruneInboxQuery(inboxTable, [
+                group,
+                stream,
+                String(inboxRetentionSeconds),
+                ms,
+                sequence,
+                String(inboxPruneBatchSize),
+              ]),
+            );
+            pruned += result.rowCount ?? 0;
+            batches++;
+            if ((result.rowCount ?? 0) < inboxPruneBatchSize || this.stopping) break;
+          }
+        }
+      } finally {
+        await client.query(unlockPruneQuery([inboxTable, group]));
+      }
+      if (pruned > 0) this.emit('pruned', { rows: pruned, batches });
+      return pruned;
+    } catch (error) {
+      // A session that may still hold the lock is closed, not reused: closing it releases the lock.
+      broken = asError(error);
+      throw error;
+    } finally {
+      client.off('error', ignore);
+      client.release(broken);
+    }
   }
 
   private async run(): Promise<void> {
@@ -416,6 +593,9 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
       try {
         if (!this.groupsReady) await this.createGroups();
         await this.flushAcks();
+        // Entries a read delivered while the last batch was applied go first: left waiting past
+        // claimIdleMs, the claim below would take them back as a second delivery.
+        await this.applyFinishedReads();
         const now = Date.now();
         if (now >= this.nextTouch) await this.touchHeld();
         if (now >= this.nextClaim) await this.claimIdle();
@@ -437,6 +617,13 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
         await this.sleep(backoffDelay(this.options.outageBackoff, outages++));
       }
     }
+    await this.finishReads();
+  }
+
+  /** On stop: waits for the reads still out (at most blockMs) and applies what they delivered. */
+  private async finishReads(): Promise<void> {
+    await Promise.all(this.readers.map((reader) => reader.pending));
+    await this.applyFinishedReads().catch(() => {});
   }
 
   /**
@@ -447,7 +634,9 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
   private async createGroups(): Promise<void> {
     for (const stream of this.options.streams) {
       try {
-        await this.commands.send(['XGROUP', 'CREATE', stream, this.options.group, '0', 'MKSTREAM']);
+        await this.commands.send(['XGROUP', 'CREATE', stream, this.options.group, '0', 'MKSTREAM'], {
+          key: stream,
+        });
       } catch (error) {
         if (!(error instanceof Error && error.message.startsWith('BUSYGROUP'))) throw error;
       }
@@ -455,33 +644,78 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
     this.groupsReady = true;
   }
 
+  /**
+   * Starts a blocking read on each reader that has none out (unless full of held entries), then waits
+   * until one ends or a held entry is due, and applies what the ended reads delivered. A read left out
+   * carries over to the next round, so one quiet slot never delays another.
+   */
   private async readNew(): Promise<void> {
-    const { batchSize, blockMs, streams, group, consumer, maxHeld } = this.options;
-    const nextDue = this.held.nextDue();
-    if (this.held.size >= maxHeld) {
-      // Full: wait for held entries instead of taking on more.
-      await this.sleep(Math.min(blockMs, Math.max(1, (nextDue ?? Date.now() + blockMs) - Date.now())));
-      return;
+    const { blockMs, maxHeld } = this.options;
+    if (this.held.size < maxHeld) {
+      for (const reader of this.readers) if (reader.pending === undefined) this.startRead(reader);
     }
-    // BLOCK 0 would wait forever: a held entry due now still gets a 1 ms read.
-    const block = nextDue === undefined ? blockMs : Math.min(blockMs, Math.max(1, nextDue - Date.now()));
-    const reply = await this.reader.send(
-      [
-        'XREADGROUP',
-        'GROUP',
-        group,
-        consumer,
-        'COUNT',
-        String(batchSize),
-        'BLOCK',
-        String(block),
-        'STREAMS',
-        ...streams,
-        ...streams.map(() => '>'),
-      ],
-      block,
-    );
-    for (const entry of entriesOfRead(reply)) await this.process(this.newDelivery(entry, 1));
+    const out = this.readers.flatMap((reader) => (reader.pending === undefined ? [] : [reader.pending]));
+    const nextDue = this.held.nextDue();
+    const wait = nextDue === undefined ? blockMs : Math.max(0, nextDue - Date.now());
+    if (out.length === 0) await this.sleep(Math.max(1, wait));
+    else if (this.readers.every((reader) => reader.result === undefined)) {
+      await Promise.race([...out, this.sleep(wait)]);
+      // A read that ended first leaves the sleep's timer: end it.
+      this.interruptSleep?.();
+    }
+    await this.applyFinishedReads();
+  }
+
+  /** Applies what the reads that ended delivered; then throws the first read error, if any. */
+  private async applyFinishedReads(): Promise<void> {
+    const { entries, error } = this.takeReadEntries();
+    for (const entry of entries) await this.process(this.newDelivery(entry, 1));
+    if (error !== undefined) throw error;
+  }
+
+  private startRead(reader: Reader): void {
+    const { batchSize, blockMs, group, consumer } = this.options;
+    const { streams } = reader;
+    reader.pending = reader.link
+      .send(
+        [
+          'XREADGROUP',
+          'GROUP',
+          group,
+          consumer,
+          'COUNT',
+          String(batchSize),
+          'BLOCK',
+          String(blockMs),
+          'STREAMS',
+          ...streams,
+          ...streams.map(() => '>'),
+        ],
+        { key: streams[0], extraMs: blockMs },
+      )
+      .then(
+        (reply) => {
+          reader.result = { entries: entriesOfRead(reply) };
+        },
+        (error: unknown) => {
+          reader.result = { error };
+        },
+      );
+  }
+
+  /** The entries of the reads that ended (they are then out no more), and the first error among them. */
+  private takeReadEntries(): { entries: RawEntry[]; error: unknown } {
+    const entries: RawEntry[] = [];
+    let error: unknown;
+    for (const reader of this.readers) {
+      const result = reader.result;
+      if (result === undefined) continue;
+      reader.result = undefined;
+      reader.pending = undefined;
+      if ('error' in result) error ??= result.error;
+      else entries.push(...result.entries);
+    }
+    return { entries, error };
   }
 
   private newDelivery(entry: RawEntry, delivery: number): Delivery {
@@ -515,16 +749,10 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
     this.nextClaim = Date.now() + Math.max(100, Math.floor(claimIdleMs / 2));
     for (const stream of streams) {
       const cursor = this.claimCursors.get(stream) ?? '0-0';
-      const reply = (await this.commands.send([
-        'XAUTOCLAIM',
-        stream,
-        group,
-        consumer,
-        String(claimIdleMs),
-        cursor,
-        'COUNT',
-        String(batchSize),
-      ])) as [string, unknown[], unknown];
+      const reply = (await this.commands.send(
+        ['XAUTOCLAIM', stream, group, consumer, String(claimIdleMs), cursor, 'COUNT', String(batchSize)],
+        { key: stream },
+      )) as [string, unknown[], unknown];
       this.claimCursors.set(stream, String(reply[0]));
       const claimed = entriesOfRead([[stream, reply[1]]]).filter(
         (entry) => !this.held.has(heldId(stream, entry.entryId)),
@@ -543,15 +771,18 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
   private async deliveryCounts(stream: string, entries: RawEntry[]): Promise<Map<string, number>> {
     const first = entries[0]?.entryId ?? '-';
     const last = entries[entries.length - 1]?.entryId ?? '+';
-    const rows = (await this.commands.send([
-      'XPENDING',
-      stream,
-      this.options.group,
-      first,
-      last,
-      String(entries.length + this.held.size),
-      this.options.consumer,
-    ])) as unknown[][];
+    const rows = (await this.commands.send(
+      [
+        'XPENDING',
+        stream,
+        this.options.group,
+        first,
+        last,
+        String(entries.length + this.held.size),
+        this.options.consumer,
+      ],
+      { key: stream },
+    )) as unknown[][];
     return new Map(rows.map((row) => [String(row[0]), Number(row[3])]));
   }
 
@@ -567,15 +798,18 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
     }
     for (const [stream, ids] of byStream) {
       for (let start = 0; start < ids.length; start += 500) {
-        await this.commands.send([
-          'XCLAIM',
-          stream,
-          this.options.group,
-          this.options.consumer,
-          '0',
-          ...ids.slice(start, start + 500),
-          'JUSTID',
-        ]);
+        await this.commands.send(
+          [
+            'XCLAIM',
+            stream,
+            this.options.group,
+            this.options.consumer,
+            '0',
+            ...ids.slice(start, start + 500),
+            'JUSTID',
+          ],
+          { key: stream },
+        );
       }
     }
   }
@@ -591,7 +825,7 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
     for (const [stream, ids] of this.acks) {
       if (ids.size === 0) continue;
       const batch = [...ids];
-      await this.commands.send(['XACK', stream, this.options.group, ...batch]);
+      await this.commands.send(['XACK', stream, this.options.group, ...batch], { key: stream });
       for (const id of batch) ids.delete(id);
     }
   }
@@ -786,16 +1020,19 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
       new Date().toISOString(),
     );
     try {
-      await this.commands.send([
-        'EVAL',
-        DEAD_LETTER_SCRIPT,
-        '2',
-        dead,
-        delivery.stream,
-        this.options.group,
-        delivery.entryId,
-        ...fields,
-      ]);
+      await this.commands.send(
+        [
+          'EVAL',
+          DEAD_LETTER_SCRIPT,
+          '2',
+          dead,
+          delivery.stream,
+          this.options.group,
+          delivery.entryId,
+          ...fields,
+        ],
+        { key: dead },
+      );
     } catch (failure) {
       this.emit('fault', { kind: 'redis', error: asError(failure) });
       this.hold(delivery, 'unavailable');

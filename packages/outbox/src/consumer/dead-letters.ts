@@ -1,13 +1,13 @@
 import { OutboxError } from '../errors.ts';
 import { positiveInteger } from '../options.ts';
+import { type RedisTarget, redisConnectionFactory, resolveRedisTarget } from '../redis/connection.ts';
 import { DEAD_LETTER_PREFIX, entriesOfRead, RedisLink } from './redis.ts';
 
-export interface DeadLettersOptions {
-  /**
-   * Redis holding the streams.
-   * @defaultValue 'redis://127.0.0.1:6379'
-   */
-  url?: string;
+/**
+ * Redis holding the streams: `url`, `clusterNodes` or `sentinel`, as for the consumer.
+ * @defaultValue url 'redis://127.0.0.1:6379'
+ */
+export interface DeadLettersOptions extends RedisTarget {
   /**
    * Longest wait for one Redis call.
    * @defaultValue 5000
@@ -51,18 +51,20 @@ export class DeadLetters {
   private readonly link: RedisLink;
 
   constructor(options: DeadLettersOptions = {}) {
-    const url = options.url ?? 'redis://127.0.0.1:6379';
-    if (typeof url !== 'string' || !/^rediss?:\/\//.test(url))
-      throw new OutboxError('OUTBOX_INVALID_OPTION', 'url: must be a redis:// or rediss:// URL', {
-        field: 'url',
-      });
-    this.link = new RedisLink(url, positiveInteger('timeoutMs', options.timeoutMs, 5000));
+    const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs, 5000);
+    const connect = redisConnectionFactory(resolveRedisTarget(options), {
+      connectTimeoutMs: timeoutMs,
+      resp: 2,
+    });
+    this.link = new RedisLink(connect, timeoutMs);
   }
 
   /** Dead letters of one dead-letter stream, oldest first. */
   async list(deadLetterStream: string, count = 100): Promise<DeadLetter[]> {
     const limit = positiveInteger('count', count, 100, 10_000);
-    const reply = await this.link.send(['XRANGE', deadLetterStream, '-', '+', 'COUNT', String(limit)]);
+    const reply = await this.link.send(['XRANGE', deadLetterStream, '-', '+', 'COUNT', String(limit)], {
+      key: deadLetterStream,
+    });
     return entriesOfRead([[deadLetterStream, reply]]).map(({ entryId, fields }) => ({
       deadLetterStream,
       entryId,
@@ -87,7 +89,9 @@ export class DeadLetters {
       throw new OutboxError('OUTBOX_INVALID_OPTION', `entryId: must be a stream entry id, got "${entryId}"`, {
         field: 'entryId',
       });
-    const reply = await this.link.send(['XRANGE', deadLetterStream, entryId, entryId]);
+    const reply = await this.link.send(['XRANGE', deadLetterStream, entryId, entryId], {
+      key: deadLetterStream,
+    });
     const [letter] = entriesOfRead([[deadLetterStream, reply]]);
     const origin = letter?.fields[`${DEAD_LETTER_PREFIX}stream`];
     if (letter === undefined || origin === undefined)
@@ -98,7 +102,9 @@ export class DeadLetters {
     for (const [name, value] of Object.entries(letter.fields))
       if (!name.startsWith(DEAD_LETTER_PREFIX)) fields.push(name, value);
     return String(
-      await this.link.send(['EVAL', REPLAY_SCRIPT, '2', deadLetterStream, origin, entryId, ...fields]),
+      await this.link.send(['EVAL', REPLAY_SCRIPT, '2', deadLetterStream, origin, entryId, ...fields], {
+        key: deadLetterStream,
+      }),
     );
   }
 

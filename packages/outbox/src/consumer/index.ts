@@ -1,9 +1,11 @@
 export type { CloudEvent } from '../cloudevents.ts';
 export { OutboxError, type OutboxErrorCode } from '../errors.ts';
+export { type RedisTarget, resolveRedisTarget } from '../redis/connection.ts';
 export { decodeEntry, ENTRY_FIELDS } from '../redis/entry.ts';
 export {
   type ConsumerEvents,
   type ConsumerOptions,
+  deadLetterStreamName,
   type Handler,
   type HandlerContext,
   isTransientDatabaseError,

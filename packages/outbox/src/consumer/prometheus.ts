@@ -60,6 +60,12 @@ export function registerConsumerMetrics({ registry, consumers }: ConsumerMetrics
     labelNames: ['group', 'kind'],
     registers,
   });
+  const pruned = new Counter({
+    name: 'outbox_consumer_inbox_pruned_total',
+    help: 'Inbox rows deleted by the prune pass (older than the retention and no longer in their stream).',
+    labelNames: ['group'],
+    registers,
+  });
   const handlerSeconds = new Histogram({
     name: 'outbox_consumer_handler_seconds',
     help: 'Time the handler took for applied events (inside the inbox transaction, before its commit).',
@@ -116,6 +122,7 @@ export function registerConsumerMetrics({ registry, consumers }: ConsumerMetrics
     const group = consumer.group;
     faults.inc({ group, kind: 'redis' }, 0);
     faults.inc({ group, kind: 'database' }, 0);
+    pruned.inc({ group }, 0);
     for (const stream of consumer.streams) {
       // Counters start at 0, so "none" reads 0, not "no data".
       for (const outcome of ['applied', 'duplicate', 'stale']) processed.inc({ group, stream, outcome }, 0);
@@ -130,5 +137,6 @@ export function registerConsumerMetrics({ registry, consumers }: ConsumerMetrics
     consumer.on('failed', ({ stream }) => failed.inc({ group, stream }));
     consumer.on('deadLettered', ({ stream }) => deadLettered.inc({ group, stream }));
     consumer.on('fault', ({ kind }) => faults.inc({ group, kind }));
+    consumer.on('pruned', ({ rows }) => pruned.inc({ group }, rows));
   }
 }

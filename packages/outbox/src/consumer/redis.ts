@@ -1,4 +1,5 @@
-import { createClient } from '@redis/client';
+import { ErrorReply } from '@redis/client';
+import type { RedisConnection } from '../redis/connection.ts';
 
 /** Fields the consumer adds to a dead letter; a replay strips them. */
 export const DEAD_LETTER_PREFIX = 'deadletter.';
@@ -12,64 +13,54 @@ export interface RawEntry {
 
 class RedisTimeoutError extends Error {}
 
-function createRespTwoClient(url: string, timeoutMs: number) {
-  return createClient({
-    url,
-    RESP: 2,
-    // No offline queue: while disconnected every call fails at once instead of piling up in memory.
-    disableOfflineQueue: true,
-    socket: { connectTimeout: timeoutMs, reconnectStrategy: reconnectDelay },
-  });
-}
-
-type Client = ReturnType<typeof createRespTwoClient>;
-
-function reconnectDelay(retries: number): number {
-  return Math.min(2000, 50 * 2 ** Math.min(retries, 6)) * (0.5 + Math.random() / 2);
-}
-
 /**
- * One Redis connection with a bounded wait per call: a hung Redis cannot stall the consumer, and a
- * call that times out replaces the connection (and whatever was queued on it). RESP2, so replies are
- * plain arrays whatever the client's default.
+ * One Redis connection (or cluster client) with a bounded wait per call: a hung Redis cannot stall
+ * the consumer, and a call that times out replaces the connection (and whatever was queued on it). So
+ * does a READONLY refusal: the connection still points at a primary that a failover demoted.
  */
 export class RedisLink {
-  private client: Client;
+  private connection: RedisConnection;
   private connecting: Promise<void> | undefined;
 
   constructor(
-    private readonly url: string,
+    private readonly newConnection: () => RedisConnection,
     private readonly timeoutMs: number,
   ) {
-    this.client = this.newClient();
+    this.connection = this.open();
   }
 
-  private newClient(): Client {
-    const client = createRespTwoClient(this.url, this.timeoutMs);
-    // Errors also surface on the calls; without a listener node-redis would crash the process.
-    client.on('error', () => {});
-    this.connecting = client.connect().then(
+  private open(): RedisConnection {
+    const connection = this.newConnection();
+    this.connecting = connection.connect().then(
       () => {},
       () => {
-        if (this.client === client) this.connecting = undefined;
+        // A cluster or sentinel client unreachable at start does not retry by itself: start over.
+        if (this.connection === connection) this.connecting = undefined;
       },
     );
-    return client;
+    return connection;
   }
 
   private replace(): void {
     try {
-      this.client.destroy();
+      this.connection.destroy();
     } catch {
       // It was never open.
     }
-    this.client = this.newClient();
+    this.connection = this.open();
   }
 
-  /** Sends one command; `extraMs` widens the wait for a command that blocks on purpose. */
-  async send(args: string[], extraMs = 0): Promise<unknown> {
+  /**
+   * Sends one command; `key` routes it in a cluster (its first key), `extraMs` widens the wait for a
+   * command that blocks on purpose.
+   */
+  async send(
+    args: string[],
+    { key, extraMs = 0 }: { key?: string; extraMs?: number } = {},
+  ): Promise<unknown> {
     if (this.connecting === undefined) this.replace();
     const connecting = this.connecting;
+    const connection = this.connection;
     const limit = this.timeoutMs + extraMs;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -82,12 +73,16 @@ export class RedisLink {
       return await Promise.race([
         (async () => {
           await connecting;
-          return this.client.sendCommand(args);
+          return connection.send(key, args);
         })(),
         timeout,
       ]);
     } catch (error) {
-      if (error instanceof RedisTimeoutError) this.replace();
+      const stale =
+        error instanceof RedisTimeoutError ||
+        (error instanceof ErrorReply && error.message.startsWith('READONLY'));
+      // Only once per connection: calls that were in flight on it all fail the same way.
+      if (stale && this.connection === connection) this.replace();
       throw error;
     } finally {
       clearTimeout(timer);
@@ -96,7 +91,7 @@ export class RedisLink {
 
   close(): void {
     try {
-      this.client.destroy();
+      this.connection.destroy();
     } catch {
       // It was never open.
     }

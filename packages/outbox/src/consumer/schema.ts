@@ -61,5 +61,18 @@ CREATE TABLE ${table}_sequences (
         pgm.sql(`DROP TABLE ${table}_sequences; DROP TABLE ${table};`);
       },
     },
+    {
+      name: 'inbox-0002-prune-index',
+      up(pgm: SqlMigrationBuilder) {
+        pgm.sql(`
+-- The consumer's prune pass finds a group's oldest rows per stream on this index.
+CREATE INDEX ${table.split('.').pop()}_prune ON ${table} (group_name, stream, processed_at);
+`);
+      },
+      down(pgm: SqlMigrationBuilder) {
+        // An index lives in its table's schema: CREATE takes a bare name, DROP the qualified one.
+        pgm.sql(`DROP INDEX ${table}_prune;`);
+      },
+    },
   ] as const;
 }

@@ -43,3 +43,46 @@ export function advanceSequenceQuery(table: string, values: [string, string, str
     values,
   };
 }
+
+/**
+ * Deletes up to $6 rows of group $1 and stream $2, oldest first, processed more than $3 seconds ago
+ * and before the stream's oldest entry ($4 its milliseconds, $5 its sequence; null for an empty
+ * stream), whose own entry id is older than that entry. The time bound keeps the index scan short;
+ * the entry id check holds whatever the clocks of Redis and PostgreSQL say.
+ */
+export function pruneInboxQuery(
+  table: string,
+  values: [string, string, string, string | null, string | null, string],
+): SqlQuery {
+  return {
+    name: `inbox_prune_${table}`,
+    text: `DELETE FROM ${table} WHERE ctid IN (
+             SELECT ctid FROM ${table}
+             WHERE group_name = $1 AND stream = $2
+               AND processed_at < LEAST(now() - make_interval(secs => $3::bigint),
+                                        to_timestamp($4::bigint / 1000.0))
+               AND ($4::bigint IS NULL OR (split_part(entry_id, '-', 1)::bigint,
+                                           split_part(entry_id, '-', 2)::bigint) < ($4::bigint, $5::bigint))
+             ORDER BY processed_at
+             LIMIT $6::int)`,
+    values,
+  };
+}
+
+/** Takes the session lock that lets one consumer of group $2 prune inbox $1; `locked` says if it did. */
+export function tryPruneLockQuery(values: [string, string]): SqlQuery {
+  return {
+    name: 'inbox_try_prune_lock',
+    text: `SELECT pg_try_advisory_lock(hashtext($1 || ':inbox-prune'), hashtext($2)) AS locked`,
+    values,
+  };
+}
+
+/** Releases the prune lock of inbox $1 and group $2. */
+export function unlockPruneQuery(values: [string, string]): SqlQuery {
+  return {
+    name: 'inbox_unlock_prune',
+    text: `SELECT pg_advisory_unlock(hashtext($1 || ':inbox-prune'), hashtext($2))`,
+    values,
+  };
+}

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createClient, createCluster, createSentinel, ErrorReply } from '@redis/client';
+import { ErrorReply } from '@redis/client';
 import { invalidOption } from '../errors.ts';
 import { nonNegativeInteger, positiveInteger } from '../options.ts';
 import type {
@@ -11,17 +11,17 @@ import type {
   StreamCheck,
   StreamVerdict,
 } from '../publisher.ts';
+import {
+  type RedisConnection,
+  type RedisTarget,
+  redisConnectionFactory,
+  resolveRedisTarget,
+} from './connection.ts';
 import { encodeEntryArgs, FIXED_FIELD_BYTES } from './entry.ts';
 import { CHECK_ARGS, CHUNK, CONFIRM_SCRIPT, PUBLISH_SCRIPT } from './scripts.ts';
 import { companionKey, journalKey, keySlot } from './slot.ts';
 
-export interface RedisStreamsPublisherOptions {
-  /** One Redis server, e.g. 'redis://127.0.0.1:6379'. Give this or `clusterNodes`. */
-  url?: string;
-  /** Seed nodes of a Redis Cluster, as 'host:port'. */
-  clusterNodes?: string[];
-  /** Redis Sentinel: the sentinels, as 'host:port', and the monitored primary's name. Follows failovers. */
-  sentinel?: { nodes: string[]; name: string };
+export interface RedisStreamsPublisherOptions extends RedisTarget {
   /**
    * Replicas that must confirm each publish (`WAIT`) before it counts as acknowledged; too few within
    * `waitTimeoutMs` reports the events unavailable (retried, not marked, no attempt spent). 0: no wait.
@@ -70,98 +70,6 @@ export interface RedisStreamsPublisherOptions {
 
 /** Redis refused the call for reasons of its own state, not of the event: retry later. */
 const TRANSIENT_REPLY = /^(OOM|LOADING|READONLY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|BUSY|NOREPLICAS|MOVED|ASK)\b/;
-
-/** The subset of a node-redis client or cluster the publisher uses. */
-interface Connection {
-  send(firstKey: string | undefined, args: string[]): Promise<unknown>;
-  /** Sends the commands together on one socket, so a WAIT counts the writes before it. */
-  pipeline(firstKey: string | undefined, commands: string[][]): Promise<unknown[]>;
-  connect(): Promise<void>;
-  destroy(): void;
-}
-
-function reconnectDelay(retries: number): number {
-  return Math.min(2000, 50 * 2 ** Math.min(retries, 6)) * (0.5 + Math.random() / 2);
-}
-
-function connectionFactory(
-  options: RedisStreamsPublisherOptions,
-  timeoutMs: number,
-  queueMax: number,
-): () => Connection {
-  const socket = { connectTimeout: timeoutMs, reconnectStrategy: reconnectDelay };
-  // No offline queue: while disconnected every call fails at once instead of piling up in memory.
-  const common = { disableOfflineQueue: true, commandsQueueMaxLength: queueMax, socket };
-  const { clusterNodes, sentinel } = options;
-  if (sentinel !== undefined) {
-    return () => {
-      const client = createSentinel({
-        name: sentinel.name,
-        sentinelRootNodes: sentinel.nodes.map(hostPort),
-        nodeClientOptions: common,
-        sentinelClientOptions: { socket },
-      });
-      client.on('error', () => {});
-      return {
-        send: (_firstKey, args) => client.sendCommand(false, args),
-        pipeline: (_firstKey, commands) => {
-          const multi = client.multi();
-          for (const command of commands) multi.addCommand(false, command);
-          return multi.execAsPipeline();
-        },
-        connect: async () => {
-          await client.connect();
-        },
-        destroy: () => client.destroy(),
-      };
-    };
-  }
-  if (clusterNodes !== undefined && clusterNodes.length > 0) {
-    return () => {
-      const cluster = createCluster({
-        rootNodes: clusterNodes.map((node) => ({ url: `redis://${node}` })),
-        defaults: common,
-        useReplicas: false,
-      });
-      cluster.on('error', () => {});
-      return {
-        send: (firstKey, args) => cluster.sendCommand(firstKey, false, args),
-        pipeline: (firstKey, commands) => {
-          const multi = cluster.multi(firstKey);
-          for (const command of commands) multi.addCommand(firstKey, false, command);
-          return multi.execAsPipeline();
-        },
-        connect: async () => {
-          await cluster.connect();
-        },
-        destroy: () => cluster.destroy(),
-      };
-    };
-  }
-  const url = options.url ?? 'redis://127.0.0.1:6379';
-  return () => {
-    const client = createClient({ url, ...common });
-    // Errors also surface on the calls; without a listener node-redis would crash the process.
-    client.on('error', () => {});
-    return {
-      send: (_firstKey, args) => client.sendCommand(args),
-      pipeline: (_firstKey, commands) => {
-        const multi = client.multi();
-        for (const command of commands) multi.addCommand(command);
-        return multi.execAsPipeline();
-      },
-      connect: async () => {
-        await client.connect();
-      },
-      destroy: () => client.destroy(),
-    };
-  };
-}
-
-function hostPort(node: string): { host: string; port: number } {
-  const at = node.lastIndexOf(':');
-  return { host: node.slice(0, at), port: Number(node.slice(at + 1)) };
-}
 
 class TimeoutError extends Error {}
 
@@ -217,27 +125,14 @@ export class RedisStreamsPublisher implements Publisher {
   private readonly waitReplicas: number;
   private readonly waitTimeoutMs: number;
   private readonly clustered: boolean;
-  private readonly newConnection: () => Connection;
-  private connection: Connection;
+  private readonly newConnection: () => RedisConnection;
+  private connection: RedisConnection;
   private connecting: Promise<void> | undefined;
   private readonly publishSha = sha1(PUBLISH_SCRIPT);
   private readonly confirmSha = sha1(CONFIRM_SCRIPT);
 
   constructor(options: RedisStreamsPublisherOptions = {}) {
-    const given = [
-      options.url,
-      options.clusterNodes?.length ? options.clusterNodes : undefined,
-      options.sentinel,
-    ];
-    if (given.filter((target) => target !== undefined).length > 1) {
-      throw invalidOption('clusterNodes', 'give one of url, clusterNodes and sentinel');
-    }
-    if (options.sentinel !== undefined) {
-      const { nodes, name } = options.sentinel;
-      if (!Array.isArray(nodes) || nodes.length === 0 || nodes.some((node) => !/^[^:]+:\d+$/.test(node)))
-        throw invalidOption('sentinel.nodes', 'must be a non-empty list of host:port');
-      if (typeof name !== 'string' || name === '') throw invalidOption('sentinel.name', 'is required');
-    }
+    const target = resolveRedisTarget(options);
     if (options.stream !== undefined && typeof options.stream !== 'function') {
       throw invalidOption('stream', 'must be a function from event type to stream name');
     }
@@ -256,8 +151,11 @@ export class RedisStreamsPublisher implements Publisher {
     if (this.waitReplicas > 0 && this.waitTimeoutMs >= this.timeoutMs)
       throw invalidOption('waitTimeoutMs', 'must be below timeoutMs');
     const queueMax = positiveInteger('commandsQueueMaxLength', options.commandsQueueMaxLength, 100);
-    this.clustered = (options.clusterNodes?.length ?? 0) > 0;
-    this.newConnection = connectionFactory(options, this.timeoutMs, queueMax);
+    this.clustered = target.kind === 'cluster';
+    this.newConnection = redisConnectionFactory(target, {
+      connectTimeoutMs: this.timeoutMs,
+      commandsQueueMaxLength: queueMax,
+    });
     this.connection = this.newConnection();
     this.startConnecting();
   }

@@ -31,10 +31,10 @@ export function keySlot(key: string): number {
 
 /**
  * A key in the stream's own slot, so one script can touch both in a cluster: the stream's dedupe
- * journal ('outbox-journal') or relay state ('outbox-state'). A stream with a hash tag keeps it; one
- * without gets its whole name as the tag.
+ * journal ('outbox-journal'), relay state ('outbox-state') or a consumer's dead letters. A stream with
+ * a hash tag keeps it; one without gets its whole name as the tag.
  */
-export function companionKey(stream: string, kind: 'outbox-journal' | 'outbox-state'): string {
+export function companionKey(stream: string, kind: string): string {
   if (hashTag(stream) !== stream) return `${stream}:${kind}`;
   // Braces that do not form a hash tag cannot be wrapped in one: no key shares such a stream's slot.
   if (/[{}]/.test(stream)) throw new Error(`stream name "${stream}" has braces that are not a hash tag`);

@@ -1,0 +1,199 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, runCommand, TestRedis, waitFor } from './support.ts';
+
+/** The primary's name in SentinelSet's Sentinel. */
+export const SENTINEL_NAME = 'outbox-test';
+
+/** A throwaway 3-master Redis Cluster on free loopback ports, its files in a temp dir. */
+export class TestCluster {
+  private readonly processes: ChildProcess[] = [];
+  private constructor(
+    readonly ports: number[],
+    private readonly dir: string,
+  ) {}
+
+  static async start(masters = 3): Promise<TestCluster> {
+    const dir = await mkdtemp(join(tmpdir(), 'outbox-cluster-'));
+    const ports: number[] = [];
+    while (ports.length < masters) {
+      const port = await freePort();
+      if (!ports.includes(port)) ports.push(port);
+    }
+    const cluster = new TestCluster(ports, dir);
+    try {
+      await cluster.boot();
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+    return cluster;
+  }
+
+  get nodes(): string[] {
+    return this.ports.map((port) => `127.0.0.1:${port}`);
+  }
+
+  private spawnNode(port: number): ChildProcess {
+    return spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(this.dir, `nodes-${port}.conf`),
+        '--dir',
+        this.dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+      ],
+      { stdio: 'ignore' },
+    );
+  }
+
+  /** SIGKILLs one master and starts it again: it keeps its slots (its nodes file) and loses its data. */
+  async restartEmpty(port: number): Promise<void> {
+    const index = this.ports.indexOf(port);
+    const child = this.processes[index] as ChildProcess;
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+    this.processes[index] = this.spawnNode(port);
+    for (const node of this.ports) {
+      await waitFor(
+        async () => (await this.cli(node, ['CLUSTER', 'INFO'])).includes('cluster_state:ok'),
+        30_000,
+        `cluster_state:ok on ${node}`,
+      );
+    }
+  }
+
+  private async boot(): Promise<void> {
+    for (const port of this.ports) this.processes.push(this.spawnNode(port));
+    for (const port of this.ports) {
+      await waitFor(async () => (await this.cli(port, ['PING'])) === 'PONG', 10_000, `redis on ${port}`);
+    }
+    await runCommand('redis-cli', [
+      '--cluster',
+      'create',
+      ...this.nodes,
+      '--cluster-replicas',
+      '0',
+      '--cluster-yes',
+    ]);
+    for (const port of this.ports) {
+      await waitFor(
+        async () => (await this.cli(port, ['CLUSTER', 'INFO'])).includes('cluster_state:ok'),
+        20_000,
+        `cluster_state:ok on ${port}`,
+      );
+    }
+  }
+
+  cli(port: number, args: string[]): Promise<string> {
+    return runCommand('redis-cli', ['-p', String(port), ...args]);
+  }
+
+  /** The port of the master serving `key`'s slot. */
+  async masterOf(key: string): Promise<number> {
+    const [first] = this.ports as [number];
+    const slot = Number(await this.cli(first, ['CLUSTER', 'KEYSLOT', key]));
+    const nodes = await this.cli(first, ['CLUSTER', 'NODES']);
+    for (const line of nodes.split('\n')) {
+      const [, address = '', flags = '', , , , , , ...ranges] = line.split(' ');
+      if (!flags.includes('master')) continue;
+      for (const range of ranges) {
+        const [low, high = low] = range.split('-').map(Number);
+        if (low !== undefined && high !== undefined && slot >= low && slot <= high) {
+          return Number(address.split('@')[0]?.split(':')[1]);
+        }
+      }
+    }
+    throw new Error(`no master serves slot ${slot}`);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.processes.splice(0).map(async (child) => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = once(child, 'exit');
+        child.kill('SIGKILL');
+        await exited;
+      }),
+    );
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A primary, two replicas and one Sentinel (quorum 1), all local and throwaway. */
+export class SentinelSet {
+  private constructor(
+    readonly primary: TestRedis,
+    readonly replicas: TestRedis[],
+    private readonly sentinel: ChildProcess,
+    readonly sentinelPort: number,
+    private readonly dir: string,
+  ) {}
+
+  static async start(): Promise<SentinelSet> {
+    const primary = await TestRedis.start();
+    const replicas = [
+      await TestRedis.start(['--replicaof', '127.0.0.1', String(primary.port)]),
+      await TestRedis.start(['--replicaof', '127.0.0.1', String(primary.port)]),
+    ];
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'outbox-sentinel-'));
+    const config = join(dir, 'sentinel.conf');
+    // Sentinel rewrites its config file, so it gets its own writable copy.
+    writeFileSync(
+      config,
+      [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `sentinel monitor ${SENTINEL_NAME} 127.0.0.1 ${primary.port} 1`,
+        `sentinel down-after-milliseconds ${SENTINEL_NAME} 1000`,
+        `sentinel failover-timeout ${SENTINEL_NAME} 5000`,
+        '',
+      ].join('\n'),
+    );
+    const sentinel = spawn('redis-server', [config, '--sentinel'], { stdio: 'ignore' });
+    const set = new SentinelSet(primary, replicas, sentinel, port, dir);
+    await waitFor(
+      async () => (await set.sentinelCli(['SENTINEL', 'REPLICAS', SENTINEL_NAME])).includes('slave'),
+      20_000,
+      'the sentinel seeing both replicas',
+    );
+    await waitFor(
+      async () => (await primary.cli(['INFO', 'replication'])).includes('connected_slaves:2'),
+      20_000,
+      'both replicas in sync',
+    );
+    return set;
+  }
+
+  sentinelCli(args: string[]): Promise<string> {
+    return runCommand('redis-cli', ['-p', String(this.sentinelPort), ...args]);
+  }
+
+  async primaryPort(): Promise<number> {
+    const reply = await this.sentinelCli(['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_NAME]);
+    return Number(reply.split('\n')[1]);
+  }
+
+  async stop(): Promise<void> {
+    this.sentinel.kill('SIGKILL');
+    if (this.sentinel.exitCode === null) await once(this.sentinel, 'exit');
+    await Promise.all([this.primary, ...this.replicas].map((redis) => redis.kill()));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
