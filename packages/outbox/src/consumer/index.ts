@@ -4,6 +4,7 @@ export { decodeEntry, ENTRY_FIELDS } from '../redis/entry.ts';
 export {
   type ConsumerEvents,
   type ConsumerOptions,
+  type GroupInfo,
   type Handler,
   type HandlerContext,
   isTransientDatabaseError,

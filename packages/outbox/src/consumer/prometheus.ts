@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { ConsumerEvents, OutboxConsumer } from './consumer.ts';
+import type { ConsumerEvents, GroupInfo, OutboxConsumer } from './consumer.ts';
 
 /** What the adapter reads of a consumer, whatever its data type. */
 export interface MeteredConsumer {
@@ -77,11 +77,7 @@ export function registerConsumerMetrics({ registry, consumers }: ConsumerMetrics
       for (const consumer of consumers) this.inc({ group: consumer.group }, consumer.heldCount);
     },
   });
-  const backlog = (
-    name: string,
-    help: string,
-    read: (info: { lag: number | null; pending: number }) => number | null,
-  ) =>
+  const backlog = (name: string, help: string, read: (info: GroupInfo) => number | null) =>
     new Gauge({
       name,
       help,
@@ -110,6 +106,13 @@ export function registerConsumerMetrics({ registry, consumers }: ConsumerMetrics
     'outbox_consumer_group_pending',
     'Entries delivered to the group and not acknowledged yet (held, being applied, or on a consumer that died).',
     (info) => info.pending,
+  );
+  // A gauge, not the dead-lettered counter: a dead letter blocks its ordering key until it is replayed,
+  // through restarts, so the alert must last as long as the dead letter does.
+  backlog(
+    'outbox_consumer_dead_letters',
+    "Dead letters waiting for a replay: the length of the group's dead-letter stream of each stream.",
+    (info) => info.deadLetters,
   );
 
   for (const consumer of consumers) {
