@@ -75,6 +75,12 @@ const GREEN_RED_AT = (value: number): dashboard.Threshold[] => [
   { value, color: 'red' },
 ];
 
+/** For values where 1 and more is good (up, running): red below. */
+const RED_GREEN_AT = (value: number): dashboard.Threshold[] => [
+  { value: null, color: 'red' },
+  { value, color: 'green' },
+];
+
 interface GraphOptions {
   title: string;
   description: string;
@@ -382,10 +388,7 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
           'outbox_broker_up of every process whose relay loop runs (a service with its relay off needs no ' +
           'Redis). DOWN is alert OutboxBrokerDown; DOWN everywhere is OutboxBrokerDownAllRelays.',
         width: 8,
-        steps: [
-          { value: null, color: 'red' },
-          { value: 1, color: 'green' },
-        ],
+        steps: RED_GREEN_AT(1),
         mappings: UP_DOWN,
         queries: [
           {
@@ -401,10 +404,7 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
         description: 'Processes whose relay loop runs. 0 is alert OutboxNoRelayRunning.',
         width: 4,
         height: 4,
-        steps: [
-          { value: null, color: 'red' },
-          { value: 1, color: 'green' },
-        ],
+        steps: RED_GREEN_AT(1),
         queries: [{ expr: `sum(outbox_relay_running{${JOBS}}) or vector(0)`, legend: 'relays running' }],
       }),
     )
@@ -465,10 +465,7 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
           'up of every target Prometheus scrapes: the service, the relays, Prometheus and Alertmanager. A DOWN ' +
           'outbox target hides its relay from every other panel.',
         width: 12,
-        steps: [
-          { value: null, color: 'red' },
-          { value: 1, color: 'green' },
-        ],
+        steps: RED_GREEN_AT(1),
         mappings: UP_DOWN,
         queries: [
           { expr: `up{${PICKED}} or up{job=~"prometheus|alertmanager"}`, legend: '{{job}} {{instance}}' },
@@ -736,10 +733,7 @@ export function buildOutboxDashboard(): dashboard.Dashboard {
           'or none listed, is OutboxConsumerNotRunning.',
         width: 24,
         height: 4,
-        steps: [
-          { value: null, color: 'red' },
-          { value: 1, color: 'green' },
-        ],
+        steps: RED_GREEN_AT(1),
         mappings: UP_DOWN,
         queries: [{ expr: `up{${CONSUMER_JOBS}}`, legend: '{{job}} {{instance}}' }],
       }),
