@@ -77,6 +77,15 @@ export function registerConsumerMetrics({ registry, consumers }: ConsumerMetrics
       for (const consumer of consumers) this.inc({ group: consumer.group }, consumer.heldCount);
     },
   });
+  // One read of Redis serves the backlog gauges of a scrape (they are collected side by side).
+  const infos = new Map<MeteredConsumer, { at: number; value: Promise<GroupInfo[]> }>();
+  const groupInfo = (consumer: MeteredConsumer) => {
+    const cached = infos.get(consumer);
+    if (cached !== undefined && Date.now() - cached.at <= 1000) return cached.value;
+    const value = consumer.groupInfo();
+    infos.set(consumer, { at: Date.now(), value });
+    return value;
+  };
   const backlog = (name: string, help: string, read: (info: GroupInfo) => number | null) =>
     new Gauge({
       name,
@@ -87,7 +96,7 @@ export function registerConsumerMetrics({ registry, consumers }: ConsumerMetrics
         this.reset();
         for (const consumer of consumers) {
           try {
-            for (const info of await consumer.groupInfo()) {
+            for (const info of await groupInfo(consumer)) {
               const value = read(info);
               if (value !== null) this.set({ group: consumer.group, stream: info.stream }, value);
             }
