@@ -28,7 +28,7 @@ describe('amtool', () => {
     const result = run('amtool', ['check-config', CONFIG]);
     assert.equal(result.status, 0, result.output);
     assert.match(result.output, /SUCCESS/);
-    assert.match(result.output, /3 inhibit rules/);
+    assert.match(result.output, /5 inhibit rules/);
     assert.match(result.output, /3 receivers/);
   });
 
@@ -182,11 +182,16 @@ describe('a real Alertmanager with the committed configuration', () => {
     return (await response.json()) as AlertStatus[];
   }
 
-  /** An alert's name in the expectations: `Name`, `Name{kind=k}`, with `@staging` outside production. */
-  const key = (labels: Record<string, string>) =>
-    `${labels.alertname ?? ''}${labels.kind === undefined ? '' : `{kind=${labels.kind}}`}${
-      labels.environment === 'production' ? '' : `@${labels.environment ?? 'none'}`
-    }`;
+  /**
+   * An alert's name in the expectations: `Name`, `Name{kind=k}`, `Name{group=g}`, with `@staging`
+   * outside production.
+   */
+  const key = (labels: Record<string, string>) => {
+    const distinct = ['kind', 'group'].find((name) => labels[name] !== undefined);
+    const detail = distinct === undefined ? '' : `{${distinct}=${labels[distinct]}}`;
+    const environment = labels.environment === 'production' ? '' : `@${labels.environment ?? 'none'}`;
+    return `${labels.alertname ?? ''}${detail}${environment}`;
+  };
 
   /** Waits until every listed alert is known, then returns each one's inhibiting alert names. */
   async function inhibition(expected: string[]): Promise<Map<string, string[]>> {
@@ -314,6 +319,48 @@ describe('a real Alertmanager with the committed configuration', () => {
       OutboxLatencySLOBurnFast: ['OutboxNoRelayRunning'],
       OutboxFailedEvents: [],
       ...unmuted(staging),
+    });
+  });
+
+  test("the consumer alerts: no process up mutes each one down; a dead letter mutes its own group's stall", async () => {
+    const consumer = (alertname: string, severity: string, labels: Record<string, string>) => ({
+      labels: { alertname, severity, environment: 'production', ...labels },
+    });
+    const stream = 'astra.trading.position_updated.v1';
+    const posted = [
+      consumer('OutboxConsumerNotRunning', 'page', {}),
+      consumer('OutboxConsumerTargetDown', 'ticket', { job: 'reporting-service', instance: 'a:9466' }),
+      consumer('OutboxConsumerDeadLetters', 'page', { group: 'reporting', stream }),
+      consumer('OutboxConsumerStalled', 'page', { group: 'reporting', stream }),
+      consumer('OutboxConsumerStalled', 'page', { group: 'risk', stream }),
+      {
+        labels: {
+          ...consumer('OutboxConsumerTargetDown', 'ticket', {}).labels,
+          environment: 'staging',
+          instance: 'b:9466',
+        },
+      },
+    ];
+    await post(posted);
+    const inhibitedBy = await waitFor(
+      'the consumer inhibitions to apply',
+      async () => {
+        const current = await inhibition(posted.map((alert) => key(alert.labels)));
+        return current.get('OutboxConsumerTargetDown')?.length &&
+          current.get('OutboxConsumerStalled{group=reporting}')?.length
+          ? current
+          : undefined;
+      },
+      10_000,
+    );
+    assert.deepEqual(Object.fromEntries(inhibitedBy), {
+      OutboxConsumerNotRunning: [],
+      OutboxConsumerTargetDown: ['OutboxConsumerNotRunning'],
+      'OutboxConsumerDeadLetters{group=reporting}': [],
+      'OutboxConsumerStalled{group=reporting}': ['OutboxConsumerDeadLetters{group=reporting}'],
+      // Another group's stall is not explained by this dead letter; staging is not production.
+      'OutboxConsumerStalled{group=risk}': [],
+      'OutboxConsumerTargetDown@staging': [],
     });
   });
 

@@ -74,6 +74,18 @@ test('the panels cover every metric of the contract', () => {
     'http_request_duration_seconds_bucket',
     'process_resident_memory_bytes',
     'nodejs_eventloop_lag_seconds',
+    // The Consumers row.
+    'outbox_consumer_events_total',
+    'outbox_consumer_redelivered_total',
+    'outbox_consumer_deferred_total',
+    'outbox_consumer_dead_lettered_total',
+    'outbox_consumer_handler_failures_total',
+    'outbox_consumer_faults_total',
+    'outbox_consumer_handler_seconds_bucket',
+    'outbox_consumer_held_entries',
+    'outbox_consumer_group_lag',
+    'outbox_consumer_group_pending',
+    'outbox_consumer_dead_letters',
   ];
   for (const metric of metrics) {
     assert.ok(
@@ -89,6 +101,24 @@ test('the panels cover every metric of the contract', () => {
       `no p${q * 100} commit-to-ack latency`,
     );
   }
+});
+
+test('the Consumers row comes last, so the ids runbooks link to stay put, and shows lag and pending per group', () => {
+  const rows = (buildOutboxDashboard().panels ?? []).filter((panel) => panel.type === 'row');
+  assert.equal(rows.at(-1)?.title, 'Consumers');
+  const consumers = panelQueries().filter((query) => query.panel.startsWith('Consumer'));
+  const lag = consumers.find((query) => query.panel === 'Consumer group lag');
+  assert.match(lag?.promql ?? '', /^max by \(group, stream\) \(outbox_consumer_group_lag\)$/);
+  const pending = consumers.find((query) => query.panel === 'Consumer group pending and held entries');
+  assert.match(pending?.promql ?? '', /^max by \(group, stream\) \(outbox_consumer_group_pending\)$/);
+  assert.ok(
+    consumers.some(
+      (query) =>
+        query.promql.startsWith('histogram_quantile(0.99,') &&
+        query.promql.includes('outbox_consumer_handler_seconds'),
+    ),
+    'no p99 handler duration',
+  );
 });
 
 test('panels sit inside the 24-column grid without overlapping', () => {

@@ -14,20 +14,30 @@
 // 4. Redis back: the relay drains the backlog, whose events waited through phases 2 and 3, and the
 //    SLO burn alert's expression (its recording rules expanded, the 30 s threshold lowered to 2.5 s, as
 //    the outage here lasts seconds, not minutes) returns a sample: the burn of the outage is visible.
+// A reporting process (`npm run reporting`'s entry point, its own database) consumes the streams
+// throughout, scraped on its REPORTING_METRICS_PORT, so the Consumers row and the consumer alerts are
+// checked against real data too:
+// 5. A malformed entry added to a stream is dead-lettered at once: the OutboxConsumerDeadLetters
+//    expression names its group and stream, and the dead letter is counted.
+// 6. The reporting process stopped: the OutboxConsumerTargetDown and OutboxConsumerNotRunning
+//    expressions return a sample.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createScratchDatabase } from '../../packages/outbox/test/support.ts';
 import { HttpClient } from '../../services/trading/test/e2e/http.ts';
+import { type ManagedProcess, spawnManaged } from '../../services/trading/test/e2e/processes.ts';
 import {
   killLeftovers,
+  REPO_ROOT,
   type RelayHandle,
   type ServiceHandle,
   Stack,
 } from '../../services/trading/test/e2e/stack.ts';
 import { panelQueries } from '../grafana/generate.ts';
 import { ALERTS, ALWAYS_FIRING, SLO_RECORDS } from './support/alerts.ts';
-import { type Daemon, startPrometheus, waitFor } from './support/processes.ts';
+import { type Daemon, freePort, startPrometheus, waitFor } from './support/processes.ts';
 
 /** Short, so that the test sees a few scrapes and rule evaluations per second of waiting. */
 const SCRAPE_INTERVAL = '1s';
@@ -44,6 +54,9 @@ const TEST_AGE_THRESHOLD_SECONDS = 5;
 const TEST_SLO_BUCKET = '2.5';
 
 const JOBS = 'job=~"trading-service|outbox-relay"';
+const CONSUMER_JOBS = 'job=~"reporting-service"';
+/** The stream the reporting process consumes positions from (services/reporting/src/projection.ts). */
+const POSITIONS_STREAM = 'astra.trading.position_updated.v1';
 
 /**
  * For each alert, the expressions under its comparison: they must return data while all is well, so
@@ -77,6 +90,25 @@ const ALERT_INPUTS: Record<string, string[]> = {
     'increase(outbox_fenced_publishes_total[15m])',
   ],
   Watchdog: ['vector(1)'],
+  OutboxConsumerLagHigh: [
+    'max by (group, stream) (last_over_time(outbox_consumer_group_lag[2m]))',
+    'max by (group, stream) (deriv(outbox_consumer_group_lag[10m]))',
+  ],
+  OutboxConsumerStalled: [
+    'max by (group, stream) (last_over_time(outbox_consumer_group_pending[2m]))',
+    'sum by (group, stream) (increase(outbox_consumer_events_total[5m]))',
+  ],
+  OutboxConsumerDeadLetters: ['max by (group, stream) (last_over_time(outbox_consumer_dead_letters[2m]))'],
+  OutboxConsumerHandlerErrorRatioHigh: [
+    'sum by (group, stream) (rate(outbox_consumer_handler_failures_total[5m]))',
+    'sum by (group, stream) (rate(outbox_consumer_events_total{outcome="applied"}[5m]))',
+  ],
+  OutboxConsumerTargetDown: [`up{${CONSUMER_JOBS}}`],
+  OutboxConsumerNotRunning: [`sum(up{${CONSUMER_JOBS}})`],
+  OutboxConsumerGroupMetricsMissing: [
+    `sum(up{${CONSUMER_JOBS}})`,
+    'count(last_over_time(outbox_consumer_group_pending[2m]))',
+  ],
 };
 
 interface ApiResponse<T> {
@@ -111,6 +143,9 @@ let service: ServiceHandle;
 /** The service with its embedded relay, and a standalone relay: two relays, one metrics leader. */
 let relayingService: ServiceHandle;
 let relay: RelayHandle;
+/** `npm run reporting`'s entry point, consuming both streams into a database of its own. */
+let reporting: { process: ManagedProcess; metricsPort: number } | undefined;
+let reportingDb: { url: string; dropDatabase(): Promise<void> } | undefined;
 let rules: Rule[] = [];
 
 function running(): { stack: Stack; prometheus: Daemon } {
@@ -199,8 +234,50 @@ async function until(what: string, check: () => Promise<string[]>): Promise<void
     );
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    assert.fail(`${message}:\n  ${problems.join('\n  ')}\n${stack?.logTails(8) ?? ''}`);
+    const reportingLog =
+      reporting === undefined ? '' : `\n--- reporting ---\n${reporting.process.logTail(8)}`;
+    assert.fail(`${message}:\n  ${problems.join('\n  ')}\n${stack?.logTails(8) ?? ''}${reportingLog}`);
   }
+}
+
+/**
+ * Starts the reporting service as `npm run reporting` does, on free ports, against the stack's Redis and
+ * trading database, and waits until it answers and exports its group's backlog.
+ */
+async function startReporting(stack: Stack, databaseUrl: string) {
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  const managed = spawnManaged(
+    'reporting',
+    process.execPath,
+    ['--import', 'tsx', 'services/reporting/src/main.ts'],
+    {
+      cwd: REPO_ROOT,
+      env: stack.env({
+        REPORTING_DATABASE_URL: databaseUrl,
+        TRADING_DATABASE_URL: stack.db.url,
+        REPORTING_PORT: String(port),
+        REPORTING_METRICS_PORT: String(metricsPort),
+        LOG_LEVEL: 'warn',
+      }),
+      logPath: join(stack.workDir, 'reporting.log'),
+    },
+  );
+  await waitFor(
+    'the reporting process to answer and export its group backlog',
+    async () => {
+      if (!managed.running) throw new Error(`reporting exited:\n${managed.logTail()}`);
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(2000) });
+      const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, {
+        signal: AbortSignal.timeout(2000),
+      });
+      return health.ok && /^outbox_consumer_group_pending\{/m.test(await metrics.text()) ? true : undefined;
+    },
+    60_000,
+  ).catch(async (error: unknown) => {
+    await managed.kill('SIGKILL');
+    throw error;
+  });
+  return { process: managed, metricsPort };
 }
 
 /** Points the outbox-relay scrape job at `targets` (file_sd: Prometheus rereads the file by itself). */
@@ -266,9 +343,12 @@ describe('Prometheus scraping the real service and relays', { timeout: 600_000 }
     // The first start migrates the empty database; the others find it migrated.
     service = await stack.startService({ relay: false });
     [relayingService, relay] = await Promise.all([stack.startService({ relay: true }), stack.startRelay()]);
+    reportingDb = await createScratchDatabase('reporting_e2e');
+    reporting = await startReporting(stack, reportingDb.url);
     prometheus = await startPrometheus({
       tradingService: [`127.0.0.1:${service.metricsPort}`, `127.0.0.1:${relayingService.metricsPort}`],
       outboxRelay: [`127.0.0.1:${relay.metricsPort}`],
+      reportingService: [`127.0.0.1:${reporting.metricsPort}`],
       scrapeInterval: SCRAPE_INTERVAL,
       evaluationInterval: SCRAPE_INTERVAL,
     });
@@ -286,6 +366,7 @@ describe('Prometheus scraping the real service and relays', { timeout: 600_000 }
     await prometheus?.stop().catch(() => {});
     await stack?.close().catch(() => {});
     await killLeftovers();
+    await reportingDb?.dropDatabase().catch(() => {});
   });
 
   test('while trades flow, every panel and every alert input returns data, and every alert evaluates', async () => {
@@ -456,5 +537,42 @@ describe('Prometheus scraping the real service and relays', { timeout: 600_000 }
       ['201', '422'],
       `only trades and refusals: ${JSON.stringify(statuses)}`,
     );
+  });
+  test('a malformed entry is dead-lettered: the dead-letter condition names its group and stream', async () => {
+    const { stack } = running();
+    // Not a CloudEvent: the consumer cannot decode it, so it goes to the dead-letter stream at once.
+    await stack.redis.cli(['XADD', POSITIONS_STREAM, '*', 'garbage', 'yes']);
+    const deadLetters = rule('OutboxConsumerDeadLetters');
+    await until('the OutboxConsumerDeadLetters expression to name the reporting group', async () => {
+      const samples = await query(deadLetters.query);
+      const named = samples.map((s) => `${s.metric.group}/${s.metric.stream}=${s.value[1]}`);
+      return named.includes(`reporting/${POSITIONS_STREAM}=1`)
+        ? []
+        : [`got ${named.join(', ') || 'nothing'}`];
+    });
+    const counted = await query(
+      `sum(outbox_consumer_dead_lettered_total{group="reporting", stream="${POSITIONS_STREAM}"})`,
+    );
+    assert.equal(counted[0]?.value[1], '1', 'the dead letter is counted once');
+  });
+
+  test('with the reporting process stopped, the consumer down and not-running conditions hold', async () => {
+    assert.ok(reporting !== undefined, 'the reporting process did not start');
+    const exit = await reporting.process.kill('SIGTERM');
+    assert.deepEqual(exit, { code: 0, signal: null }, 'the reporting process shuts down cleanly');
+    const down = rule('OutboxConsumerTargetDown');
+    await until('the OutboxConsumerTargetDown expression to name the stopped process', async () => {
+      const samples = await query(down.query);
+      const instances = samples.map((s) => `${s.metric.job}/${s.metric.instance}`);
+      return instances.includes(`reporting-service/127.0.0.1:${reporting?.metricsPort}`)
+        ? []
+        : [`got ${instances.join(', ') || 'nothing'}`];
+    });
+    const notRunning = rule('OutboxConsumerNotRunning');
+    await until('the OutboxConsumerNotRunning expression to return a sample', async () =>
+      (await query(notRunning.query)).length > 0 ? [] : [`empty: ${notRunning.query}`],
+    );
+    // No process answers, so the "processes up but no gauges" alert is not the one that speaks.
+    assert.deepEqual(await query(rule('OutboxConsumerGroupMetricsMissing').query), []);
   });
 });

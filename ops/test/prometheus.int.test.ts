@@ -36,6 +36,7 @@ interface Target {
 let prometheus: Daemon;
 let servicePort: number;
 let relayPort: number;
+let reportingPort: number;
 let alertmanagerPort: number;
 
 async function api<T>(path: string): Promise<ApiResponse<T>> {
@@ -59,10 +60,16 @@ async function alertingRules(): Promise<Rule[]> {
 
 before(async () => {
   // Nothing listens on these ports: the targets are there to check the wiring, and are down.
-  [servicePort, relayPort, alertmanagerPort] = [await freePort(), await freePort(), await freePort()];
+  [servicePort, relayPort, reportingPort, alertmanagerPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   prometheus = await startPrometheus({
     tradingService: [`127.0.0.1:${servicePort}`],
     outboxRelay: [`127.0.0.1:${relayPort}`],
+    reportingService: [`127.0.0.1:${reportingPort}`],
     alertmanagers: [`127.0.0.1:${alertmanagerPort}`],
     scrapeInterval: '1s',
     evaluationInterval: '1s',
@@ -155,6 +162,8 @@ test('the committed targets scrape each process on its METRICS_PORT, never the A
   // the same host needs a port of its own.
   assert.deepEqual(targetsOf('trading-service.yml'), ['127.0.0.1:9464']);
   assert.deepEqual(targetsOf('outbox-relay.yml'), ['127.0.0.1:9465']);
+  // A reporting process on the same host as both: REPORTING_METRICS_PORT's default, not REPORTING_PORT.
+  assert.deepEqual(targetsOf('reporting-service.yml'), ['127.0.0.1:9466']);
 });
 
 test('the scrape jobs and the Alertmanager come from the file_sd targets files', async () => {
@@ -163,7 +172,7 @@ test('the scrape jobs and the Alertmanager come from the file_sd targets files',
     async () => {
       const result = await api<{ activeTargets: Target[] }>('/api/v1/targets?state=active');
       const active = result.data?.activeTargets ?? [];
-      return active.length >= 4 ? active : undefined;
+      return active.length >= 5 ? active : undefined;
     },
     15_000,
   );
@@ -171,6 +180,7 @@ test('the scrape jobs and the Alertmanager come from the file_sd targets files',
   assert.deepEqual(byJob, {
     'trading-service': `http://127.0.0.1:${servicePort}/metrics`,
     'outbox-relay': `http://127.0.0.1:${relayPort}/metrics`,
+    'reporting-service': `http://127.0.0.1:${reportingPort}/metrics`,
     // Monitoring the monitoring: Prometheus itself and the Alertmanager it sends to.
     prometheus: `${prometheus.url}/metrics`,
     alertmanager: `http://127.0.0.1:${alertmanagerPort}/metrics`,

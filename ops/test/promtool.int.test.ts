@@ -4,29 +4,39 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ALERTS, ALWAYS_FIRING, SLO_RECORDS } from './support/alerts.ts';
+import { ALERTS, ALWAYS_FIRING, RULE_FILES, RULE_TEST_FILES, SLO_RECORDS } from './support/alerts.ts';
 import { OPS, run } from './support/processes.ts';
 
 const PROMETHEUS_DIR = join(OPS, 'prometheus');
-const RULES = join(PROMETHEUS_DIR, 'rules', 'outbox.rules.yml');
-/** The rule unit tests: the outbox alerts at 15 s evaluations, the SLO's over hours and days. */
-const RULE_TEST_FILES = ['outbox.rules.test.yml', 'slo.rules.test.yml'];
+const RULES = RULE_FILES.map((file) => join(PROMETHEUS_DIR, 'rules', file));
+/** The rule unit tests: the outbox and consumer alerts at 15 s evaluations, the SLO's over hours and days. */
 const RULE_TESTS = RULE_TEST_FILES.map((file) => join(PROMETHEUS_DIR, 'tests', file));
-/** Alerting and recording rules in the rules file. */
+/** Alerting and recording rules in the rules files. */
 const RULE_COUNT = Object.keys(ALERTS).length + SLO_RECORDS.length;
 
 test('promtool check config accepts prometheus.yml, its rule glob and its file_sd target files', () => {
   const result = run('promtool', ['check', 'config', join(PROMETHEUS_DIR, 'prometheus.yml')]);
   assert.equal(result.status, 0, result.output);
   // A rule_files glob that matches nothing is not an error for promtool; it is for us.
-  assert.match(result.output, /SUCCESS: 1 rule files found/, result.output);
-  assert.match(result.output, new RegExp(`SUCCESS: ${RULE_COUNT} rules found`), result.output);
+  assert.match(result.output, new RegExp(`SUCCESS: ${RULE_FILES.length} rule files found`), result.output);
+  const found = [...result.output.matchAll(/SUCCESS: (\d+) rules found/g)].map((m) => Number(m[1]));
+  assert.equal(
+    found.reduce((sum, count) => sum + count, 0),
+    RULE_COUNT,
+    result.output,
+  );
 });
 
-test('promtool check rules accepts the outbox rules', () => {
-  const result = run('promtool', ['check', 'rules', RULES]);
+test('promtool check rules accepts the outbox and consumer rules', () => {
+  const result = run('promtool', ['check', 'rules', ...RULES]);
   assert.equal(result.status, 0, result.output);
-  assert.match(result.output, new RegExp(`SUCCESS: ${RULE_COUNT} rules found`), result.output);
+  const found = [...result.output.matchAll(/SUCCESS: (\d+) rules found/g)].map((m) => Number(m[1]));
+  assert.equal(found.length, RULE_FILES.length, result.output);
+  assert.equal(
+    found.reduce((sum, count) => sum + count, 0),
+    RULE_COUNT,
+    result.output,
+  );
 });
 
 test('promtool test rules passes every case of the rule unit tests', () => {
@@ -62,19 +72,24 @@ test('every alert has unit-test cases that fire and cases that stay quiet', () =
   }
 });
 
-/** Runs the committed rule tests against a changed copy of the rules file. */
-function testChangedRules(change: (rules: string) => string) {
+/** Runs the committed unit tests of one rules file (`file`) against a changed copy of it. */
+function testChangedRules(change: (rules: string) => string, file = 'outbox.rules.yml') {
   const dir = mkdtempSync(join(tmpdir(), 'outbox-rules-'));
   try {
-    const rules = readFileSync(RULES, 'utf8');
-    const changed = change(rules);
-    assert.notEqual(changed, rules, 'the rules changed: update this test');
     mkdirSync(join(dir, 'rules'));
     mkdirSync(join(dir, 'tests'));
-    writeFileSync(join(dir, 'rules', 'outbox.rules.yml'), changed);
-    const copies = RULE_TEST_FILES.map((file) => {
-      writeFileSync(join(dir, 'tests', file), readFileSync(join(PROMETHEUS_DIR, 'tests', file)));
-      return join(dir, 'tests', file);
+    for (const name of RULE_FILES) {
+      const rules = readFileSync(join(PROMETHEUS_DIR, 'rules', name), 'utf8');
+      const changed = name === file ? change(rules) : rules;
+      if (name === file) assert.notEqual(changed, rules, 'the rules changed: update this test');
+      writeFileSync(join(dir, 'rules', name), changed);
+    }
+    // Only the tests of the changed file: the SLO's, over days, take most of the time.
+    const copies = RULE_TEST_FILES.flatMap((name) => {
+      const tests = readFileSync(join(PROMETHEUS_DIR, 'tests', name), 'utf8');
+      if (!tests.includes(`../rules/${file}`)) return [];
+      writeFileSync(join(dir, 'tests', name), tests);
+      return [join(dir, 'tests', name)];
     });
     return run('promtool', ['test', 'rules', ...copies], 120_000);
   } finally {
@@ -108,4 +123,31 @@ test('promtool test rules fails when the SLO threshold moves off 30 s', () => {
   const result = testChangedRules((rules) => rules.replaceAll('le="30"', 'le="60"'));
   assert.notEqual(result.status, 0, result.output);
   assert.match(result.output, /OutboxLatencySLOBurnFast fires at 20% slow events/, result.output);
+});
+
+test('promtool test rules fails when the consumer lag alert no longer waits for a backlog that drains', () => {
+  // Without its trend clause the alert pages for every burst, however fast it drains.
+  const result = testChangedRules(
+    (rules) =>
+      rules.replace(
+        /\n\s+and on \(group, stream\)\n\s+\(\n\s+max by \(group, stream\) \(deriv[^)]+\)\)[\s\S]*?\n\s+\)\n/,
+        '\n',
+      ),
+    'consumer.rules.yml',
+  );
+  assert.notEqual(result.status, 0, result.output);
+  assert.match(
+    result.output,
+    /OutboxConsumerLagHigh stays quiet at exactly 10k, and for a backlog that drains in time/,
+  );
+});
+
+test('promtool test rules fails when the consumer gauges lose their tolerance of scrape gaps', () => {
+  const result = testChangedRules(
+    (rules) => rules.replace(/last_over_time\((outbox_consumer_[a-z_]+)\[2m\]\)/g, '$1'),
+    'consumer.rules.yml',
+  );
+  assert.notEqual(result.status, 0, result.output);
+  for (const name of ['OutboxConsumerLagHigh', 'OutboxConsumerDeadLetters'])
+    assert.match(result.output, new RegExp(`${name} fires through a one-scrape gap`), result.output);
 });

@@ -1,5 +1,5 @@
 /**
- * What the tests expect of the outbox alerts: the rules file (checked through a real Prometheus) and the
+ * What the tests expect of the outbox and consumer alerts: the rules file (checked through a real Prometheus) and the
  * Alertmanager routing (checked with amtool) are both compared with this one table.
  */
 export type Severity = 'page' | 'ticket' | 'none';
@@ -11,6 +11,9 @@ export interface ExpectedAlert {
   /** Labels besides alertname and severity that the alert carries. */
   labels: Record<string, string>;
 }
+
+/** The labels of the consumer alerts that are per group and stream. */
+const CONSUMER_GROUP = { group: 'reporting', stream: 'astra.trading.position_updated.v1' };
 
 export const ALERTS: Record<string, ExpectedAlert> = {
   OutboxPendingHigh: { severity: 'ticket', labels: {} },
@@ -27,10 +30,25 @@ export const ALERTS: Record<string, ExpectedAlert> = {
   OutboxEventsLostForGood: { severity: 'page', labels: { stream: 'astra.trading.position_updated.v1' } },
   OutboxRelayStalled: { severity: 'ticket', labels: {} },
   Watchdog: { severity: 'none', labels: {} },
+  // ops/prometheus/rules/consumer.rules.yml
+  OutboxConsumerLagHigh: { severity: 'ticket', labels: CONSUMER_GROUP },
+  OutboxConsumerStalled: { severity: 'page', labels: CONSUMER_GROUP },
+  OutboxConsumerDeadLetters: { severity: 'page', labels: CONSUMER_GROUP },
+  OutboxConsumerHandlerErrorRatioHigh: { severity: 'ticket', labels: CONSUMER_GROUP },
+  OutboxConsumerTargetDown: {
+    severity: 'ticket',
+    labels: { job: 'reporting-service', instance: '127.0.0.1:9466' },
+  },
+  OutboxConsumerNotRunning: { severity: 'page', labels: {} },
+  OutboxConsumerGroupMetricsMissing: { severity: 'page', labels: {} },
 };
 
 /** Alerts that fire by design at all times: they have no quiet case and fire on a healthy system. */
 export const ALWAYS_FIRING = new Set(['Watchdog']);
+
+/** The rule files in ops/prometheus/rules, and their unit tests in ops/prometheus/tests. */
+export const RULE_FILES = ['outbox.rules.yml', 'consumer.rules.yml'];
+export const RULE_TEST_FILES = ['outbox.rules.test.yml', 'slo.rules.test.yml', 'consumer.rules.test.yml'];
 
 /** The SLO's recording rules (ops/prometheus/rules/outbox.rules.yml), one per burn-rate window. */
 export const SLO_WINDOWS = ['5m', '30m', '1h', '2h', '6h', '1d'];

@@ -126,6 +126,8 @@ export interface PrometheusOptions {
   tradingService?: string[];
   /** host:port targets of job outbox-relay. @defaultValue none */
   outboxRelay?: string[];
+  /** host:port targets of job reporting-service. @defaultValue none */
+  reportingService?: string[];
   /** host:port of Alertmanagers to send alerts to. @defaultValue none */
   alertmanagers?: string[];
   /** host:port of this Prometheus, for its own scrape job. @defaultValue none */
@@ -167,6 +169,7 @@ export function writePrometheusConfig(dir: string, options: PrometheusOptions = 
   // JSON is YAML, so these are valid file_sd files.
   writeFileSync(join(dir, 'targets', 'trading-service.yml'), targets(options.tradingService));
   writeFileSync(join(dir, 'targets', 'outbox-relay.yml'), targets(options.outboxRelay));
+  writeFileSync(join(dir, 'targets', 'reporting-service.yml'), targets(options.reportingService));
   writeFileSync(join(dir, 'targets', 'alertmanager.yml'), targets(options.alertmanagers));
   writeFileSync(
     join(dir, 'targets', 'prometheus.yml'),

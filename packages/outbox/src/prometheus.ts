@@ -3,6 +3,8 @@ import type { OutboxAdmin, OutboxStatus } from './admin.ts';
 import { invalidOption } from './errors.ts';
 import type { OutboxRelay } from './relay.ts';
 
+export { type MetricsServer, type MetricsServerOptions, startMetricsServer } from './metrics-server.ts';
+
 export interface OutboxMetricsOptions {
   registry: Registry;
   /** The relay running in this process, if any. */

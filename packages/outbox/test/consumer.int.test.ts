@@ -379,6 +379,8 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
     assert.equal(sample('outbox_consumer_held_entries', 'group="g7"'), 1);
     assert.equal(sample('outbox_consumer_group_pending', labels), 1, 'v3 is pending');
     assert.equal(sample('outbox_consumer_group_lag', labels), 0, 'everything was delivered');
+    // The gauge the dead-letter page reads: it stays until the dead letters are replayed.
+    assert.equal(sample('outbox_consumer_dead_letters', labels), 2, 'both wait for a replay');
   });
 
   test('a PostgreSQL session killed under the handler spends no delivery: the event is applied later, not dead-lettered', async () => {

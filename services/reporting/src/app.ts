@@ -1,7 +1,6 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type pg from 'pg';
-import type { Registry } from 'prom-client';
 import { Type } from 'typebox';
 import { ApiError, errorBody, registerErrorHandling } from './errors.ts';
 import { authorize, type TradingKeyVerifier } from './keys.ts';
@@ -10,8 +9,6 @@ export interface AppOptions {
   /** The reporting database. */
   pool: pg.Pool;
   keys: TradingKeyVerifier;
-  /** Serves GET /metrics from this registry. */
-  registry?: Registry;
   logger?: FastifyBaseLogger;
 }
 
@@ -89,7 +86,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
   registerErrorHandling(app);
-  const { pool, keys, registry } = options;
+  const { pool, keys } = options;
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
@@ -100,11 +97,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return reply.status(503).send(errorBody('DATABASE_UNAVAILABLE', 'the database is not reachable'));
     }
   });
-  if (registry !== undefined) {
-    app.get('/metrics', async (_request, reply) =>
-      reply.type(registry.contentType).send(await registry.metrics()),
-    );
-  }
 
   app.addHook('preHandler', async (request) => {
     if (!request.url.startsWith('/v1/')) return;

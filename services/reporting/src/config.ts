@@ -9,6 +9,9 @@ export interface Config {
   host: string;
   /** HTTP port; 0 picks a free one (several processes on one host). */
   port: number;
+  /** /metrics listens here, apart from the API; 0 picks a free one (logged). */
+  metricsPort: number;
+  metricsHost: string;
   databaseUrl: string;
   redisUrl: string;
   /** Which Redis the consumer reads: REDIS_URL, or a cluster, or a Sentinel-watched primary. */
@@ -113,6 +116,9 @@ export function loadConfig(env: Env = process.env): Config {
   return {
     host: text(env, 'HOST', '0.0.0.0'),
     port: integer(env, 'REPORTING_PORT', 3001, 0, 65535),
+    // Next to the trading service's 9464 and a standalone relay's 9465 on one host.
+    metricsPort: integer(env, 'REPORTING_METRICS_PORT', 9466, 0, 65535),
+    metricsHost: text(env, 'METRICS_HOST', '127.0.0.1'),
     databaseUrl: url(
       env,
       'REPORTING_DATABASE_URL',

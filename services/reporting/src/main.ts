@@ -1,4 +1,6 @@
+import { OutboxError } from '@astra/outbox/consumer';
 import { registerConsumerMetrics } from '@astra/outbox/consumer/prometheus';
+import { startMetricsServer } from '@astra/outbox/prometheus';
 import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApp } from './app.ts';
@@ -36,9 +38,24 @@ async function main(): Promise<void> {
   consumer.on('failed', ({ eventId, error, deliveries }) =>
     logger.warn({ eventId, err: error, deliveries }, 'handler failed; will retry'),
   );
-  const app = await buildApp({ pool, keys: new TradingKeyVerifier(keysPool), registry, logger });
+  const app = await buildApp({ pool, keys: new TradingKeyVerifier(keysPool), logger });
+  const metricsServer = await startMetricsServer({
+    registry,
+    host: config.metricsHost,
+    port: config.metricsPort,
+    portName: 'REPORTING_METRICS_PORT',
+  });
   const address = await app.listen({ host: config.host, port: config.port });
-  logger.info({ address, consumer: consumer.name, group: config.group }, 'reporting service listening');
+  logger.info(
+    {
+      address,
+      metricsPort: metricsServer.port,
+      metricsHost: config.metricsHost,
+      consumer: consumer.name,
+      group: config.group,
+    },
+    'reporting service listening',
+  );
   consumer.start();
 
   let closing = false;
@@ -49,6 +66,7 @@ async function main(): Promise<void> {
     (async () => {
       await app.close();
       await consumer.stop();
+      await metricsServer.close();
       await pool.end();
       await keysPool.end();
     })().then(
@@ -67,6 +85,11 @@ main().catch((error: unknown) => {
   if (error instanceof ConfigError) {
     process.stderr.write(`invalid configuration: ${error.message}\n`);
     process.exit(2);
+  }
+  // A metrics port in use or not allowed: one line naming REPORTING_METRICS_PORT.
+  if (error instanceof OutboxError && error.field === 'REPORTING_METRICS_PORT') {
+    process.stderr.write(`failed to start: ${error.message}\n`);
+    process.exit(1);
   }
   process.stderr.write(
     `failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,

@@ -26,10 +26,23 @@ test('Redis Cluster and Sentinel are named as for the trading service', () => {
   assert.deepEqual(sentinel.redis, { sentinel: { nodes: ['s1:26379', 's2:26379'], name: 'main' } });
 });
 
+test('metrics listen apart from the API, on loopback, beside trading (9464) and a relay (9465)', () => {
+  const config = loadConfig({});
+  assert.equal(config.metricsPort, 9466);
+  assert.equal(config.metricsHost, '127.0.0.1');
+  assert.notEqual(config.metricsPort, config.port);
+  const set = loadConfig({ REPORTING_METRICS_PORT: '0', METRICS_HOST: '0.0.0.0' });
+  assert.equal(set.metricsPort, 0, '0 picks a free port');
+  assert.equal(set.metricsHost, '0.0.0.0');
+});
+
 test('an invalid value names its variable', () => {
   const bad: [Record<string, string>, string][] = [
     [{ REPORTING_PORT: '70000' }, 'REPORTING_PORT'],
     [{ REPORTING_PORT: '3001a' }, 'REPORTING_PORT'],
+    [{ REPORTING_METRICS_PORT: '65536' }, 'REPORTING_METRICS_PORT'],
+    [{ REPORTING_METRICS_PORT: '-1' }, 'REPORTING_METRICS_PORT'],
+    [{ REPORTING_METRICS_PORT: '9466 ' }, 'REPORTING_METRICS_PORT'],
     [{ REPORTING_DATABASE_URL: 'mysql://x/y' }, 'REPORTING_DATABASE_URL'],
     [{ REDIS_URL: 'not a url' }, 'REDIS_URL'],
     [{ TRADING_DATABASE_URL: 'http://x' }, 'TRADING_DATABASE_URL'],

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { OutboxAdmin, OutboxRelay, RedisStreamsPublisher } from '@astra/outbox';
-import type { OutboxConsumer } from '@astra/outbox/consumer';
+import { type OutboxConsumer, OutboxError } from '@astra/outbox/consumer';
+import { registerConsumerMetrics } from '@astra/outbox/consumer/prometheus';
+import { startMetricsServer } from '@astra/outbox/prometheus';
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
+import { Registry } from 'prom-client';
 import { createScratchDatabase, TestRedis, waitFor } from '../../../packages/outbox/test/support.ts';
 import { createApiKey } from '../../trading/src/http/auth.ts';
 import { createTestApp, type TestApp } from '../../trading/test/support.ts';
@@ -215,5 +218,40 @@ describe('reporting service: trades over the trading API end up in the ledger on
     assert.equal((await get(reporting, '/v1/accounts/dave/positions', fresh)).statusCode, 200);
     // The key lookup cannot write to the trading database.
     await assert.rejects(keysPool.query('DELETE FROM api_keys'), { code: '25006' });
+  });
+
+  test('metrics are not on the API port but on a listener of their own; a clash names the variable', async () => {
+    assert.equal((await get(reporting, '/metrics')).statusCode, 404);
+    const registry = new Registry();
+    registerConsumerMetrics({ registry, consumers });
+    const metrics = await startMetricsServer({
+      registry,
+      host: '127.0.0.1',
+      port: 0,
+      portName: 'REPORTING_METRICS_PORT',
+    });
+    try {
+      const response = await fetch(`http://127.0.0.1:${metrics.port}/metrics`);
+      assert.equal(response.status, 200);
+      const text = await response.text();
+      assert.match(text, /^outbox_consumer_group_pending\{group="reporting",stream="[^"]+"\} \d+$/m);
+      assert.match(text, /^outbox_consumer_dead_letters\{group="reporting",stream="[^"]+"\} 0$/m);
+      assert.equal((await fetch(`http://127.0.0.1:${metrics.port}/v1/accounts/alice/ledger`)).status, 404);
+      await assert.rejects(
+        startMetricsServer({
+          registry,
+          host: '127.0.0.1',
+          port: metrics.port,
+          portName: 'REPORTING_METRICS_PORT',
+        }),
+        (error: unknown) =>
+          error instanceof OutboxError &&
+          error.field === 'REPORTING_METRICS_PORT' &&
+          /^REPORTING_METRICS_PORT: 127\.0\.0\.1:\d+ is in use/.test(error.message) &&
+          !error.message.includes('\n'),
+      );
+    } finally {
+      await metrics.close();
+    }
   });
 });

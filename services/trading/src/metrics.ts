@@ -1,6 +1,11 @@
-import type { OutboxAdmin, OutboxRelay } from '@astra/outbox';
-import { registerOutboxMetrics } from '@astra/outbox/prometheus';
-import Fastify, { type FastifyInstance } from 'fastify';
+import { type OutboxAdmin, OutboxError, type OutboxRelay } from '@astra/outbox';
+import {
+  type MetricsServer,
+  type MetricsServerOptions,
+  registerOutboxMetrics,
+  startMetricsServer as startOutboxMetricsServer,
+} from '@astra/outbox/prometheus';
+import type { FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import { POSITION_UPDATED, TRADE_EXECUTED } from './trades/sql.ts';
 
@@ -70,25 +75,14 @@ export function registerHttpMetrics(app: FastifyInstance, registry: Registry): v
  * standalone relay's). Binds METRICS_HOST (127.0.0.1 by default): metrics reveal volumes and versions.
  * Returns the bound port (METRICS_PORT=0 picks a free one). A port in use is a one-line ListenError.
  */
-export async function startMetricsServer(options: {
-  registry: Registry;
-  host: string;
-  port: number;
-  health?: () => { ok: boolean; body: Record<string, unknown> };
-}): Promise<{ port: number; close(): Promise<void> }> {
-  const server = Fastify({ logger: false });
-  const { registry, health } = options;
-  server.get('/metrics', async (_request, reply) =>
-    reply.type(registry.contentType).send(await registry.metrics()),
-  );
-  if (health !== undefined) {
-    server.get('/healthz', async (_request, reply) => {
-      const state = health();
-      return reply.status(state.ok ? 200 : 503).send(state.body);
-    });
+export async function startMetricsServer(
+  options: Omit<MetricsServerOptions, 'portName'>,
+): Promise<MetricsServer> {
+  try {
+    return await startOutboxMetricsServer({ ...options, portName: 'METRICS_PORT' });
+  } catch (error) {
+    throw error instanceof OutboxError ? new ListenError(error.message, { cause: error }) : error;
   }
-  await listenOn(server, 'METRICS_PORT', options.host, options.port);
-  return { port: boundPort(server), close: () => server.close() };
 }
 
 /** A listen that failed because of its configuration: names the variable, in one line. */

@@ -164,6 +164,14 @@ export interface ConsumerOptions<Data = unknown> extends RedisTarget {
   inboxPruneIntervalMs?: number;
 }
 
+/** One stream's backlog in the consumer's group (see OutboxConsumer.groupInfo). */
+export interface GroupInfo {
+  stream: string;
+  lag: number | null;
+  pending: number;
+  deadLetters: number;
+}
+
 /** What the consumer reports; the Prometheus adapter and logs subscribe. */
 export interface ConsumerEvents {
   /**
@@ -481,16 +489,26 @@ export class OutboxConsumer<Data = unknown> extends EventEmitter<ConsumerEvents>
     this.commands.close();
   }
 
-  /** Per stream, the group's backlog: entries not yet delivered (`lag`, null when Redis cannot tell) and pending. */
-  async groupInfo(): Promise<{ stream: string; lag: number | null; pending: number }[]> {
-    const info: { stream: string; lag: number | null; pending: number }[] = [];
+  /**
+   * Per stream, the group's backlog: entries not yet delivered (`lag`, null when Redis cannot tell),
+   * pending, and dead letters waiting for a replay (the length of its dead-letter stream).
+   */
+  async groupInfo(): Promise<GroupInfo[]> {
+    const info: GroupInfo[] = [];
     for (const stream of this.options.streams) {
       const groups = (await this.commands.send(['XINFO', 'GROUPS', stream], { key: stream })) as unknown[];
       for (const group of groups) {
         const fields = fieldsOf(group);
         if (fields.name !== this.options.group) continue;
         const lag = fields.lag === undefined || fields.lag === '' ? null : Number(fields.lag);
-        info.push({ stream, lag: Number.isFinite(lag) ? lag : null, pending: Number(fields.pending ?? 0) });
+        const dead = this.options.deadLetterStream(stream, this.options.group);
+        const deadLetters = Number(await this.commands.send(['XLEN', dead], { key: dead }));
+        info.push({
+          stream,
+          lag: Number.isFinite(lag) ? lag : null,
+          pending: Number(fields.pending ?? 0),
+          deadLetters,
+        });
       }
     }
     return info;

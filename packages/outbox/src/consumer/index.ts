@@ -6,6 +6,7 @@ export {
   type ConsumerEvents,
   type ConsumerOptions,
   deadLetterStreamName,
+  type GroupInfo,
   type Handler,
   type HandlerContext,
   isTransientDatabaseError,

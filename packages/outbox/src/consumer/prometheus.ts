@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { ConsumerEvents, OutboxConsumer } from './consumer.ts';
+import type { ConsumerEvents, GroupInfo, OutboxConsumer } from './consumer.ts';
 
 /** What the adapter reads of a consumer, whatever its data type. */
 export interface MeteredConsumer {
@@ -83,11 +83,16 @@ export function registerConsumerMetrics({ registry, consumers }: ConsumerMetrics
       for (const consumer of consumers) this.inc({ group: consumer.group }, consumer.heldCount);
     },
   });
-  const backlog = (
-    name: string,
-    help: string,
-    read: (info: { lag: number | null; pending: number }) => number | null,
-  ) =>
+  // One read of Redis serves the backlog gauges of a scrape (they are collected side by side).
+  const infos = new Map<MeteredConsumer, { at: number; value: Promise<GroupInfo[]> }>();
+  const groupInfo = (consumer: MeteredConsumer) => {
+    const cached = infos.get(consumer);
+    if (cached !== undefined && Date.now() - cached.at <= 1000) return cached.value;
+    const value = consumer.groupInfo();
+    infos.set(consumer, { at: Date.now(), value });
+    return value;
+  };
+  const backlog = (name: string, help: string, read: (info: GroupInfo) => number | null) =>
     new Gauge({
       name,
       help,
@@ -97,7 +102,7 @@ export function registerConsumerMetrics({ registry, consumers }: ConsumerMetrics
         this.reset();
         for (const consumer of consumers) {
           try {
-            for (const info of await consumer.groupInfo()) {
+            for (const info of await groupInfo(consumer)) {
               const value = read(info);
               if (value !== null) this.set({ group: consumer.group, stream: info.stream }, value);
             }
@@ -116,6 +121,13 @@ export function registerConsumerMetrics({ registry, consumers }: ConsumerMetrics
     'outbox_consumer_group_pending',
     'Entries delivered to the group and not acknowledged yet (held, being applied, or on a consumer that died).',
     (info) => info.pending,
+  );
+  // A gauge, not the dead-lettered counter: a dead letter blocks its ordering key until it is replayed,
+  // through restarts, so the alert must last as long as the dead letter does.
+  backlog(
+    'outbox_consumer_dead_letters',
+    "Dead letters waiting for a replay: the length of the group's dead-letter stream of each stream.",
+    (info) => info.deadLetters,
   );
 
   for (const consumer of consumers) {
