@@ -262,6 +262,9 @@ export async function runChaos(
   let killer: pg.Client | undefined;
   /** The harness's own pool on the reporting database, for the catch-up wait and the checks. */
   let reportingPool: pg.Pool | undefined;
+  /** Each slot's replacement being started after a reportingKill (never rejects); awaited before reuse. */
+  const reportingStarts: Promise<void>[] = [];
+  const reportingStartFailures: string[] = [];
   try {
     let service: ServiceHandle = await stack.startService({ relay: options.serviceRelay });
     const relays: RelayHandle[] = [];
@@ -357,12 +360,26 @@ export async function runChaos(
       },
       reportingKill: async (rnd) => {
         const index = rnd.int(0, reporting.length - 1);
+        const down = rnd.int(0, 1500);
+        await reportingStarts[index];
         const victim = reporting[index] as ReportingHandle;
         await victim.process.kill('SIGKILL');
-        await sleep(rnd.int(0, 1500));
-        const replacement = await stack.startReporting();
-        reporting[index] = replacement;
-        return `${victim.process.name} (consumer ${victim.consumer}) SIGKILLed; ${replacement.process.name} (consumer ${replacement.consumer}) started`;
+        // The replacement starts in the background: a start takes seconds on a busy host, and the
+        // faults planned after this one must still fall inside the load.
+        reportingStarts[index] = sleep(down)
+          .then(() => stack.startReporting())
+          .then(
+            (replacement) => {
+              reporting[index] = replacement;
+              log(
+                `${replacement.process.name} (consumer ${replacement.consumer}) started for ${victim.process.name}`,
+              );
+            },
+            (error: unknown) => {
+              reportingStartFailures.push(error instanceof Error ? error.message : String(error));
+            },
+          );
+        return `${victim.process.name} (consumer ${victim.consumer}) SIGKILLed; a replacement starts in ${down} ms`;
       },
       serviceKill: async () => {
         const victim = service;
@@ -421,6 +438,9 @@ export async function runChaos(
     // Drain: the relays publish what is left (bounded).
     const drainStart = Date.now();
     const problems: string[] = [];
+    await Promise.all(reportingStarts);
+    for (const failure of reportingStartFailures)
+      problems.push(`a reporting replacement did not start: ${failure}`);
     for (const fault of faultLog) {
       if (fault.error !== undefined)
         problems.push(`fault ${fault.kind} could not be injected: ${fault.error}`);
@@ -526,6 +546,8 @@ export async function runChaos(
     http?.close();
     await killer?.end().catch(() => {});
     await reportingPool?.end().catch(() => {});
+    // A replacement still starting would spawn after the stack closed.
+    await Promise.all(reportingStarts);
     await stack.close({ keepLogs: !ok });
   }
 }
