@@ -21,7 +21,7 @@ export interface ReportingConsumerOptions {
 export function createReportingConsumer(
   options: ReportingConsumerOptions,
 ): OutboxConsumer<ReportingEvent['data']> {
-  return new OutboxConsumer<ReportingEvent['data']>({
+  const consumer: OutboxConsumer<ReportingEvent['data']> = new OutboxConsumer<ReportingEvent['data']>({
     ...options.redis,
     pool: options.pool,
     ...(options.inboxRetentionSeconds === undefined
@@ -30,7 +30,9 @@ export function createReportingConsumer(
     group: options.group,
     streams: STREAMS,
     parse: (event) => parseReportingEvent(event),
-    handler: (event, context) => applyReportingEvent(event as ReportingEvent, context),
+    // The consumer's name goes into the apply record; the handler only runs after construction.
+    handler: (event, context) => applyReportingEvent(event as ReportingEvent, context, consumer.name),
     ...options.tuning,
   });
+  return consumer;
 }

@@ -88,9 +88,14 @@ export function parseReportingEvent(event: CloudEvent): ReportingEvent {
 /**
  * Applies one event inside the consumer's inbox transaction. The consumer has already ordered
  * position_updated events by version per position (subject, data.version); the upsert checks that the
- * version follows the stored one and fails loudly otherwise.
+ * version follows the stored one and fails loudly otherwise. Each applied version is recorded with the
+ * name of the consumer that applied it (`position_applies`).
  */
-export async function applyReportingEvent(event: ReportingEvent, { db }: HandlerContext): Promise<void> {
+export async function applyReportingEvent(
+  event: ReportingEvent,
+  { db }: HandlerContext,
+  consumer: string,
+): Promise<void> {
   if (event.type === TRADE_EXECUTED) {
     // No ON CONFLICT: the inbox applies each event once, and a second insert of a trade would be a bug
     // to see (the handler fails, the event is retried and dead-lettered), not to hide.
@@ -129,4 +134,10 @@ export async function applyReportingEvent(event: ReportingEvent, { db }: Handler
   const row = result.rows[0];
   if (row === undefined || (row.inserted && p.version !== 1))
     throw new Error(`position ${event.subject}: version ${p.version} does not follow the view's version`);
+  await db.query({
+    name: 'position_apply_record',
+    text: `INSERT INTO position_applies (account_id, symbol, version, consumer, event_id)
+           VALUES ($1, $2, $3, $4, $5)`,
+    values: [p.accountId, p.symbol, p.version, consumer, event.id],
+  });
 }

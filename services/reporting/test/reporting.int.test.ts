@@ -170,6 +170,20 @@ describe('reporting service: trades over the trading API end up in the ledger on
       [POSITION_UPDATED],
     );
     assert.equal(stale.rows[0]?.n, ACCOUNTS.length * SYMBOLS.length * 6, 'each position event recorded once');
+    // The apply record: per position, versions 1..6 in apply order, each once, by the two consumers.
+    const applies = await pool.query<{ position: string; versions: string[]; consumers: string[] }>(
+      `SELECT account_id || ':' || symbol AS position, array_agg(version::text ORDER BY seq) AS versions,
+              array_agg(DISTINCT consumer) AS consumers
+       FROM position_applies GROUP BY account_id, symbol`,
+    );
+    assert.equal(applies.rows.length, ACCOUNTS.length * SYMBOLS.length);
+    for (const row of applies.rows) {
+      assert.deepEqual(row.versions, ['1', '2', '3', '4', '5', '6'], row.position);
+      assert.ok(
+        row.consumers.every((name) => name === 'one' || name === 'two'),
+        row.consumers.join(),
+      );
+    }
   });
 
   test('a ledger entry has the trade shape with exact decimals', async () => {

@@ -37,7 +37,36 @@ function assertSound(summary: ChaosSummary, trades: number): void {
   assert.ok(summary.trades.inDatabase <= summary.trades.accepted + summary.trades.unknownTotal, context);
 }
 
-test('chaos: 5,000 trades while relays, Redis, the service and their database sessions are killed lose, duplicate and reorder nothing', {
+/**
+ * Reporting, after catching up, equals trading: every position (quantity, average price, version), every
+ * trade in the ledger once, and per position each version applied in its turn, by several consumers.
+ */
+function assertReportingSound(summary: ChaosSummary, consumers: number): void {
+  const context = replay(summary);
+  const reporting = summary.reporting;
+  assert.ok(reporting !== undefined, context);
+  assert.equal(reporting.consumers, consumers, context);
+  const failures = [
+    'positionsDiffering',
+    'ledgerMissing',
+    'ledgerDuplicated',
+    'ledgerWrong',
+    'appliedOutOfTurn',
+    'applyRecordIncomplete',
+  ] as const;
+  assert.deepEqual(
+    Object.fromEntries(failures.map((name) => [name, reporting[name]])),
+    Object.fromEntries(failures.map((name) => [name, 0])),
+    context,
+  );
+  // One ledger row and one applied version per committed trade.
+  assert.equal(reporting.ledgerRows, summary.trades.inDatabase, context);
+  assert.equal(reporting.applies, summary.trades.inDatabase, context);
+  // The work was shared, and killed consumers' replacements took part (each start is a new name).
+  assert.ok(reporting.consumersApplying >= 2, `${reporting.consumersApplying} consumers applied; ${context}`);
+}
+
+test('chaos: 5,000 trades while relays, Redis, the service, reporting consumers and their database sessions are killed lose, duplicate and reorder nothing; reporting ends equal to trading', {
   // Bounded: the load stops at its deadline and the drain at its timeout; this is the backstop.
   timeout: 15 * 60_000,
 }, async (t) => {
@@ -49,7 +78,8 @@ test('chaos: 5,000 trades while relays, Redis, the service and their database se
     accounts: 40,
     symbols: 10,
     relays: 2,
-    faults: { relayKill: 3, redisKill: 1, pgTerminate: 2, serviceKill: 1 },
+    reportingConsumers: 3,
+    faults: { relayKill: 3, redisKill: 1, pgTerminate: 2, serviceKill: 1, reportingKill: 3 },
     drainTimeoutSeconds: 300,
     seed: SEED,
     log: (line) => lines.push(line),
@@ -83,6 +113,7 @@ test('chaos: 5,000 trades while relays, Redis, the service and their database se
   assert.ok(summary.trades.inDatabase <= summary.trades.accepted + summary.trades.unknownTotal);
   assert.equal(summary.ok, true);
   assertSound(summary, 5000);
+  assertReportingSound(summary, 3);
   // Every planned fault fired (they follow the load's progress, so a slow host cannot skip them).
   assert.deepEqual(
     {
@@ -90,40 +121,48 @@ test('chaos: 5,000 trades while relays, Redis, the service and their database se
       redisKill: summary.faults.redisKill,
       pgTerminate: summary.faults.pgTerminate,
       serviceKill: summary.faults.serviceKill,
+      reportingKill: summary.faults.reportingKill,
     },
-    { relayKill: 3, redisKill: 1, pgTerminate: 2, serviceKill: 1 },
+    { relayKill: 3, redisKill: 1, pgTerminate: 2, serviceKill: 1, reportingKill: 3 },
   );
 });
 
 // The other setups, smaller: each proves its own path (the relay inside the service, woken by the
 // service's own trades and killed with it; relays that delete what they publish; a Redis that keeps
-// nothing on disk; relays frozen and woken) under the same faults.
+// nothing on disk, with reporting consumers that recreate their group from 0 and rely on their inbox;
+// relays frozen and woken) under the same faults. Reporting runs where it adds a path (volatile Redis)
+// and not elsewhere, to keep CI time.
 const MODE_RUNS = [
   {
     mode: 'service-relay',
-    faults: { relayKill: 1, redisKill: 1, pgTerminate: 1, serviceKill: 2, relayFreeze: 0 },
+    reportingConsumers: 0,
+    faults: { relayKill: 1, redisKill: 1, pgTerminate: 1, serviceKill: 2, relayFreeze: 0, reportingKill: 0 },
   },
   {
     mode: 'delete-published',
-    faults: { relayKill: 2, redisKill: 1, pgTerminate: 1, serviceKill: 1, relayFreeze: 0 },
+    reportingConsumers: 0,
+    faults: { relayKill: 2, redisKill: 1, pgTerminate: 1, serviceKill: 1, relayFreeze: 0, reportingKill: 0 },
   },
   {
     mode: 'volatile-redis',
-    faults: { relayKill: 1, redisKill: 2, pgTerminate: 1, serviceKill: 1, relayFreeze: 0 },
+    reportingConsumers: 2,
+    faults: { relayKill: 1, redisKill: 2, pgTerminate: 1, serviceKill: 1, relayFreeze: 0, reportingKill: 1 },
   },
   {
     // One freeze with the sessions ended meanwhile, one with the session left open past the stall timeout.
     mode: 'standalone-relays',
-    faults: { relayKill: 1, redisKill: 0, pgTerminate: 0, serviceKill: 0, relayFreeze: 2 },
+    reportingConsumers: 0,
+    faults: { relayKill: 1, redisKill: 0, pgTerminate: 0, serviceKill: 0, relayFreeze: 2, reportingKill: 0 },
     durationSeconds: 45,
   },
 ] as const;
 
 for (const run of MODE_RUNS) {
-  const { mode, faults } = run;
+  const { mode, faults, reportingConsumers } = run;
   const durationSeconds = 'durationSeconds' in run ? run.durationSeconds : 20;
   const name = faults.relayFreeze > 0 ? `${mode}, frozen relays` : mode;
-  test(`chaos, ${name}: 1,500 trades under faults lose, duplicate and reorder nothing`, {
+  const reportingTitle = reportingConsumers > 0 ? '; reporting ends equal to trading' : '';
+  test(`chaos, ${name}: 1,500 trades under faults lose, duplicate and reorder nothing${reportingTitle}`, {
     timeout: 10 * 60_000,
   }, async (t) => {
     const lines: string[] = [];
@@ -135,6 +174,7 @@ for (const run of MODE_RUNS) {
       concurrency: 8,
       accounts: 20,
       symbols: 5,
+      reportingConsumers,
       faults,
       drainTimeoutSeconds: 300,
       seed: SEED,
@@ -152,10 +192,13 @@ for (const run of MODE_RUNS) {
         pgTerminate: summary.faults.pgTerminate,
         serviceKill: summary.faults.serviceKill,
         relayFreeze: summary.faults.relayFreeze,
+        reportingKill: summary.faults.reportingKill,
       },
       faults,
       replay(summary),
     );
+    if (reportingConsumers > 0) assertReportingSound(summary, reportingConsumers);
+    else assert.equal(summary.reporting, undefined);
     // A relay frozen with its session open held its partitions for the stall timeout, not longer
     // (plus a rebalance, a claim and the load's own pace: generous, it is a bound, not a timing).
     if (faults.relayFreeze > 1)

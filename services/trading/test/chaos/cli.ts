@@ -26,11 +26,13 @@ const USAGE = `usage: npm run chaos -- [options]
   --service-relay       the service runs the relay inside its process too (RELAY_ENABLED=true)
   --delete-published    relays delete events as they publish them (OUTBOX_DELETE_PUBLISHED=true)
   --volatile-redis      Redis keeps nothing on disk: each Redis kill loses the streams
+  --reporting N         reporting service processes consuming the streams, checked after (default ${d.reportingConsumers})
   --relay-kills N       relay SIGKILLs (default ${d.faults.relayKill})
   --redis-kills N       redis-server SIGKILLs and restarts (default ${d.faults.redisKill})
   --pg-terminations N   rounds of pg_terminate_backend (default ${d.faults.pgTerminate})
   --service-kills N     service SIGKILLs and restarts (default ${d.faults.serviceKill})
   --relay-freezes N     relay SIGSTOP/SIGCONT, with its sessions ended or left open (default ${d.faults.relayFreeze})
+  --reporting-kills N   reporting process SIGKILLs and restarts (default ${d.faults.reportingKill})
   --retries N           retries of an idempotent trade after an unknown outcome (default ${d.retries})
   --drain-timeout S     longest wait for the outbox to drain after the load (default ${d.drainTimeoutSeconds})
   --seed N              seed of the trade and fault plan (default: random, printed)
@@ -47,6 +49,7 @@ const INTEGER_OPTIONS = {
   accounts: 'accounts',
   symbols: 'symbols',
   relays: 'relays',
+  reporting: 'reportingConsumers',
   retries: 'retries',
   'drain-timeout': 'drainTimeoutSeconds',
   seed: 'seed',
@@ -58,6 +61,7 @@ const FAULT_OPTIONS = {
   'pg-terminations': 'pgTerminate',
   'service-kills': 'serviceKill',
   'relay-freezes': 'relayFreeze',
+  'reporting-kills': 'reportingKill',
 } as const satisfies Record<string, keyof FaultCounts>;
 
 function wholeNumber(name: string, raw: string): number {
@@ -125,6 +129,7 @@ function format(summary: ChaosSummary): string {
   const t = summary.trades;
   const e = summary.events;
   const f = summary.faults;
+  const r = summary.reporting;
   const counts = (record: Record<string, number>) =>
     Object.keys(record).length === 0
       ? ''
@@ -139,8 +144,14 @@ function format(summary: ChaosSummary): string {
     `events     outbox ${e.outbox}, published (stream entries) ${e.published}, pending ${e.pending}, failed ${e.failed}`,
     `           lost ${e.lost}, duplicated ${e.duplicated}, out of order ${e.outOfOrder}, gaps ${e.gaps}, orphans ${e.orphans}`,
     `           wrong positions ${e.wrongPositions}, oversold ${e.oversold}, 5xx outside faults ${e.serverErrorsOutsideFaults}`,
-    `faults     relay SIGKILL ${f.relayKill}, redis SIGKILL ${f.redisKill}, pg_terminate_backend rounds ${f.pgTerminate} (${f.pgBackendsTerminated} sessions), service SIGKILL ${f.serviceKill}, relay freezes ${f.relayFreeze} (oldest pending while frozen ${f.frozenMaxPendingSeconds.toFixed(1)} s)`,
-    `seconds    load ${summary.seconds.load.toFixed(1)}, drain ${summary.seconds.drain.toFixed(1)}, total ${summary.seconds.total.toFixed(1)}`,
+    ...(r === undefined
+      ? []
+      : [
+          `reporting  ${r.consumers} consumers; positions ${r.positions}, ledger rows ${r.ledgerRows}, applies ${r.applies} by ${r.consumersApplying} consumer names`,
+          `           positions differing ${r.positionsDiffering}, ledger missing ${r.ledgerMissing}, twice ${r.ledgerDuplicated}, wrong ${r.ledgerWrong}; applied out of turn ${r.appliedOutOfTurn}, apply record incomplete ${r.applyRecordIncomplete}`,
+        ]),
+    `faults     relay SIGKILL ${f.relayKill}, redis SIGKILL ${f.redisKill}, pg_terminate_backend rounds ${f.pgTerminate} (${f.pgBackendsTerminated} sessions), service SIGKILL ${f.serviceKill}, relay freezes ${f.relayFreeze} (oldest pending while frozen ${f.frozenMaxPendingSeconds.toFixed(1)} s), reporting SIGKILL ${f.reportingKill}`,
+    `seconds    load ${summary.seconds.load.toFixed(1)}, drain ${summary.seconds.drain.toFixed(1)}, reporting catch-up ${summary.seconds.catchUp.toFixed(1)}, total ${summary.seconds.total.toFixed(1)}`,
     ...(summary.problems.length === 0
       ? ['checks     all held']
       : summary.problems.map((p) => `PROBLEM    ${p}`)),

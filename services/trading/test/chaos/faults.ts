@@ -5,13 +5,23 @@ import type { Random } from './random.ts';
  * The faults of a chaos run, injected one at a time at random moments of the load:
  * - relayKill: SIGKILL a relay process (mid-batch, between XADD and mark, wherever it is), restart it;
  * - redisKill: SIGKILL redis-server, keep it down a moment, restart it on the same port;
- * - pgTerminate: pg_terminate_backend on every session of the test database (service pool, relays);
+ * - pgTerminate: pg_terminate_backend on every session of the test databases (service pool, relays,
+ *   and the reporting database's sessions when reporting consumers run);
  * - serviceKill: SIGKILL the service process mid-request, restart it on the same port;
  * - relayFreeze: SIGSTOP a relay (a GC pause, a paused VM), then SIGCONT it after longer than the
  *   dedupe journal's confirmation delay; in turns with its database sessions ended meanwhile, or
- *   left open for longer than the stall timeout, so another relay has to end them itself.
+ *   left open for longer than the stall timeout, so another relay has to end them itself;
+ * - reportingKill: SIGKILL a reporting consumer process (mid-apply, holding pending entries), restart it
+ *   under a new consumer name; the others claim what it held once idle long enough.
  */
-export const FAULT_KINDS = ['relayKill', 'redisKill', 'pgTerminate', 'serviceKill', 'relayFreeze'] as const;
+export const FAULT_KINDS = [
+  'relayKill',
+  'redisKill',
+  'pgTerminate',
+  'serviceKill',
+  'relayFreeze',
+  'reportingKill',
+] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export type FaultCounts = Record<FaultKind, number>;

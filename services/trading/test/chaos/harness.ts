@@ -2,7 +2,7 @@ import pg from 'pg';
 import { createApiKey } from '../../src/http/auth.ts';
 import { HttpClient } from '../e2e/http.ts';
 import { sleep, waitFor } from '../e2e/processes.ts';
-import { type RelayHandle, type ServiceHandle, Stack } from '../e2e/stack.ts';
+import { type RelayHandle, type ReportingHandle, type ServiceHandle, Stack } from '../e2e/stack.ts';
 import {
   FAULT_KINDS,
   type FaultActions,
@@ -14,12 +14,13 @@ import {
 } from './faults.ts';
 import { type LoadResult, runLoad, type Trader } from './load.ts';
 import { Random } from './random.ts';
-import { verifyRun } from './verify.ts';
+import { type ReportingVerification, verifyRun } from './verify.ts';
 
 /**
- * The chaos run: the real service and standalone relays as OS processes, a throwaway redis-server with
- * an fsynced append-only file, a fresh database; a bounded, paced load of trades over HTTP while faults
- * hit every part; then a bounded drain and the checks of verify.ts. Everything it starts is stopped and
+ * The chaos run: the real service, standalone relays and reporting consumers as OS processes, a
+ * throwaway redis-server with an fsynced append-only file, fresh databases; a bounded, paced load of
+ * trades over HTTP while faults hit every part; then a bounded drain, a bounded wait for reporting to
+ * catch up, and the checks of verify.ts. Everything it starts is stopped and
  * the database dropped, whatever happens.
  *
  * How the system under test is set up is a set of independent options (where relays run, whether they
@@ -54,6 +55,11 @@ export interface ChaosOptions {
    * and publish the lost events again from the outbox. @defaultValue false (an fsynced append-only file)
    */
   volatileRedis: boolean;
+  /**
+   * Reporting service processes (`npm run reporting`) consuming the run's streams into their own
+   * database, one consumer group; checked against the trading database after the run. @defaultValue 2
+   */
+  reportingConsumers: number;
   faults: FaultCounts;
   /** Extra tries of an idempotent trade after an unknown outcome. */
   retries: number;
@@ -71,6 +77,7 @@ export const DEFAULT_FAULTS: FaultCounts = {
   pgTerminate: 2,
   serviceKill: 1,
   relayFreeze: 0,
+  reportingKill: 2,
 };
 
 /** The relays' stall timeout in chaos runs: the least the relay accepts with its default backoff. */
@@ -88,6 +95,7 @@ export const DEFAULT_CHAOS_OPTIONS: Omit<ChaosOptions, 'seed' | 'log'> = {
   serviceRelay: false,
   deletePublished: false,
   volatileRedis: false,
+  reportingConsumers: 2,
   faults: DEFAULT_FAULTS,
   retries: 4,
   requestTimeoutMs: 10_000,
@@ -102,6 +110,7 @@ export const OPTION_LIMITS = {
   accounts: [1, 10_000],
   symbols: [1, 500],
   relays: [0, 8],
+  reportingConsumers: [0, 4],
   retries: [0, 10],
   requestTimeoutMs: [100, 120_000],
   drainTimeoutSeconds: [1, 3600],
@@ -139,6 +148,9 @@ export function resolveChaosOptions(
   }
   if (resolved.faults.relayFreeze > 0 && resolved.relays + (resolved.serviceRelay ? 1 : 0) < 2) {
     throw new RangeError('faults.relayFreeze needs a second relay to take over (relays >= 2)');
+  }
+  if (resolved.reportingConsumers === 0 && resolved.faults.reportingKill > 0) {
+    throw new RangeError('faults.reportingKill needs reporting consumers (reportingConsumers >= 1)');
   }
   if (!Number.isInteger(resolved.seed) || resolved.seed < 0 || resolved.seed >= 2 ** 32) {
     throw new RangeError(`seed must be a whole number from 0 to ${2 ** 32 - 1}, got ${resolved.seed}`);
@@ -203,7 +215,10 @@ export interface ChaosSummary {
     frozenMaxPendingSeconds: number;
   };
   faultLog: FaultRecord[];
-  seconds: { load: number; drain: number; total: number };
+  /** The reporting service's view against the trading database (when reporting consumers ran). */
+  reporting?: ReportingVerification & { consumers: number };
+  /** catchUp: the wait, after the drain, until reporting had applied everything. */
+  seconds: { load: number; drain: number; catchUp: number; total: number };
   problems: string[];
   /** Where the processes' logs were kept (only when the run failed). */
   logs?: string;
@@ -245,10 +260,26 @@ export async function runChaos(
   let ok = false;
   let http: HttpClient | undefined;
   let killer: pg.Client | undefined;
+  /** The harness's own pool on the reporting database, for the catch-up wait and the checks. */
+  let reportingPool: pg.Pool | undefined;
+  /** Each slot's replacement being started after a reportingKill (never rejects); awaited before reuse. */
+  const reportingStarts: Promise<void>[] = [];
+  const reportingStartFailures: string[] = [];
   try {
     let service: ServiceHandle = await stack.startService({ relay: options.serviceRelay });
     const relays: RelayHandle[] = [];
     for (let i = 0; i < options.relays; i++) relays.push(await stack.startRelay());
+    const reporting: ReportingHandle[] = [];
+    for (let i = 0; i < options.reportingConsumers; i++) reporting.push(await stack.startReporting());
+    const reportingUrl = options.reportingConsumers > 0 ? await stack.reportingDatabaseUrl() : undefined;
+    if (reportingUrl !== undefined) {
+      reportingPool = new pg.Pool({
+        connectionString: reportingUrl,
+        max: 2,
+        application_name: 'chaos-harness',
+      });
+      reportingPool.on('error', () => {});
+    }
 
     // The admin key through the CLI as a user makes one; the accounts' keys straight in the database
     // (one CLI process per account would cost seconds each on this machine).
@@ -269,10 +300,12 @@ export async function runChaos(
     await killer.connect();
     let backendsTerminated = 0;
     const terminator = killer;
+    const reportingDatabase = reportingUrl === undefined ? '' : new URL(reportingUrl).pathname.slice(1);
     const terminateAll = async () => {
       const result = await terminator.query<{ terminated: number }>(
         `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS terminated
-         FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+         FROM pg_stat_activity WHERE datname IN (current_database(), $1) AND pid <> pg_backend_pid()`,
+        [reportingDatabase],
       );
       const terminated = result.rows[0]?.terminated ?? 0;
       backendsTerminated += terminated;
@@ -324,6 +357,29 @@ export async function runChaos(
         } finally {
           victim.process.signalGroup('SIGCONT');
         }
+      },
+      reportingKill: async (rnd) => {
+        const index = rnd.int(0, reporting.length - 1);
+        const down = rnd.int(0, 1500);
+        await reportingStarts[index];
+        const victim = reporting[index] as ReportingHandle;
+        await victim.process.kill('SIGKILL');
+        // The replacement starts in the background: a start takes seconds on a busy host, and the
+        // faults planned after this one must still fall inside the load.
+        reportingStarts[index] = sleep(down)
+          .then(() => stack.startReporting())
+          .then(
+            (replacement) => {
+              reporting[index] = replacement;
+              log(
+                `${replacement.process.name} (consumer ${replacement.consumer}) started for ${victim.process.name}`,
+              );
+            },
+            (error: unknown) => {
+              reportingStartFailures.push(error instanceof Error ? error.message : String(error));
+            },
+          );
+        return `${victim.process.name} (consumer ${victim.consumer}) SIGKILLed; a replacement starts in ${down} ms`;
       },
       serviceKill: async () => {
         const victim = service;
@@ -382,6 +438,9 @@ export async function runChaos(
     // Drain: the relays publish what is left (bounded).
     const drainStart = Date.now();
     const problems: string[] = [];
+    await Promise.all(reportingStarts);
+    for (const failure of reportingStartFailures)
+      problems.push(`a reporting replacement did not start: ${failure}`);
     for (const fault of faultLog) {
       if (fault.error !== undefined)
         problems.push(`fault ${fault.kind} could not be injected: ${fault.error}`);
@@ -392,6 +451,7 @@ export async function runChaos(
         problems.push(`${kind}: ${injected} of ${options.faults[kind]} injected`);
     }
     if (load.notSent > 0) problems.push(`${load.notSent} trades not sent (deadline, crash or interrupt)`);
+    let drained = false;
     try {
       if (stopped()) throw new Error('no drain: the run was stopped');
       await waitFor(
@@ -414,11 +474,31 @@ export async function runChaos(
           options.drainTimeoutSeconds * 1000,
           250,
         );
+      drained = true;
     } catch (error) {
       problems.push(error instanceof Error ? error.message : String(error));
     }
     const drainSeconds = (Date.now() - drainStart) / 1000;
-    log(`drain done in ${drainSeconds.toFixed(1)} s; checking`);
+    log(`drain done in ${drainSeconds.toFixed(1)} s`);
+
+    // Reporting catches up: entries a killed consumer held are claimed only once idle (30 s by
+    // default), and later versions of their positions wait for them. Bounded like the drain.
+    const catchUpStart = Date.now();
+    if (reportingPool !== undefined && drained) {
+      const pool = reportingPool;
+      await waitFor(
+        'reporting caught up',
+        async () => {
+          if (stopped()) throw new Error('aborted');
+          return reportingCaughtUp(stack.db.pool, pool);
+        },
+        options.drainTimeoutSeconds * 1000,
+        500,
+      ).catch((error: unknown) => problems.push(error instanceof Error ? error.message : String(error)));
+    }
+    const catchUpSeconds = (Date.now() - catchUpStart) / 1000;
+    if (reportingPool !== undefined) log(`reporting caught up in ${catchUpSeconds.toFixed(1)} s`);
+    log('checking');
 
     for (const crash of stack.crashes) problems.push(crash);
     const unknownTotal = total(load.unknown);
@@ -430,6 +510,7 @@ export async function runChaos(
         end: loadStart + fault.startedMs + fault.tookMs,
       })),
       deletePublished: options.deletePublished,
+      ...(reportingPool === undefined ? {} : { reportingPool }),
     });
     problems.push(...verification.problems);
     ok = problems.length === 0;
@@ -450,6 +531,7 @@ export async function runChaos(
       {
         load: loadSeconds,
         drain: drainSeconds,
+        catchUp: catchUpSeconds,
         total: (Date.now() - began) / 1000,
       },
       problems,
@@ -463,6 +545,9 @@ export async function runChaos(
   } finally {
     http?.close();
     await killer?.end().catch(() => {});
+    await reportingPool?.end().catch(() => {});
+    // A replacement still starting would spawn after the stack closed.
+    await Promise.all(reportingStarts);
     await stack.close({ keepLogs: !ok });
   }
 }
@@ -483,6 +568,32 @@ async function streamsInStep(stack: Stack): Promise<boolean> {
     states.set(stream, state);
   }
   return rows.every((row) => states.get(row.stream)?.get(`m${row.partition_no}`) === row.last_entry_id);
+}
+
+/**
+ * True once reporting holds as many ledger rows as trading has trades and its positions add up to the
+ * same versions: every event applied (reporting can only hold what trading published, so equal totals
+ * mean equal views unless something is wrong, which the checks then show in detail).
+ */
+async function reportingCaughtUp(trading: pg.Pool, reporting: pg.Pool): Promise<boolean> {
+  // `trades` in trading, `ledger` in reporting: a fixed table name, never a value.
+  const totals = (trades: 'trades' | 'ledger') =>
+    `SELECT (SELECT count(*) FROM positions)::int AS positions,
+            (SELECT coalesce(sum(version), 0) FROM positions)::text AS versions,
+            (SELECT count(*) FROM ${trades})::int AS trades`;
+  type Totals = { positions: number; versions: string; trades: number };
+  const [want, have] = await Promise.all([
+    trading.query<Totals>(totals('trades')),
+    reporting.query<Totals>(totals('ledger')),
+  ]);
+  const [a, b] = [want.rows[0], have.rows[0]];
+  return (
+    a !== undefined &&
+    b !== undefined &&
+    a.positions === b.positions &&
+    a.versions === b.versions &&
+    a.trades === b.trades
+  );
 }
 
 function summarize(
@@ -537,6 +648,9 @@ function summarize(
     },
     faults: { ...faults, pgBackendsTerminated, frozenMaxPendingSeconds },
     faultLog,
+    ...(verification.reporting === undefined
+      ? {}
+      : { reporting: { consumers: options.reportingConsumers, ...verification.reporting } }),
     seconds,
     problems,
     ...(logs === undefined ? {} : { logs }),

@@ -36,8 +36,30 @@ export interface Verification {
   oversold: number;
   /** 5xx answers to requests that overlapped no fault (with its grace period). */
   serverErrorsOutsideFaults: number;
+  /** The reporting service's view, when the run had reporting consumers. */
+  reporting?: ReportingVerification;
   /** Human-readable failed checks, with examples. */
   problems: string[];
+}
+
+export interface ReportingVerification {
+  positions: number;
+  ledgerRows: number;
+  applies: number;
+  /** Distinct consumer names in the apply record (each restart is a new name). */
+  consumersApplying: number;
+  /** Positions whose quantity, average price or version differs from the trading service's (or that only one side has). */
+  positionsDiffering: number;
+  /** Trades in the trading database with no ledger row. */
+  ledgerMissing: number;
+  /** Ledger rows beyond the first for one trade. */
+  ledgerDuplicated: number;
+  /** Ledger rows of no trade, or whose content differs from their trade. */
+  ledgerWrong: number;
+  /** Applies not at their turn: the i-th apply of a position (in apply order) was not version i. */
+  appliedOutOfTurn: number;
+  /** Positions whose apply record does not run 1..their reporting version. */
+  applyRecordIncomplete: number;
 }
 
 export interface TradeRow {
@@ -58,6 +80,33 @@ export interface PositionRow {
   quantity: string;
   average_price: string;
   version: number;
+}
+
+/** A row of the reporting service's ledger (decimals as trim_scale(x)::text). */
+export interface LedgerRow {
+  trade_id: string;
+  account_id: string;
+  symbol: string;
+  side: string;
+  quantity: string;
+  price: string;
+  position_version: number;
+}
+
+/** One applied position version, from reporting's position_applies. */
+export interface ApplyRow {
+  account_id: string;
+  symbol: string;
+  version: number;
+  consumer: string;
+}
+
+/** What the reporting service holds after a run. */
+export interface ReportingRecord {
+  positions: readonly PositionRow[];
+  ledger: readonly LedgerRow[];
+  /** Every apply, in apply order (position_applies.seq). */
+  applies: readonly ApplyRow[];
 }
 
 export interface OutboxRow {
@@ -100,6 +149,8 @@ export interface RunRecord {
    * and what they must hold is derived from the trades. @defaultValue false
    */
   deletePublished?: boolean;
+  /** The reporting service's view, checked against the trading database. @defaultValue none */
+  reporting?: ReportingRecord;
 }
 
 /** Options of a real run's check beyond what the database and Redis hold. */
@@ -107,6 +158,27 @@ export interface VerifyOptions {
   serverErrors?: readonly ServerError[];
   faultWindows?: readonly FaultWindow[];
   deletePublished?: boolean;
+  /** The reporting service's database, when the run had reporting consumers. */
+  reportingPool?: pg.Pool;
+}
+
+/** Positions as exact decimal text; the same query reads the trading and the reporting database. */
+const POSITIONS_SQL = `SELECT account_id, symbol, trim_scale(quantity)::text AS quantity,
+  trim_scale(average_price)::text AS average_price, version::int FROM positions`;
+
+/** Reads what the reporting service holds, for checkRun. */
+export async function readReporting(pool: pg.Pool): Promise<ReportingRecord> {
+  const [positions, ledger, applies] = await Promise.all([
+    pool.query<PositionRow>(POSITIONS_SQL),
+    pool.query<LedgerRow>(
+      `SELECT trade_id::text, account_id, symbol, side, trim_scale(quantity)::text AS quantity,
+              trim_scale(price)::text AS price, position_version::int FROM ledger`,
+    ),
+    pool.query<ApplyRow>(
+      'SELECT account_id, symbol, version::int, consumer FROM position_applies ORDER BY seq',
+    ),
+  ]);
+  return { positions: positions.rows, ledger: ledger.rows, applies: applies.rows };
 }
 
 /** Units of 10^-8, signed: a doctored or broken position may hold a negative quantity. */
@@ -162,15 +234,13 @@ export async function verifyRun(
       `SELECT id::text, account_id, symbol, side, trim_scale(quantity)::text AS quantity,
               trim_scale(price)::text AS price, position_version::int FROM trades`,
     ),
-    pool.query<PositionRow>(
-      `SELECT account_id, symbol, trim_scale(quantity)::text AS quantity,
-              trim_scale(average_price)::text AS average_price, version::int FROM positions`,
-    ),
+    pool.query<PositionRow>(POSITIONS_SQL),
     pool.query<OutboxRow>(
       'SELECT event_id::text, event_type, aggregate_id, status, stream_entry_id, payload FROM event_outbox ORDER BY id',
     ),
   ]);
   const streams = await readStreams(redisUrl, [TRADE_EXECUTED, POSITION_UPDATED]);
+  const { reportingPool, ...rest } = options;
   return checkRun({
     trades: trades.rows,
     positions: positions.rows,
@@ -178,7 +248,8 @@ export async function verifyRun(
     streams,
     accepted,
     unknownOutcomes,
-    ...options,
+    ...rest,
+    ...(reportingPool === undefined ? {} : { reporting: await readReporting(reportingPool) }),
   });
 }
 
@@ -522,6 +593,10 @@ export function checkRun(run: RunRecord): Verification {
   ]) {
     finding.report(problems);
   }
+  const reporting =
+    run.reporting === undefined
+      ? undefined
+      : checkReporting(run.trades, run.positions, run.reporting, problems);
 
   return {
     tradesInDatabase: trades.rows.length,
@@ -537,6 +612,102 @@ export function checkRun(run: RunRecord): Verification {
     wrongPositions: wrongPositions.count + wrongAmounts.count,
     oversold: oversold.count,
     serverErrorsOutsideFaults: serverErrorsOutside.count,
+    ...(reporting === undefined ? {} : { reporting }),
     problems,
+  };
+}
+
+/**
+ * The reporting service against the trading database: every position equal (quantity, average price,
+ * version, as exact decimal text), every trade in the ledger exactly once and as traded, and per
+ * position the versions applied in apply order exactly 1, 2, 3, ... up to the view's version.
+ */
+export function checkReporting(
+  trades: readonly TradeRow[],
+  positions: readonly PositionRow[],
+  reporting: ReportingRecord,
+  problems: string[],
+): ReportingVerification {
+  const differing = new Finding('reporting positions that differ from the trading positions');
+  const reported = new Map(reporting.positions.map((row) => [positionKey(row.account_id, row.symbol), row]));
+  for (const position of positions) {
+    const key = positionKey(position.account_id, position.symbol);
+    const view = reported.get(key);
+    reported.delete(key);
+    const show = (row: PositionRow) => `${row.quantity} @ ${row.average_price} v${row.version}`;
+    if (view === undefined) differing.add(`${key}: trading ${show(position)}, reporting none`);
+    else if (
+      view.quantity !== position.quantity ||
+      view.average_price !== position.average_price ||
+      view.version !== position.version
+    )
+      differing.add(`${key}: trading ${show(position)}, reporting ${show(view)}`);
+  }
+  for (const [key, view] of reported)
+    differing.add(
+      `${key}: trading none, reporting ${view.quantity} @ ${view.average_price} v${view.version}`,
+    );
+
+  const ledgerOf = new Map<string, LedgerRow[]>();
+  for (const row of reporting.ledger)
+    ledgerOf.set(row.trade_id, [...(ledgerOf.get(row.trade_id) ?? []), row]);
+  const missing = new Finding('trades missing from the reporting ledger');
+  const duplicated = new Finding('trades in the reporting ledger more than once');
+  const wrong = new Finding('reporting ledger rows of no trade or unlike their trade');
+  for (const trade of trades) {
+    const rows = ledgerOf.get(trade.id) ?? [];
+    ledgerOf.delete(trade.id);
+    const [row] = rows;
+    if (row === undefined) {
+      missing.add(trade.id);
+      continue;
+    }
+    if (rows.length > 1) duplicated.add(`${trade.id} x${rows.length}`, rows.length - 1);
+    if (
+      row.account_id !== trade.account_id ||
+      row.symbol !== trade.symbol ||
+      row.side !== trade.side ||
+      units(row.quantity) !== units(trade.quantity) ||
+      units(row.price) !== units(trade.price) ||
+      row.position_version !== trade.position_version
+    )
+      wrong.add(`${trade.id}: ledger ${row.side} ${row.quantity} @ ${row.price} v${row.position_version}`);
+  }
+  for (const [id, rows] of ledgerOf) wrong.add(`${id}: no such trade`, rows.length);
+
+  const appliesOf = new Map<string, ApplyRow[]>();
+  for (const apply of reporting.applies) {
+    const key = positionKey(apply.account_id, apply.symbol);
+    appliesOf.set(key, [...(appliesOf.get(key) ?? []), apply]);
+  }
+  const outOfTurn = new Finding(
+    'position versions applied out of turn (the i-th apply of a position not version i)',
+  );
+  for (const [key, applies] of appliesOf) {
+    applies.forEach((apply, i) => {
+      if (apply.version !== i + 1)
+        outOfTurn.add(`${key}: apply ${i + 1} was v${apply.version}, by ${apply.consumer}`);
+    });
+  }
+  const incomplete = new Finding('reporting positions whose apply record does not run 1..their version');
+  for (const view of reporting.positions) {
+    const key = positionKey(view.account_id, view.symbol);
+    const count = appliesOf.get(key)?.length ?? 0;
+    if (count !== view.version) incomplete.add(`${key}: v${view.version}, ${count} applies recorded`);
+  }
+
+  for (const finding of [differing, missing, duplicated, wrong, outOfTurn, incomplete])
+    finding.report(problems);
+  return {
+    positions: reporting.positions.length,
+    ledgerRows: reporting.ledger.length,
+    applies: reporting.applies.length,
+    consumersApplying: new Set(reporting.applies.map((apply) => apply.consumer)).size,
+    positionsDiffering: differing.count,
+    ledgerMissing: missing.count,
+    ledgerDuplicated: duplicated.count,
+    ledgerWrong: wrong.count,
+    appliedOutOfTurn: outOfTurn.count,
+    applyRecordIncomplete: incomplete.count,
   };
 }

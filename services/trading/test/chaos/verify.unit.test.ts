@@ -3,10 +3,13 @@ import { describe, test } from 'node:test';
 import type { StreamEntry } from '../e2e/streams.ts';
 import type { AcceptedTrade } from './load.ts';
 import {
+  type ApplyRow,
   checkRun,
+  type LedgerRow,
   type OutboxRow,
   POSITION_UPDATED,
   type PositionRow,
+  type ReportingRecord,
   type RunRecord,
   TRADE_EXECUTED,
   type TradeRow,
@@ -434,5 +437,153 @@ describe('chaos verifier, rows kept: marks', () => {
     const result = checkRun(run);
     assertReported(result, /^trades without exactly one trade_executed and one position_updated row: 1 /);
     assertReported(result, /^stream entries without a committed outbox row: 1 /, 'orphans');
+  });
+});
+
+/**
+ * What a reporting service that kept up would hold after `run`: its positions, a ledger row per trade,
+ * and the applies of each position in version order (interleaved across positions as the trades came).
+ */
+function reportingOf(run: RunRecord): ReportingRecord {
+  return {
+    positions: run.positions.map((position) => ({ ...position })),
+    ledger: run.trades.map((trade) => ({
+      trade_id: trade.id,
+      account_id: trade.account_id,
+      symbol: trade.symbol,
+      side: trade.side,
+      quantity: trade.quantity,
+      price: trade.price,
+      position_version: trade.position_version,
+    })),
+    applies: run.trades.map((trade, i) => ({
+      account_id: trade.account_id,
+      symbol: trade.symbol,
+      version: trade.position_version,
+      consumer: `reporting-${i % 3}`,
+    })),
+  };
+}
+
+describe('chaos verifier: the reporting service against the trading database', () => {
+  /** A correct run with its reporting record as plain arrays, to doctor. */
+  const base = () => {
+    const run = copy(correctRun());
+    const reporting = structuredClone(reportingOf(run));
+    return {
+      ...run,
+      reporting: {
+        positions: [...reporting.positions],
+        ledger: [...reporting.ledger],
+        applies: [...reporting.applies],
+      },
+    };
+  };
+
+  test('a reporting service that kept up passes (the positive control)', () => {
+    const result = checkRun(base());
+    assert.deepEqual(result.problems, []);
+    assert.deepEqual(result.reporting, {
+      positions: 2,
+      ledgerRows: STEPS.length,
+      applies: STEPS.length,
+      consumersApplying: 3,
+      positionsDiffering: 0,
+      ledgerMissing: 0,
+      ledgerDuplicated: 0,
+      ledgerWrong: 0,
+      appliedOutOfTurn: 0,
+      applyRecordIncomplete: 0,
+    });
+  });
+
+  test('a reporting position that differs in quantity, average price or version is reported', () => {
+    for (const change of [{ quantity: '2.00000001' }, { average_price: '7.49999999' }, { version: 3 }]) {
+      const run = base();
+      const positions = run.reporting.positions;
+      const index = positions.findIndex((p) => p.account_id === 'alice');
+      positions[index] = { ...(positions[index] as PositionRow), ...change };
+      const result = checkRun(run);
+      assertReported(result, /^reporting positions that differ from the trading positions: 1 /);
+      assert.equal(result.reporting?.positionsDiffering, 1, JSON.stringify(change));
+    }
+  });
+
+  test('a position reporting lacks, or one only reporting has, is reported', () => {
+    const run = base();
+    const positions = run.reporting.positions;
+    const bob = positions.findIndex((p) => p.account_id === 'bob');
+    positions.splice(bob, 1);
+    positions.push({ account_id: 'erin', symbol: 'V', quantity: '1', average_price: '1', version: 1 });
+    const result = checkRun(run);
+    assertReported(result, /^reporting positions that differ from the trading positions: 2 /);
+    assert.equal(result.reporting?.positionsDiffering, 2);
+  });
+
+  test('a trade missing from the ledger is reported', () => {
+    const run = base();
+    run.reporting.ledger.splice(2, 1);
+    const result = checkRun(run);
+    assertReported(result, /^trades missing from the reporting ledger: 1 /);
+    assert.equal(result.reporting?.ledgerMissing, 1);
+  });
+
+  test('a trade in the ledger twice is reported', () => {
+    const run = base();
+    const ledger = run.reporting.ledger;
+    ledger.push({ ...(ledger[0] as LedgerRow) });
+    const result = checkRun(run);
+    assertReported(result, /^trades in the reporting ledger more than once: 1 /);
+    assert.equal(result.reporting?.ledgerDuplicated, 1);
+  });
+
+  test('a ledger row unlike its trade, or of no trade, is reported', () => {
+    const run = base();
+    const ledger = run.reporting.ledger;
+    ledger[0] = { ...(ledger[0] as LedgerRow), quantity: '10.00000001' };
+    ledger[1] = { ...(ledger[1] as LedgerRow), trade_id: uuid(424_242) };
+    const result = checkRun(run);
+    assertReported(result, /^reporting ledger rows of no trade or unlike their trade: 2 /);
+    assertReported(result, /^trades missing from the reporting ledger: 1 /);
+    assert.equal(result.reporting?.ledgerWrong, 2);
+  });
+
+  test('a version applied out of turn is reported, even when the view ends right', () => {
+    // alice:AAPL applied v1, v3, v2, v4: the same four applies and final version, in the wrong order.
+    const run = base();
+    const applies = run.reporting.applies;
+    const alice = applies.flatMap((apply, i) => (apply.account_id === 'alice' ? [i] : []));
+    const [second, third] = [alice[1] as number, alice[2] as number];
+    [applies[second], applies[third]] = [applies[third] as ApplyRow, applies[second] as ApplyRow];
+    const result = checkRun(run);
+    assertReported(
+      result,
+      /^position versions applied out of turn .*: 2 \(e\.g\. alice:AAPL: apply 2 was v3, by /,
+    );
+    assert.equal(result.reporting?.appliedOutOfTurn, 2);
+    assert.equal(result.reporting?.positionsDiffering, 0);
+  });
+
+  test('a version applied twice, or an apply not recorded, is reported', () => {
+    // bob:MSFT applied v1, v1, v2.
+    const run = base();
+    const applies = run.reporting.applies;
+    const first = applies.findIndex((apply) => apply.account_id === 'bob' && apply.version === 1);
+    applies.splice(first + 1, 0, { ...(applies[first] as ApplyRow) });
+    const twice = checkRun(run);
+    assertReported(twice, /^position versions applied out of turn .*: 2 /);
+    assertReported(twice, /^reporting positions whose apply record does not run 1\.\.their version: 1 /);
+
+    // alice:AAPL's v4 applied (the view is at v4) but not recorded.
+    const unrecorded = base();
+    const record = unrecorded.reporting.applies;
+    record.splice(
+      record.findIndex((apply) => apply.account_id === 'alice' && apply.version === 4),
+      1,
+    );
+    const result = checkRun(unrecorded);
+    assertReported(result, /^reporting positions whose apply record does not run 1\.\.their version: 1 /);
+    assert.equal(result.reporting?.applyRecordIncomplete, 1);
+    assert.equal(result.reporting?.appliedOutOfTurn, 0);
   });
 });

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createScratchDatabase } from '../../../../packages/outbox/test/support.ts';
 import { testEnv } from '../process.ts';
 import { createTestDatabase, type TestDatabase } from '../support.ts';
 import { HttpClient } from './http.ts';
@@ -18,6 +19,7 @@ export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
 const SERVICE_MAIN = 'services/trading/src/main.ts';
 const RELAY_MAIN = 'services/trading/src/relay-main.ts';
 const CLI_MAIN = 'services/trading/src/cli.ts';
+const REPORTING_MAIN = 'services/reporting/src/main.ts';
 
 const START_TIMEOUT_MS = 30_000;
 
@@ -89,6 +91,25 @@ export interface RelayHandle {
   metricsPort: number;
 }
 
+export interface ReportingHandle {
+  process: ManagedProcess;
+  /** The HTTP port it picked (REPORTING_PORT=0), read from its log. */
+  port: number;
+  /** Its consumer's name in the group. */
+  consumer: string;
+}
+
+/** The port and consumer name from a reporting process's 'listening' log line, once it is there. */
+function reportingListening(managed: ManagedProcess): { port: number; consumer: string } | undefined {
+  for (const line of managed.logTail(200).split('\n')) {
+    if (!line.includes('reporting service listening')) continue;
+    const { address, consumer } = JSON.parse(line) as { address?: string; consumer?: string };
+    if (address !== undefined && consumer !== undefined)
+      return { port: Number(new URL(address).port), consumer };
+  }
+  return undefined;
+}
+
 export interface StackOptions {
   /** Name used in the work directory. */
   label?: string;
@@ -106,6 +127,8 @@ export class Stack {
   readonly crashes: string[] = [];
   /** A small client for health checks; tests bring their own for load. */
   private readonly probe = new Map<number, HttpClient>();
+  /** The reporting service's own database, made on the first startReporting(). */
+  private reportingDb: Promise<{ url: string; dropDatabase(): Promise<void> }> | undefined;
 
   private constructor(
     readonly db: TestDatabase,
@@ -233,6 +256,47 @@ export class Stack {
     return { process: managed, metricsPort };
   }
 
+  /** The reporting database's URL: created empty on first use; each reporting process migrates it. */
+  async reportingDatabaseUrl(): Promise<string> {
+    this.reportingDb ??= createScratchDatabase('astra_reporting_test');
+    return (await this.reportingDb).url;
+  }
+
+  /**
+   * Starts a reporting service (`npm run reporting`'s entry point) on this stack's Redis and databases,
+   * with REPORTING_PORT=0 and REPORTING_METRICS_PORT=0 as several on one host run, and waits until it serves /healthz.
+   */
+  async startReporting(env: Record<string, string> = {}): Promise<ReportingHandle> {
+    const managed = this.spawnNode(
+      'reporting',
+      REPORTING_MAIN,
+      this.env({
+        REPORTING_DATABASE_URL: await this.reportingDatabaseUrl(),
+        TRADING_DATABASE_URL: this.db.url,
+        REPORTING_PORT: '0',
+        REPORTING_METRICS_PORT: '0',
+        DB_POOL_SIZE: '4',
+        ...env,
+      }),
+    );
+    let listening: { port: number; consumer: string } | undefined;
+    await waitFor(
+      `${managed.name} listening`,
+      () => {
+        if (!managed.running) throw new Error(`${managed.name} exited:\n${managed.logTail()}`);
+        listening = reportingListening(managed);
+        return listening !== undefined;
+      },
+      START_TIMEOUT_MS,
+    ).catch(async (error: unknown) => {
+      await managed.kill('SIGKILL');
+      throw error;
+    });
+    const { port, consumer } = listening as { port: number; consumer: string };
+    await this.waitHealthy(managed, port, () => true);
+    return { process: managed, port, consumer };
+  }
+
   /** Runs the CLI (`npm run cli -- ...`) against this stack's database; returns its stdout. */
   cli(args: string[]): Promise<string> {
     return run(process.execPath, ['--import', 'tsx', CLI_MAIN, ...args], {
@@ -270,6 +334,7 @@ export class Stack {
     await Promise.all([...this.processes].map((managed) => managed.kill('SIGKILL')));
     await this.redis.kill();
     await this.db.drop();
+    await (await this.reportingDb?.catch(() => undefined))?.dropDatabase();
     if (!options.keepLogs) rmSync(this.workDir, { recursive: true, force: true });
   }
 }
