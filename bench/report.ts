@@ -1104,6 +1104,8 @@ ${targetRows}
    (Redis's own start-up included) until every marker is in step again, and the stream's length is then
    checked against the backlog. The time includes the relay noticing the loss: its Redis reconnection
    backoff and up to one rebalance interval.
+7. **Consumer**: see the header of \`bench/scenarios/consumer.ts\`; what the figures mean, with dates, is in
+   the hand-written \`bench/FINDINGS.md\`.
 
 ## What bounds us
 

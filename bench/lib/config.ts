@@ -69,8 +69,8 @@ export function benchConfig(quick: boolean, log: (line: string) => void): BenchC
         keepUpRates: [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000],
         outageSeconds: 30,
         durabilityEvents: 100_000,
-        consumerTrades: 30_000,
-        consumerTimeBoxSeconds: 40,
+        consumerTrades: 20_000,
+        consumerTimeBoxSeconds: 30,
         log,
       };
 }
