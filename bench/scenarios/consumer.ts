@@ -153,7 +153,7 @@ async function reportingConsume(
       backendPids(database, 'astra-reporting'),
     );
   } finally {
-    for (const consumer of consumers) await consumer.stop().catch(() => {});
+    await Promise.all(consumers.map((consumer) => consumer.stop().catch(() => {})));
   }
   // Counted after the stop, whose last progress report carries the final count.
   run.deferred = consumers.reduce((total, consumer) => total + consumer.deferred, 0);
