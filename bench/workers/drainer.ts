@@ -100,9 +100,9 @@ const send = (message: DrainerMessage) => {
 let done = 0;
 let deferred = 0;
 let phases: Phases | null = null;
-/** What the traced relay saw since the last 'trace' request. */
 /** Stamps of applied events not reported yet (reporting mode with stampApplied). */
 let appliedStamps: [string, number][] = [];
+/** What the traced relay saw since the last 'trace' request. */
 let takeTrace: () => RelayTrace = () => ({ stamps: [], loopDelay: { p99: 0, max: 0 } });
 const stoppers: (() => Promise<void>)[] = [];
 
