@@ -24,6 +24,7 @@ import {
   CpuWindow,
   checkpoint,
   databaseUrl,
+  dropDatabase,
   groupBacklog,
   now,
   type ThrowawayRedis,
@@ -145,34 +146,38 @@ async function reportingConsume(
 ): Promise<ConsumerRun> {
   const group = `reporting-x${processes}`;
   const database = await createReportingDatabase(`consumer_reporting${processes}`);
-  const consumers = await startReportingConsumers(database, redis.url, group, processes, false);
-  let run: ConsumerRun;
   try {
-    await checkpoint();
-    run = await timeConsumers(consumers, redis, group, events, config.consumerTimeBoxSeconds, () =>
-      backendPids(database, 'astra-reporting'),
-    );
+    const consumers = await startReportingConsumers(database, redis.url, group, processes, false);
+    let run: ConsumerRun;
+    try {
+      await checkpoint();
+      run = await timeConsumers(consumers, redis, group, events, config.consumerTimeBoxSeconds, () =>
+        backendPids(database, 'astra-reporting'),
+      );
+    } finally {
+      await Promise.all(consumers.map((consumer) => consumer.stop().catch(() => {})));
+    }
+    // Counted after the stop, whose last progress report carries the final count.
+    run.deferred = consumers.reduce((total, consumer) => total + consumer.deferred, 0);
+    const acknowledged = events - ((await groupBacklog(redis.client, OUTBOX_STREAMS, group)) ?? events);
+    const counts = await withClient(databaseUrl(database), async (client) => {
+      const { rows } = await client.query<{ inbox: number; trades: number; ledger: number }>(
+        `SELECT (SELECT count(*) FROM event_inbox WHERE group_name = $1)::int AS inbox,
+                (SELECT count(*) FROM event_inbox WHERE group_name = $1 AND event_type = $2)::int AS trades,
+                (SELECT count(*) FROM ledger)::int AS ledger`,
+        [group, TRADE_EXECUTED],
+      );
+      return rows[0];
+    });
+    if (counts === undefined || counts.inbox !== acknowledged || counts.ledger !== counts.trades)
+      throw new Error(
+        `${group}: ${acknowledged} entries acknowledged but ${counts?.inbox} in the inbox, ` +
+          `${counts?.ledger} ledger rows for ${counts?.trades} trade events`,
+      );
+    return run;
   } finally {
-    await Promise.all(consumers.map((consumer) => consumer.stop().catch(() => {})));
+    await dropDatabase(database).catch(() => {});
   }
-  // Counted after the stop, whose last progress report carries the final count.
-  run.deferred = consumers.reduce((total, consumer) => total + consumer.deferred, 0);
-  const acknowledged = events - ((await groupBacklog(redis.client, OUTBOX_STREAMS, group)) ?? events);
-  const counts = await withClient(databaseUrl(database), async (client) => {
-    const { rows } = await client.query<{ inbox: number; trades: number; ledger: number }>(
-      `SELECT (SELECT count(*) FROM event_inbox WHERE group_name = $1)::int AS inbox,
-              (SELECT count(*) FROM event_inbox WHERE group_name = $1 AND event_type = $2)::int AS trades,
-              (SELECT count(*) FROM ledger)::int AS ledger`,
-      [group, TRADE_EXECUTED],
-    );
-    return rows[0];
-  });
-  if (counts === undefined || counts.inbox !== acknowledged || counts.ledger !== counts.trades)
-    throw new Error(
-      `${group}: ${acknowledged} entries acknowledged but ${counts?.inbox} in the inbox, ` +
-        `${counts?.ledger} ledger rows for ${counts?.trades} trade events`,
-    );
-  return run;
 }
 
 export async function consumerScenario(config: BenchConfig): Promise<ConsumerResult> {
