@@ -2,6 +2,12 @@
 
 import type { ProcessProfile, WindowProfile } from './lib/profile.ts';
 import { ratio } from './lib/stats.ts';
+import {
+  CONSUMER_TRADE_RATE,
+  type ConsumerResult,
+  type ConsumerRun,
+  FOLLOWER_PROCESSES,
+} from './scenarios/consumer.ts';
 import type { DrainResult, DrainRun, RelayDrainRun } from './scenarios/drain.ts';
 import { DURABILITY_TRADE_RATE, type DurabilityResult } from './scenarios/durability.ts';
 import type { KeepUpResult, KeepUpStep } from './scenarios/keepUp.ts';
@@ -38,6 +44,7 @@ export interface BenchReport {
   keepUp?: KeepUpResult;
   outage?: OutageResult;
   durability?: DurabilityResult;
+  consumer?: ConsumerResult;
   /** Per scenario: share of its time in which some task waited for a CPU, or for IO (Linux PSI). */
   pressure?: Record<string, { cpuPct: number; ioPct: number }>;
   errors: string[];
@@ -305,6 +312,7 @@ export function buildRows(report: BenchReport): Row[] {
   }
 
   durabilityRows(report.durability, add);
+  consumerRows(report.consumer, add);
 
   const o = report.outage;
   if (dr !== undefined || o !== undefined) {
@@ -421,6 +429,63 @@ function durabilityRows(
   );
   if (r !== undefined && !r.complete)
     add(label, 'repair', 'INCOMPLETE: the stream does not hold the backlog');
+}
+
+/** Scenario 7: consumers against a naive loop and the relay's drain, and trade-to-projection latency. */
+function consumerRows(c: ConsumerResult | undefined, add: (s: string, m: string, v: string) => void): void {
+  if (c === undefined) return;
+  const label = `7 consumer ${int(c.events)}`;
+  add(
+    label,
+    `backlog: ${int(c.trades)} trades (${int(c.events)} events) by the service's trade statement`,
+    `written in ${fixed(c.fillSeconds, 1)} s`,
+  );
+  add(label, 'our relay, 1 process, publishing them', drainValue(c.relay));
+  add(label, 'naive XREADGROUP COUNT 500 + XACK, 1 process, no database', drainValue(c.naive));
+  const reporting = (run: ConsumerRun | undefined) =>
+    run === undefined
+      ? 'failed'
+      : `${drainValue(run)}${run.deferred ? `; ${int(run.deferred)} deferred` : ''}` +
+        (run.cpu === undefined
+          ? ''
+          : `; CPU (cores) consumers ${fixed(run.cpu.consumers)} / their PG backends ${fixed(run.cpu.postgresBackends)} / machine ${fixed(run.cpu.machine)}`);
+  add(label, 'reporting consumer (inbox + projection per event), 1 process', reporting(c.reporting1));
+  add(label, 'reporting consumer, 3 processes', reporting(c.reporting3));
+  const rate = (run: DrainRun | undefined) => run?.eventsPerSecond;
+  add(
+    label,
+    'ratio reporting x1 / naive; x3 / naive',
+    `${times(ratio(rate(c.reporting1), rate(c.naive)))}; ${times(ratio(rate(c.reporting3), rate(c.naive)))}`,
+  );
+  add(
+    label,
+    "ratio reporting x1 / the relay's drain; x3 / the relay's drain",
+    `${times(ratio(rate(c.reporting1), rate(c.relay)))}; ${times(ratio(rate(c.reporting3), rate(c.relay)))}`,
+  );
+  add(label, 'ratio reporting x3 / x1', times(ratio(rate(c.reporting3), rate(c.reporting1))));
+  const l = c.latency;
+  const applied = l?.applied;
+  add(
+    label,
+    `trade to projection @ ${CONSUMER_TRADE_RATE} trades/s, ${FOLLOWER_PROCESSES} reporting processes: p50 / p95 / p99 / max`,
+    applied === undefined
+      ? 'failed'
+      : `${fixed(applied.p50)} / ${fixed(applied.p95)} / ${fixed(applied.p99)} / ${fixed(applied.max)} ms` +
+          `${applied.missing > 0 ? ` (${int(applied.missing)} missing)` : ''}` +
+          `${l !== undefined && l.achievedRate < 0.95 * l.rate ? ` (offered only ${int(l.achievedRate)}/s)` : ''}`,
+  );
+  add(
+    label,
+    '  the same run: commit to publish ack; commit to stream consumer: p50 / p99',
+    l === undefined
+      ? 'failed'
+      : `${fixed(l.stages?.toAck?.p50)} / ${fixed(l.stages?.toAck?.p99)} ms; ${fixed(l.p50)} / ${fixed(l.p99)} ms`,
+  );
+  add(
+    label,
+    'ratio projection / stream consumer: p50; p99',
+    `${times(ratio(applied?.p50, l?.p50))}; ${times(ratio(applied?.p99, l?.p99))}`,
+  );
 }
 
 export function buildTargets(report: BenchReport): Target[] {
@@ -1039,6 +1104,8 @@ ${targetRows}
    (Redis's own start-up included) until every marker is in step again, and the stream's length is then
    checked against the backlog. The time includes the relay noticing the loss: its Redis reconnection
    backoff and up to one rebalance interval.
+7. **Consumer**: see the header of \`bench/scenarios/consumer.ts\`; what the figures mean, with dates, is in
+   the hand-written \`bench/FINDINGS.md\`.
 
 ## What bounds us
 

@@ -1,7 +1,7 @@
 /**
  * `npm run bench` (full) or `npm run bench -- --quick` (small sizes, a few minutes). Runs the
  * scenarios of issue 6 in one go, prints a table, writes bench/results/<date>.json and BENCHMARKS.md.
- * `--only write,drain,latency,keepup,outage,durability` runs a subset (and leaves BENCHMARKS.md alone);
+ * `--only write,drain,latency,keepup,outage,durability,consumer` runs a subset (and leaves BENCHMARKS.md alone);
  * `--render bench/results/<file>.json` rewrites BENCHMARKS.md from earlier results.
  */
 import { execFileSync } from 'node:child_process';
@@ -28,6 +28,7 @@ import {
   renderMarkdown,
   renderTable,
 } from './report.ts';
+import { consumerScenario } from './scenarios/consumer.ts';
 import { drainScenario } from './scenarios/drain.ts';
 import { durabilityScenario } from './scenarios/durability.ts';
 import { keepUpScenario } from './scenarios/keepUp.ts';
@@ -35,7 +36,7 @@ import { latencyScenario } from './scenarios/latency.ts';
 import { outageScenario } from './scenarios/outage.ts';
 import { writePathScenario } from './scenarios/writePath.ts';
 
-const SCENARIOS = ['write', 'drain', 'latency', 'keepup', 'outage', 'durability'] as const;
+const SCENARIOS = ['write', 'drain', 'latency', 'keepup', 'outage', 'durability', 'consumer'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 const repo = (path: string) => fileURLToPath(new URL(`../${path}`, import.meta.url));
@@ -166,10 +167,11 @@ async function main(): Promise<void> {
     keepup: ['redis-server'],
     outage: ['wrk', 'redis-server'],
     durability: ['redis-server'],
+    consumer: ['redis-server'],
   };
   const limits: Record<ScenarioName, number> = quick
-    ? { write: 4, drain: 6, latency: 4, keepup: 5, outage: 3, durability: 5 }
-    : { write: 10, drain: 45, latency: 10, keepup: 15, outage: 6, durability: 12 };
+    ? { write: 4, drain: 6, latency: 4, keepup: 5, outage: 3, durability: 5, consumer: 4 }
+    : { write: 10, drain: 45, latency: 10, keepup: 15, outage: 6, durability: 12, consumer: 8 };
 
   const run = async <T>(
     name: ScenarioName,
@@ -225,6 +227,11 @@ async function main(): Promise<void> {
       `6. durability: WAIT 1 and the repair of ${config.durabilityEvents.toLocaleString('en-US')} lost events`,
       () => durabilityScenario(config),
     );
+    report.consumer = await run(
+      'consumer',
+      `7. consumer kit: ${config.consumerTrades.toLocaleString('en-US')} trades consumed, and trade to projection`,
+      () => consumerScenario(config),
+    );
   } finally {
     await cleanup();
   }
@@ -234,6 +241,7 @@ async function main(): Promise<void> {
     ['latency', report.latency?.errors],
     ['keeping up', report.keepUp?.errors],
     ['durability', report.durability?.errors],
+    ['consumer', report.consumer?.errors],
   ] as const) {
     for (const error of errors ?? []) report.errors.push(`${name}: ${error}`);
   }

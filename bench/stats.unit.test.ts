@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { percentile, ratio, slope, summarize } from './lib/stats.ts';
+import { eventLatencies, percentile, ratio, slope, summarize } from './lib/stats.ts';
 
 test('percentile uses the nearest rank', () => {
   const values = Array.from({ length: 100 }, (_, i) => i + 1);
@@ -39,4 +39,21 @@ test('ratio is null when a side is missing', () => {
   assert.equal(ratio(1, 2), 0.5);
   assert.equal(ratio(null, 2), null);
   assert.equal(ratio(1, 0), null);
+});
+
+test("eventLatencies measures each arrival from its trade's commit and counts what never arrived", () => {
+  const commits = new Map([
+    ['t1', 100],
+    ['t2', 200],
+    ['t3', 300],
+  ]);
+  // t1 complete, t2 one of its two events, t3 none; t9 was not committed in the window and is ignored.
+  const arrivals = new Map([
+    ['t1', [101.5, 104]],
+    ['t2', [210]],
+    ['t9', [1]],
+  ]);
+  const { values, missing } = eventLatencies(commits, arrivals, 2);
+  assert.deepEqual(values, [1.5, 4, 10]);
+  assert.equal(missing, 3);
 });

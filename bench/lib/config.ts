@@ -24,6 +24,10 @@ export interface BenchConfig {
   outageSeconds: number;
   /** PENDING events the durability scenario drains with and without WAIT, and then loses and repairs. */
   durabilityEvents: number;
+  /** Trades (2 events each) the consumer scenario writes, publishes and then consumes. */
+  consumerTrades: number;
+  /** Longest a consumer contender consumes before its rate is taken. */
+  consumerTimeBoxSeconds: number;
   log: (line: string) => void;
 }
 
@@ -45,6 +49,8 @@ export function benchConfig(quick: boolean, log: (line: string) => void): BenchC
         keepUpRates: [1000, 2000, 3000, 4000, 5000, 6000],
         outageSeconds: 10,
         durabilityEvents: 20_000,
+        consumerTrades: 5_000,
+        consumerTimeBoxSeconds: 15,
         log,
       }
     : {
@@ -63,6 +69,8 @@ export function benchConfig(quick: boolean, log: (line: string) => void): BenchC
         keepUpRates: [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000],
         outageSeconds: 30,
         durabilityEvents: 100_000,
+        consumerTrades: 20_000,
+        consumerTimeBoxSeconds: 30,
         log,
       };
 }

@@ -8,7 +8,10 @@ const DRAINER = fileURLToPath(new URL('../workers/drainer.ts', import.meta.url))
 
 export class Drainer {
   done = 0;
+  deferred = 0;
   phases: Phases | null = null;
+  /** A stamping reporting consumer's applied events: event id -> epoch ms when its apply committed. */
+  readonly applied = new Map<string, number>();
   error: string | undefined;
 
   private constructor(readonly child: Child) {
@@ -16,6 +19,9 @@ export class Drainer {
       if (message.type === 'progress') {
         this.done = message.done;
         this.phases = message.phases;
+        this.deferred = message.deferred;
+      } else if (message.type === 'applied') {
+        for (const [eventId, at] of message.stamps) this.applied.set(eventId, at);
       } else if (message.type === 'error') {
         this.error ??= message.message;
       }

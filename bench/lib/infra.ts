@@ -401,6 +401,37 @@ export async function streamLength(client: RedisClient, streams: readonly string
   return lengths.reduce((total, length) => total + length, 0);
 }
 
+/**
+ * A consumer group's entries on one stream not yet acknowledged (`lag` + `pending`), from an XINFO
+ * GROUPS reply as this client returns it (one object per group); null when the group is not there or
+ * Redis cannot tell its lag.
+ */
+export function backlogOfGroup(reply: unknown, group: string): number | null {
+  if (!Array.isArray(reply)) return null;
+  const info = reply.find(
+    (item): item is Record<string, unknown> =>
+      typeof item === 'object' && item !== null && (item as { name?: unknown }).name === group,
+  );
+  if (info === undefined || typeof info.lag !== 'number' || typeof info.pending !== 'number') return null;
+  return info.lag + info.pending;
+}
+
+/** The group's unacknowledged entries over all the streams; null until the group exists on each. */
+export async function groupBacklog(
+  client: RedisClient,
+  streams: readonly string[],
+  group: string,
+): Promise<number | null> {
+  let total = 0;
+  for (const stream of streams) {
+    const reply = await client.sendCommand(['XINFO', 'GROUPS', stream]).catch(() => null);
+    const backlog = backlogOfGroup(reply, group);
+    if (backlog === null) return null;
+    total += backlog;
+  }
+  return total;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // /proc sampling
 

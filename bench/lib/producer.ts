@@ -12,6 +12,7 @@ import {
   tradeWithEventsQuery,
 } from '../../services/trading/src/trades/sql.ts';
 import { now, sleep } from './infra.ts';
+import { eventLatencies } from './stats.ts';
 import { epochNow } from './trace.ts';
 import { SYMBOLS } from './wrk.ts';
 
@@ -227,14 +228,7 @@ export class StreamConsumer {
 
   /** Latencies (ms) of every event whose commit was seen, and how many never arrived. */
   latencies(commits: Map<string, number>, eventsPerTrade: number): { values: number[]; missing: number } {
-    const values: number[] = [];
-    let missing = 0;
-    for (const [tradeId, committed] of commits) {
-      const arrived = this.arrivals.get(tradeId) ?? [];
-      for (const at of arrived) values.push(at - committed);
-      missing += Math.max(0, eventsPerTrade - arrived.length);
-    }
-    return { values, missing };
+    return eventLatencies(commits, this.arrivals, eventsPerTrade);
   }
 
   async stop(): Promise<void> {

@@ -52,3 +52,22 @@ export function ratio(a: number | null | undefined, b: number | null | undefined
     return null;
   return a / b;
 }
+
+/**
+ * Latencies (ms) of every event of the trades whose commit was seen: each arrival of a trade's events
+ * less its commit, and how many of the `eventsPerTrade` events of each trade never arrived.
+ */
+export function eventLatencies(
+  commits: ReadonlyMap<string, number>,
+  arrivals: ReadonlyMap<string, readonly number[]>,
+  eventsPerTrade: number,
+): { values: number[]; missing: number } {
+  const values: number[] = [];
+  let missing = 0;
+  for (const [tradeId, committed] of commits) {
+    const arrived = arrivals.get(tradeId) ?? [];
+    for (const at of arrived) values.push(at - committed);
+    missing += Math.max(0, eventsPerTrade - arrived.length);
+  }
+  return { values, missing };
+}

@@ -96,8 +96,19 @@ export async function waitDrained(
   drainers: Drainer[],
   started: number,
 ): Promise<{ drained: number; seconds: number; complete: boolean }> {
+  return waitForCount(() => streamLength(redis.client, streams), target, limitSeconds, drainers, started);
+}
+
+/** Waits until `count()` reaches `target`, the time box ends, or a drainer fails. */
+export async function waitForCount(
+  count: () => Promise<number>,
+  target: number,
+  limitSeconds: number,
+  drainers: Drainer[],
+  started: number,
+): Promise<{ drained: number; seconds: number; complete: boolean }> {
   for (;;) {
-    const drained = await streamLength(redis.client, streams);
+    const drained = await count();
     const seconds = (now() - started) / 1000;
     if (drained >= target) return { drained, seconds, complete: true };
     if (seconds >= limitSeconds) return { drained, seconds, complete: false };
@@ -397,14 +408,14 @@ async function redisLimit(backlog: Backlog): Promise<RedisBenchmarkRun> {
 }
 
 /**
- * Times one peer's drainer process: starts it, lets it go, waits until `events` entries are in `stream`
+ * Times one peer's drainer process: starts it, lets it go, waits until `events` entries are in `streams`
  * or `limitSeconds` pass, and stops it. `note` describes the run (and says when it was time-boxed).
  */
-async function timeDrainer(
+export async function timeDrainer(
   name: string,
   drainerConfig: DrainerConfig,
   redis: ThrowawayRedis,
-  stream: string,
+  streams: string[],
   events: number,
   limitSeconds: number,
   note: (complete: boolean) => string | undefined,
@@ -413,7 +424,7 @@ async function timeDrainer(
   try {
     const started = now();
     drainer.go();
-    const waited = await waitDrained(redis, [stream], events, limitSeconds, [drainer], started);
+    const waited = await waitDrained(redis, streams, events, limitSeconds, [drainer], started);
     return { eventsPerSecond: waited.drained / waited.seconds, ...waited, note: note(waited.complete) };
   } finally {
     await drainer.stop();
@@ -429,7 +440,7 @@ async function naiveDrain(config: BenchConfig, backlog: Backlog): Promise<DrainR
           'naive',
           { mode: 'naive', databaseUrl: databaseUrl(database), redisUrl: redis.url },
           redis,
-          BACKLOG_EVENT_TYPE,
+          [BACKLOG_EVENT_TYPE],
           backlog.events,
           config.timeBoxSeconds,
           (complete) => (complete ? undefined : `time-boxed at ${config.timeBoxSeconds} s`),
@@ -459,7 +470,7 @@ async function graphileDrain(config: BenchConfig, events: number): Promise<Drain
           localQueueSize,
         },
         redis,
-        STREAM_GRAPHILE,
+        [STREAM_GRAPHILE],
         events,
         config.drainLimitSeconds,
         () => `concurrency ${concurrency}, localQueue.size ${localQueueSize}, completeJobBatchDelay 0`,
@@ -523,7 +534,7 @@ async function pgbossDrain(config: BenchConfig, events: number): Promise<DrainRu
           batchSize,
         },
         redis,
-        STREAM_PGBOSS,
+        [STREAM_PGBOSS],
         events,
         config.timeBoxSeconds,
         (complete) =>
@@ -535,18 +546,20 @@ async function pgbossDrain(config: BenchConfig, events: number): Promise<DrainRu
   );
 }
 
-async function attempt<T>(
-  result: DrainResult,
+/** Runs one contender; a failure is logged and kept in `result.errors`, and the scenario goes on. */
+export async function attempt<T>(
+  result: { errors: string[] },
   what: string,
   config: BenchConfig,
   work: () => Promise<T>,
+  scenario = 'drain',
 ): Promise<T | undefined> {
-  config.log(`  drain: ${what}`);
+  config.log(`  ${scenario}: ${what}`);
   try {
     return await work();
   } catch (error) {
     const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
-    config.log(`  drain: FAILED ${message}`);
+    config.log(`  ${scenario}: FAILED ${message}`);
     result.errors.push(message);
     return undefined;
   }

@@ -30,7 +30,7 @@ import {
 } from '../lib/producer.ts';
 import { type RelayConfig, type RelayTrace, tracedBenchRelay } from '../lib/relay.ts';
 import { ACCOUNTS, prepareTradingDatabase } from '../lib/service.ts';
-import { summarize } from '../lib/stats.ts';
+import { eventLatencies, summarize } from '../lib/stats.ts';
 import type { LoopDelay } from '../lib/trace.ts';
 import type { DrainerConfig } from '../workers/drainer.ts';
 
@@ -48,6 +48,8 @@ export interface LatencyRun {
   max: number;
   /** Our relay's runs: where each trade's time went (see stagesOf). */
   stages?: LatencyStages;
+  /** With a follower: commit until a downstream consumer had applied each event (ms). */
+  applied?: { events: number; missing: number; p50: number; p95: number; p99: number; max: number };
 }
 
 /** Medians and 99th percentiles (ms) of each stage of the path, by each trade's first event. */
@@ -162,6 +164,19 @@ function stagesOf(
   };
 }
 
+/** A downstream consumer following a run beside the stream consumer (see ReportingFollower). */
+export interface Follower {
+  /** Events it has applied so far. */
+  readonly applied: number;
+  /** Throws when it failed. */
+  check(): void;
+  /** trade id -> when each of its events was applied (epoch ms). */
+  arrivals(): Promise<Map<string, number[]>>;
+  stop(): Promise<void>;
+}
+
+export type StartFollower = (databaseUrl: string, redisUrl: string) => Promise<Follower>;
+
 /** Runs `work` on a Redis of its own (withRedis, or a primary with a replica). */
 export type WithBroker = <T>(work: (redis: ThrowawayRedis) => Promise<T>) => Promise<T>;
 
@@ -174,6 +189,7 @@ export async function measureRates(
   streams: string[],
   prepare: (database: string) => Promise<void>,
   broker: WithBroker = withRedis,
+  follow?: StartFollower,
 ): Promise<LatencyRun[]> {
   return broker((redis) =>
     withDatabase(`latency_${mode}`, async (database) => {
@@ -184,7 +200,15 @@ export async function measureRates(
       const drainer = await startPublishing(url, redis.url);
       const { localRelay } = drainer;
       const runs: LatencyRun[] = [];
+      let follower: Follower | undefined;
+      /** Events the follower must have applied once it has caught up. */
+      let toApply = 0;
+      const caughtUp = () => {
+        follower?.check();
+        return follower === undefined || follower.applied >= toApply;
+      };
       try {
+        follower = await follow?.(url, redis.url);
         drainer.go();
         for (const rate of rates) {
           // One second to warm up (JIT, prepared statements, connections), not measured; then wait
@@ -197,6 +221,8 @@ export async function measureRates(
             async () => (await streamLength(redis.client, streams)) >= base + 2 * warm.committed,
             60_000,
           );
+          toApply += 2 * warm.committed;
+          await waitFor(`${mode}: warm-up events applied by the follower`, async () => caughtUp(), 60_000);
           const consumer = new StreamConsumer(redis.url, streams);
           await consumer.start();
           await drainer.trace?.(); // the warm-up's
@@ -206,18 +232,28 @@ export async function measureRates(
               localRelay,
             });
             nextSeq += produced.offered + 1;
-            // Stragglers: wait until everything committed has arrived, at most 5 s.
-            for (let waited = 0; waited < 5000; waited += 50) {
-              if (consumer.latencies(produced.commits, 2).missing === 0) break;
+            toApply += 2 * produced.committed;
+            // Stragglers: wait until everything committed has arrived (and been applied), at most 5 s
+            // (30 s for a follower, which may run behind).
+            const straggleMs = follower === undefined ? 5000 : 30_000;
+            for (let waited = 0; waited < straggleMs; waited += 50) {
+              if (consumer.latencies(produced.commits, 2).missing === 0 && caughtUp()) break;
               await sleep(50);
             }
             drainer.check();
+            follower?.check();
             if (consumer.error !== undefined) throw consumer.error;
             const { values, missing } = consumer.latencies(produced.commits, 2);
             const summary = summarize(values);
             const trace = await drainer.trace?.();
             const stages =
               trace === undefined ? undefined : stagesOf(produced.commits, trace, consumer.arrivals);
+            let applied: LatencyRun['applied'];
+            if (follower !== undefined) {
+              const followed = eventLatencies(produced.commits, await follower.arrivals(), 2);
+              const { p50, p95, p99, max } = summarize(followed.values);
+              applied = { events: followed.values.length, missing: followed.missing, p50, p95, p99, max };
+            }
             runs.push({
               mode,
               rate,
@@ -229,6 +265,7 @@ export async function measureRates(
               p99: summary.p99,
               max: summary.max,
               stages,
+              applied,
             });
             config.log(
               `    ${mode} ${rate}/s: p50 ${summary.p50.toFixed(2)} ms, p99 ${summary.p99.toFixed(2)} ms` +
@@ -237,13 +274,18 @@ export async function measureRates(
                   ? ''
                   : `; medians: to claim ${stages.toClaim.p50.toFixed(2)}, publish ${stages.publish.p50.toFixed(2)},` +
                     ` to consumer ${stages.toConsumer.p50.toFixed(2)} ms; relay loop late p99` +
-                    ` ${stages.relayLoopDelay?.p99.toFixed(1)} ms`),
+                    ` ${stages.relayLoopDelay?.p99.toFixed(1)} ms`) +
+                (applied === undefined
+                  ? ''
+                  : `; applied by the follower p50 ${applied.p50.toFixed(2)} ms, p99 ${applied.p99.toFixed(2)} ms` +
+                    ` (missing ${applied.missing})`),
             );
           } finally {
             await consumer.stop();
           }
         }
       } finally {
+        await follower?.stop();
         await drainer.stop();
       }
       return runs;

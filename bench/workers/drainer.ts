@@ -5,9 +5,14 @@
  *   as in the service, and phase timings (claim, publish, mark) taken from the relay's events;
  * - naive: one event per transaction (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED, XADD, UPDATE, COMMIT);
  * - graphile: graphile-worker running a task that XADDs the job payload;
- * - pgboss: pg-boss workers whose handler XADDs each job payload.
+ * - pgboss: pg-boss workers whose handler XADDs each job payload;
+ * - reporting: the reporting service's consumer (services/reporting/src/consumer.ts: the consumer
+ *   library, inbox and projection in one transaction per event), counting applied events, and with
+ *   `stampApplied` reporting when each event's apply committed;
+ * - naive-consumer: XREADGROUP COUNT 500, JSON.parse of each entry's data, XACK; no database.
  * Usage: drainer.ts '<json DrainerConfig>'. It says 'ready', starts on 'go', reports progress every
- * 100 ms, answers 'trace' with what a traced relay saw, and stops on 'stop' or when the benchmark goes away.
+ * 100 ms (with them a stamping consumer's 'applied' events), answers 'trace' with what a traced relay saw,
+ * and stops on 'stop' or when the benchmark goes away.
  */
 import { performance } from 'node:perf_hooks';
 import {
@@ -16,11 +21,16 @@ import {
   type Publisher,
   RedisStreamsPublisher,
 } from '@astra/outbox';
+import { registerConsumerMetrics } from '@astra/outbox/consumer/prometheus';
 import { createClient } from '@redis/client';
 import { Logger, run } from 'graphile-worker';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
+import { Registry } from 'prom-client';
+import { createReportingConsumer } from '../../services/reporting/src/consumer.ts';
+import { createPool } from '../../services/reporting/src/database.ts';
 import { benchRelay, type RelayTrace, tracedBenchRelay } from '../lib/relay.ts';
+import { epochNow } from '../lib/trace.ts';
 
 export type DrainerConfig =
   | {
@@ -55,7 +65,17 @@ export type DrainerConfig =
       queue: string;
       workers: number;
       batchSize: number;
-    };
+    }
+  | {
+      mode: 'reporting';
+      databaseUrl: string;
+      redisUrl: string;
+      group: string;
+      consumer: string;
+      /** Report [event id, when its apply committed] for every applied event (the latency follower). */
+      stampApplied: boolean;
+    }
+  | { mode: 'naive-consumer'; redisUrl: string; streams: string[]; group: string; consumer: string };
 
 export interface Phases {
   batches: number;
@@ -66,8 +86,11 @@ export interface Phases {
 
 export type DrainerMessage =
   | { type: 'ready' }
-  | { type: 'progress'; done: number; phases: Phases | null }
+  /** `deferred`: events a reporting consumer held back for an earlier version of their position. */
+  | { type: 'progress'; done: number; phases: Phases | null; deferred: number }
   | { type: 'trace'; trace: RelayTrace }
+  /** Events applied since the last report: [event id, epoch ms when the apply committed]. */
+  | { type: 'applied'; stamps: [string, number][] }
   | { type: 'error'; message: string };
 
 const send = (message: DrainerMessage) => {
@@ -75,7 +98,10 @@ const send = (message: DrainerMessage) => {
 };
 
 let done = 0;
+let deferred = 0;
 let phases: Phases | null = null;
+/** Stamps of applied events not reported yet (reporting mode with stampApplied). */
+let appliedStamps: [string, number][] = [];
 /** What the traced relay saw since the last 'trace' request. */
 let takeTrace: () => RelayTrace = () => ({ stamps: [], loopDelay: { p99: 0, max: 0 } });
 const stoppers: (() => Promise<void>)[] = [];
@@ -99,6 +125,10 @@ async function prepare(config: DrainerConfig): Promise<() => void> {
       return prepareGraphile(config);
     case 'pgboss':
       return preparePgBoss(config);
+    case 'reporting':
+      return prepareReporting(config);
+    case 'naive-consumer':
+      return prepareNaiveConsumer(config);
   }
 }
 
@@ -273,6 +303,77 @@ async function preparePgBoss(config: Extract<DrainerConfig, { mode: 'pgboss' }>)
   };
 }
 
+async function prepareReporting(config: Extract<DrainerConfig, { mode: 'reporting' }>): Promise<() => void> {
+  const pool = createPool(config.databaseUrl, 2);
+  // Connected before 'go', so its PostgreSQL session is there to be sampled from the start.
+  await pool.query('SELECT 1');
+  const consumer = createReportingConsumer({
+    pool,
+    redis: { url: config.redisUrl },
+    group: config.group,
+    tuning: { consumer: config.consumer },
+  });
+  registerConsumerMetrics({ registry: new Registry(), consumers: [consumer] });
+  consumer.on('processed', ({ eventId, outcome }) => {
+    if (outcome !== 'applied') return;
+    done++;
+    if (config.stampApplied) appliedStamps.push([eventId, epochNow()]);
+  });
+  consumer.on('deferred', () => {
+    deferred++;
+  });
+  consumer.on('deadLettered', ({ eventId, error }) => fail(new Error(`dead-lettered ${eventId}: ${error}`)));
+  stoppers.push(async () => {
+    await consumer.stop();
+    await pool.end();
+  });
+  return () => consumer.start();
+}
+
+async function prepareNaiveConsumer(
+  config: Extract<DrainerConfig, { mode: 'naive-consumer' }>,
+): Promise<() => void> {
+  const redis = await redisClient(config.redisUrl);
+  for (const stream of config.streams) {
+    await redis.sendCommand(['XGROUP', 'CREATE', stream, config.group, '0', 'MKSTREAM']);
+  }
+  let stopping = false;
+  let loop: Promise<void> = Promise.resolve();
+  // Before the Redis client closes.
+  stoppers.unshift(async () => {
+    stopping = true;
+    await loop.catch(() => {});
+  });
+  type StreamEntries = [string, string[]][];
+  const consume = async () => {
+    while (!stopping) {
+      const reply = (await redis.sendCommand([
+        'XREADGROUP',
+        'GROUP',
+        config.group,
+        config.consumer,
+        'COUNT',
+        '500',
+        'BLOCK',
+        '100',
+        'STREAMS',
+        ...config.streams,
+        ...config.streams.map(() => '>'),
+      ])) as Record<string, StreamEntries> | null;
+      // node-redis answers XREADGROUP as { stream: entries }.
+      for (const [stream, entries] of Object.entries(reply ?? {})) {
+        if (entries.length === 0) continue;
+        for (const [, fields] of entries) JSON.parse(fields[fields.indexOf('data') + 1] ?? 'null');
+        await redis.sendCommand(['XACK', stream, config.group, ...entries.map(([id]) => id)]);
+        done += entries.length;
+      }
+    }
+  };
+  return () => {
+    loop = consume().catch((error: unknown) => fail(error));
+  };
+}
+
 function fail(error: unknown): void {
   send({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
 }
@@ -287,13 +388,19 @@ async function stop(code: number): Promise<never> {
 async function main(): Promise<void> {
   const config = JSON.parse(process.argv[2] ?? '{}') as DrainerConfig;
   const start = await prepare(config);
-  const report = setInterval(() => send({ type: 'progress', done, phases }), 100);
+  const report = setInterval(() => {
+    send({ type: 'progress', done, phases, deferred });
+    if (appliedStamps.length > 0) {
+      send({ type: 'applied', stamps: appliedStamps });
+      appliedStamps = [];
+    }
+  }, 100);
   report.unref();
   process.on('message', (message: { type?: string }) => {
     if (message.type === 'go') start();
     else if (message.type === 'trace') send({ type: 'trace', trace: takeTrace() });
     else if (message.type === 'stop') {
-      send({ type: 'progress', done, phases });
+      send({ type: 'progress', done, phases, deferred });
       void stop(0);
     }
   });
