@@ -4,8 +4,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 
 /**
  * The library as someone outside this repository gets it: `npm pack` (which builds it), the tarball
@@ -20,7 +20,8 @@ const manifest = JSON.parse(readFileSync(join(PACKAGE_DIR, 'package.json'), 'utf
   peerDependencies: Record<string, string>;
 };
 const SUBPATHS = Object.keys(manifest.exports).filter((subpath) => subpath !== './package.json');
-const specifier = (subpath: string) => (subpath === '.' ? manifest.name : `${manifest.name}${subpath.slice(1)}`);
+const specifier = (subpath: string) =>
+  subpath === '.' ? manifest.name : `${manifest.name}${subpath.slice(1)}`;
 const needsPromClient = (subpath: string) => subpath.endsWith('prometheus');
 
 // Plain node: the repository's `@astra/source` condition (NODE_OPTIONS) must not reach the scratch project.
@@ -33,7 +34,11 @@ function run(command: string, args: string[], cwd: string): SpawnSyncReturns<str
 }
 
 function succeeded(result: SpawnSyncReturns<string>, what: string): string {
-  assert.equal(result.status, 0, `${what} failed:\n${result.stdout}\n${result.stderr}\n${result.error ?? ''}`);
+  assert.equal(
+    result.status,
+    0,
+    `${what} failed:\n${result.stdout}\n${result.stderr}\n${result.error ?? ''}`,
+  );
   return result.stdout;
 }
 
@@ -51,15 +56,28 @@ describe('the packed library', () => {
   before(() => {
     scratch = mkdtempSync(join(tmpdir(), 'outbox-package-'));
     // `npm pack` runs the package's prepack script, which builds dist/ from a clean slate.
-    const packed = succeeded(run('npm', ['pack', '--json', '--pack-destination', scratch], PACKAGE_DIR), 'npm pack');
-    const [tarball] = JSON.parse(packed.slice(packed.search(/^\[/m))) as { filename: string; files: { path: string }[] }[];
+    const packed = succeeded(
+      run('npm', ['pack', '--json', '--pack-destination', scratch], PACKAGE_DIR),
+      'npm pack',
+    );
+    const [tarball] = JSON.parse(packed.slice(packed.search(/^\[/m))) as {
+      filename: string;
+      files: { path: string }[];
+    }[];
     assert.ok(tarball !== undefined, 'npm pack reported no tarball');
     files = tarball.files.map((file) => file.path);
     project = join(scratch, 'project');
     mkdirSync(project);
-    writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+    writeFileSync(
+      join(project, 'package.json'),
+      JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
+    );
     succeeded(
-      run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(scratch, tarball.filename)], project),
+      run(
+        'npm',
+        ['install', '--prefer-offline', '--no-audit', '--no-fund', join(scratch, tarball.filename)],
+        project,
+      ),
       'npm install of the tarball',
     );
   });
@@ -76,7 +94,9 @@ describe('the packed library', () => {
       assert.ok(files.includes(main.slice(2)), `${subpath}: ${main} is packed`);
     }
     assert.deepEqual(
-      files.filter((path) => !/^dist\/.*\.(js|d\.ts)$/.test(path) && !['package.json', 'README.md'].includes(path)),
+      files.filter(
+        (path) => !/^dist\/.*\.(js|d\.ts)$/.test(path) && !['package.json', 'README.md'].includes(path),
+      ),
       [],
     );
   });
@@ -95,7 +115,13 @@ describe('the packed library', () => {
     succeeded(
       run(
         'npm',
-        ['install', '--prefer-offline', '--no-audit', '--no-fund', `prom-client@${manifest.peerDependencies['prom-client']}`],
+        [
+          'install',
+          '--prefer-offline',
+          '--no-audit',
+          '--no-fund',
+          `prom-client@${manifest.peerDependencies['prom-client']}`,
+        ],
         project,
       ),
       'npm install prom-client',
@@ -106,7 +132,9 @@ describe('the packed library', () => {
   });
 
   test('tsc type-checks a consumer against the packed declarations', () => {
-    const namespaces = SUBPATHS.map((subpath, index) => `import * as subpath${index} from '${specifier(subpath)}';`);
+    const namespaces = SUBPATHS.map(
+      (subpath, index) => `import * as subpath${index} from '${specifier(subpath)}';`,
+    );
     const consumer = `${namespaces.join('\n')}
 import { createOutboxWriter, OutboxError, type OutboxErrorCode, OutboxRelay, RedisStreamsPublisher } from '@astra/outbox';
 import { OutboxConsumer } from '@astra/outbox/consumer';

@@ -1,4 +1,5 @@
 import { createClient } from '@redis/client';
+import { brokerError, brokerTimeout, OutboxError } from '../errors.ts';
 
 /** Fields the consumer adds to a dead letter; a replay strips them. */
 export const DEAD_LETTER_PREFIX = 'deadletter.';
@@ -9,8 +10,6 @@ export interface RawEntry {
   entryId: string;
   fields: Record<string, string>;
 }
-
-class RedisTimeoutError extends Error {}
 
 function createRespTwoClient(url: string, timeoutMs: number) {
   return createClient({
@@ -66,17 +65,14 @@ export class RedisLink {
     this.client = this.newClient();
   }
 
-  /** Sends one command; `extraMs` widens the wait for a command that blocks on purpose. */
+  /** Sends one command; `extraMs` widens the wait for a command that blocks on purpose. Throws OutboxErrors. */
   async send(args: string[], extraMs = 0): Promise<unknown> {
     if (this.connecting === undefined) this.replace();
     const connecting = this.connecting;
     const limit = this.timeoutMs + extraMs;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new RedisTimeoutError(`Redis did not answer within ${limit} ms`)),
-        limit,
-      );
+      timer = setTimeout(() => reject(brokerTimeout(limit)), limit);
     });
     try {
       return await Promise.race([
@@ -87,8 +83,9 @@ export class RedisLink {
         timeout,
       ]);
     } catch (error) {
-      if (error instanceof RedisTimeoutError) this.replace();
-      throw error;
+      if (error instanceof OutboxError && error.code === 'OUTBOX_BROKER_TIMEOUT') this.replace();
+      // Same message (NOGROUP, BUSYGROUP checks read it), node-redis's error as the cause.
+      throw brokerError(error);
     } finally {
       clearTimeout(timer);
     }
