@@ -112,7 +112,12 @@ const result = spawnSync(
     ...nameArgs,
     ...files,
   ],
-  { stdio: 'inherit' },
+  // `@astra/source`: workspace packages resolve to their TypeScript sources, no build needed. Through
+  // NODE_OPTIONS the processes the tests start get it too (npm scripts get it from .npmrc).
+  {
+    stdio: 'inherit',
+    env: { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --conditions=@astra/source` },
+  },
 );
 const status = result.status ?? 1;
 if (status !== 0 && seed !== undefined) {

@@ -1,4 +1,4 @@
-import { invalidOption, OutboxError } from './errors.ts';
+import { databaseError, invalidOption, OutboxError } from './errors.ts';
 import { type OutboxOptions, resolveOutboxOptions } from './options.ts';
 import type { Publisher } from './publisher.ts';
 import { toPublishable } from './recovery.ts';
@@ -9,7 +9,7 @@ import {
   republishCandidatesQuery,
   statusQuery,
 } from './sql/adminQueries.ts';
-import { queryRows, type SqlClient } from './sql/client.ts';
+import { queryRows, type SqlClient, type SqlQuery } from './sql/client.ts';
 import type { ClaimedRow } from './sql/relayQueries.ts';
 
 /** Which PUBLISHED events an operator publishes again. */
@@ -48,7 +48,10 @@ export interface FailedEvent {
   updatedAt: Date;
 }
 
-/** Operator tools over the outbox table: what the CLI and the metrics gauges use. */
+/**
+ * Operator tools over the outbox table: what the CLI and the metrics gauges use. A failed query throws
+ * OUTBOX_DATABASE_ERROR with pg's error as `cause`.
+ */
 export class OutboxAdmin {
   private readonly table: string;
   private readonly channel: string;
@@ -60,17 +63,23 @@ export class OutboxAdmin {
     ({ table: this.table, channel: this.channel } = resolveOutboxOptions(options));
   }
 
+  private rows<Row>(query: SqlQuery): Promise<Row[]> {
+    return queryRows<Row>(this.db, query).catch((error: unknown) => {
+      throw databaseError(error);
+    });
+  }
+
   /**
    * Table-wide gauges. Each part reads a partial index (PENDING, or FAILED and retrying), so the cost
    * follows the backlog, not the table; run it from one process (the leader relay), not every replica.
    */
   async status(): Promise<OutboxStatus> {
-    const [row] = await queryRows<{
+    const [row] = await this.rows<{
       pending: string;
       failed: string;
       blocked_aggregates: string;
       oldest_pending_age_seconds: number;
-    }>(this.db, statusQuery(this.table));
+    }>(statusQuery(this.table));
     return {
       pending: Number(row?.pending ?? 0),
       failed: Number(row?.failed ?? 0),
@@ -80,14 +89,14 @@ export class OutboxAdmin {
   }
 
   async publishedCount(): Promise<number> {
-    const [row] = await queryRows<{ published: string }>(this.db, publishedCountQuery(this.table));
+    const [row] = await this.rows<{ published: string }>(publishedCountQuery(this.table));
     return Number(row?.published ?? 0);
   }
 
   async failed(limit = 100): Promise<FailedEvent[]> {
     if (!Number.isInteger(limit) || limit < 1)
       throw invalidOption('limit', 'must be a whole number of 1 or more');
-    const rows = await queryRows<{
+    const rows = await this.rows<{
       id: string;
       event_id: string;
       event_type: string;
@@ -96,7 +105,7 @@ export class OutboxAdmin {
       last_error: string | null;
       created_at: Date;
       updated_at: Date;
-    }>(this.db, failedEventsQuery(this.table, limit));
+    }>(failedEventsQuery(this.table, limit));
     return rows.map((row) => ({
       id: row.id,
       eventId: row.event_id,
@@ -126,8 +135,7 @@ export class OutboxAdmin {
     const report: RepublishReport = { events: 0, first: undefined, last: undefined, streams: {} };
     let afterRowId = '0';
     for (;;) {
-      const rows = await queryRows<ClaimedRow>(
-        this.db,
+      const rows = await this.rows<ClaimedRow>(
         republishCandidatesQuery(this.table, {
           afterRowId,
           limit: 1000,
@@ -143,7 +151,8 @@ export class OutboxAdmin {
         const outcomes = await publisher.publish(rows.map(toPublishable), { mode: 'replay' });
         const refused = outcomes.find((outcome) => outcome.status !== 'published');
         if (refused !== undefined)
-          throw new Error(
+          throw new OutboxError(
+            'OUTBOX_BROKER_ERROR',
             `the broker refused a republish after ${report.events} events: ${'error' in refused ? refused.error : refused.status}`,
           );
       }
@@ -164,8 +173,7 @@ export class OutboxAdmin {
         field: 'id',
       });
     }
-    const [row] = await queryRows<{ replayed: number }>(
-      this.db,
+    const [row] = await this.rows<{ replayed: number }>(
       replayQuery(this.table, rowId === 'all' ? null : rowId, this.channel),
     );
     const replayed = row?.replayed ?? 0;

@@ -8,7 +8,7 @@ export {
 export type { Backoff } from './backoff.ts';
 export type { CloudEvent } from './cloudevents.ts';
 export { isValidTraceparent, isValidTracestate } from './cloudevents.ts';
-export { OutboxError, type OutboxErrorCode } from './errors.ts';
+export { driverCode, OutboxError, type OutboxErrorCode } from './errors.ts';
 export type { OutboxOptions } from './options.ts';
 export type {
   LostOutcome,

@@ -9,7 +9,7 @@ import {
   TRACESTATE_MEMBER,
   TRACESTATE_SEPARATOR,
 } from './cloudevents.ts';
-import { invalidOption, OutboxError } from './errors.ts';
+import { databaseError, invalidOption, OutboxError } from './errors.ts';
 import { type OutboxOptions, resolveOutboxOptions } from './options.ts';
 import { queryRows, type SqlClient } from './sql/client.ts';
 import { insertEventsQuery } from './sql/insertEvents.ts';
@@ -42,7 +42,8 @@ export interface OutboxWriterOptions extends OutboxOptions {
 export interface OutboxWriter {
   /**
    * Records events in the transaction `db` is in: they exist exactly when that transaction commits.
-   * One round trip whatever the number of events.
+   * One round trip whatever the number of events. Throws OUTBOX_INVALID_EVENT before sending anything,
+   * OUTBOX_DUPLICATE_EVENT for an id already written, OUTBOX_DATABASE_ERROR (pg's error as `cause`).
    */
   write(db: SqlClient, events: readonly NewEvent[]): Promise<CloudEvent[]>;
 
@@ -157,7 +158,11 @@ export function createOutboxWriter(options: OutboxWriterOptions): OutboxWriter {
       });
 
       const values = [ids, types, events.map(() => source), aggregateTypes, aggregateIds, payloads, headers];
-      const [row] = await queryRows<{ created_at: Date }>(db, insertEventsQuery(resolved, values));
+      const [row] = await queryRows<{ created_at: Date }>(db, insertEventsQuery(resolved, values)).catch(
+        (error: unknown) => {
+          throw databaseError(error);
+        },
+      );
       const time = (row?.created_at ?? new Date()).toISOString();
       return events.map((event, index) => {
         const envelope: CloudEvent = {

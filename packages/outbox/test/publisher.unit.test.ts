@@ -42,7 +42,14 @@ describe('cluster key slots', () => {
       assert.equal(keySlot(journalKey(stream)), keySlot(stream), stream);
       assert.notEqual(journalKey(stream), stream);
     }
-    assert.throws(() => journalKey('x{}y'), /braces/);
+    assert.throws(
+      () => journalKey('x{}y'),
+      (error: unknown) =>
+        error instanceof OutboxError &&
+        error.code === 'OUTBOX_INVALID_OPTION' &&
+        error.field === 'stream' &&
+        /braces/.test(error.message),
+    );
   });
 });
 

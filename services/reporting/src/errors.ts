@@ -1,3 +1,4 @@
+import { driverCode } from '@astra/outbox';
 import type { FastifyError, FastifyInstance } from 'fastify';
 
 /** An error a client can act on; every error body is `{ "error": { "code", "message", "field" } }`. */
@@ -17,9 +18,12 @@ export const errorBody = (code: string, message: string, field: string | null = 
   error: { code, message, field },
 });
 
-/** Connection-level failures (refused, reset, terminated by the server): the client may retry. */
+/**
+ * Connection-level failures (refused, reset, terminated by the server): the client may retry. pg's
+ * code is read bare or from an OutboxError's cause.
+ */
 function isUnavailable(error: { code?: string; message?: string }): boolean {
-  const code = error.code ?? '';
+  const code = driverCode(error) ?? '';
   return (
     code.startsWith('08') ||
     code.startsWith('57P') ||

@@ -2,13 +2,15 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import type { FastifyInstance } from 'fastify';
+import { createOutboxWriter, newEventId } from '@astra/outbox';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { createPool, ensureDatabase } from '../src/database.ts';
 import { createApiKey } from '../src/http/auth.ts';
+import { registerErrorHandling } from '../src/http/errors.ts';
 import { shutdownHandler } from '../src/lifecycle.ts';
 import { boundPort, createMetrics, ListenError, startMetricsServer } from '../src/metrics.ts';
 import { createRelay, relayHealth } from '../src/outbox.ts';
@@ -172,6 +174,40 @@ describe('production hardening', () => {
     } finally {
       holder.release();
       await pool.end();
+    }
+  });
+
+  test("the outbox library's wrapped statement timeout answers 503 as pg's bare one does", async () => {
+    // write() wraps pg's 57014 in an OutboxError; the 503 rule reads the code from its cause.
+    const writer = createOutboxWriter({ source: SOURCE });
+    const built = Fastify();
+    apps.push(built);
+    registerErrorHandling(built);
+    built.post('/write', async () => {
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query("SET LOCAL statement_timeout = '200ms'");
+        const event = { id: newEventId(), type: 'test.v1', aggregateType: 't', aggregateId: '1', data: {} };
+        await writer.write(client, [event]);
+        await client.query('COMMIT');
+        return { written: true };
+      } finally {
+        await client.query('ROLLBACK');
+        client.release();
+      }
+    });
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE event_outbox IN ACCESS EXCLUSIVE MODE');
+      assertError(await built.inject({ method: 'POST', url: '/write' }), {
+        status: 503,
+        code: 'UNAVAILABLE',
+      });
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
     }
   });
 

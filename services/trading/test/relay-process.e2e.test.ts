@@ -85,6 +85,8 @@ describe('relay and service processes', () => {
       env: {
         PATH: process.env.PATH ?? '',
         HOME: process.env.HOME ?? '',
+        // What `npm run relay` sets (.npmrc): @astra/outbox from its sources, unbuilt.
+        NODE_OPTIONS: '--conditions=@astra/source',
         DATABASE_URL: db.url,
         REDIS_URL: redis.url,
         HOST: '127.0.0.1',

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { type Backoff, backoffDelay } from '../backoff.ts';
 import type { CloudEvent } from '../cloudevents.ts';
-import { invalidOption } from '../errors.ts';
+import { driverCode, invalidOption } from '../errors.ts';
 import { positiveInteger } from '../options.ts';
 import {
   type RedisTarget,
@@ -366,11 +366,14 @@ interface Reader {
   result: { entries: RawEntry[] } | { error: unknown } | undefined;
 }
 
-/** PostgreSQL could not be reached or dropped the session: retry, spend nothing. */
+/**
+ * PostgreSQL could not be reached or dropped the session: retry, spend nothing. Reads pg's error bare
+ * or wrapped in an OutboxError (a handler's writer.write(), say).
+ */
 export function isTransientDatabaseError(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string') {
+  const code = driverCode(error);
+  if (code !== undefined) {
     // 08: connection, 53: resources, 57P: shutdown, 40001/40P01: serialization failure, deadlock.
     if (/^(08|53|57P)/.test(code) || code === '40001' || code === '40P01') return true;
     if (/^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH|NETUNREACH|AI_AGAIN)$/.test(code)) return true;

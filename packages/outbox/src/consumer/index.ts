@@ -1,5 +1,5 @@
 export type { CloudEvent } from '../cloudevents.ts';
-export { OutboxError, type OutboxErrorCode } from '../errors.ts';
+export { driverCode, OutboxError, type OutboxErrorCode } from '../errors.ts';
 export { type RedisTarget, resolveRedisTarget } from '../redis/connection.ts';
 export { decodeEntry, ENTRY_FIELDS } from '../redis/entry.ts';
 export {

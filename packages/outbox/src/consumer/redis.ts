@@ -1,4 +1,5 @@
 import { ErrorReply } from '@redis/client';
+import { brokerError, brokerTimeout, OutboxError } from '../errors.ts';
 import type { RedisConnection } from '../redis/connection.ts';
 
 /** Fields the consumer adds to a dead letter; a replay strips them. */
@@ -10,8 +11,6 @@ export interface RawEntry {
   entryId: string;
   fields: Record<string, string>;
 }
-
-class RedisTimeoutError extends Error {}
 
 /**
  * One Redis connection (or cluster client) with a bounded wait per call: a hung Redis cannot stall
@@ -53,6 +52,7 @@ export class RedisLink {
   /**
    * Sends one command; `key` routes it in a cluster (its first key), `extraMs` widens the wait for a
    * command that blocks on purpose.
+   * Throws OutboxErrors.
    */
   async send(
     args: string[],
@@ -64,10 +64,7 @@ export class RedisLink {
     const limit = this.timeoutMs + extraMs;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new RedisTimeoutError(`Redis did not answer within ${limit} ms`)),
-        limit,
-      );
+      timer = setTimeout(() => reject(brokerTimeout(limit)), limit);
     });
     try {
       return await Promise.race([
@@ -79,11 +76,12 @@ export class RedisLink {
       ]);
     } catch (error) {
       const stale =
-        error instanceof RedisTimeoutError ||
+        (error instanceof OutboxError && error.code === 'OUTBOX_BROKER_TIMEOUT') ||
         (error instanceof ErrorReply && error.message.startsWith('READONLY'));
       // Only once per connection: calls that were in flight on it all fail the same way.
       if (stale && this.connection === connection) this.replace();
-      throw error;
+      // Same message (NOGROUP, BUSYGROUP checks read it), node-redis's error as the cause.
+      throw brokerError(error);
     } finally {
       clearTimeout(timer);
     }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { ErrorReply } from '@redis/client';
-import { invalidOption } from '../errors.ts';
+import { brokerError, brokerTimeout, invalidOption, OutboxError } from '../errors.ts';
 import { nonNegativeInteger, positiveInteger } from '../options.ts';
 import type {
   PublishableEvent,
@@ -71,12 +71,10 @@ export interface RedisStreamsPublisherOptions extends RedisTarget {
 /** Redis refused the call for reasons of its own state, not of the event: retry later. */
 const TRANSIENT_REPLY = /^(OOM|LOADING|READONLY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|BUSY|NOREPLICAS|MOVED|ASK)\b/;
 
-class TimeoutError extends Error {}
-
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError(`Redis did not answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(brokerTimeout(ms)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -229,7 +227,7 @@ export class RedisStreamsPublisher implements Publisher {
 
   /**
    * Runs `request` once the first connection is up, all within `timeoutMs`. A timeout replaces the
-   * connection, so a hung Redis cannot keep commands queued.
+   * connection, so a hung Redis cannot keep commands queued. Throws only OutboxErrors.
    */
   private async bounded<T>(request: () => Promise<T>): Promise<T> {
     if (this.connecting === undefined) this.replaceConnection();
@@ -243,8 +241,8 @@ export class RedisStreamsPublisher implements Publisher {
         this.timeoutMs,
       );
     } catch (error) {
-      if (error instanceof TimeoutError) this.replaceConnection();
-      throw error;
+      if (error instanceof OutboxError && error.code === 'OUTBOX_BROKER_TIMEOUT') this.replaceConnection();
+      throw brokerError(error);
     }
   }
 

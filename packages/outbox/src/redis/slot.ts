@@ -1,3 +1,5 @@
+import { invalidOption } from '../errors.ts';
+
 /**
  * Redis Cluster hash slot of a key (CRC16/XMODEM of the key or of its {hash tag}, mod 16384).
  * Written here rather than imported: node-redis keeps its copy internal, and it is a dozen lines of
@@ -37,7 +39,8 @@ export function keySlot(key: string): number {
 export function companionKey(stream: string, kind: string): string {
   if (hashTag(stream) !== stream) return `${stream}:${kind}`;
   // Braces that do not form a hash tag cannot be wrapped in one: no key shares such a stream's slot.
-  if (/[{}]/.test(stream)) throw new Error(`stream name "${stream}" has braces that are not a hash tag`);
+  if (/[{}]/.test(stream))
+    throw invalidOption('stream', `stream name "${stream}" has braces that are not a hash tag`);
   return `{${stream}}:${kind}`;
 }
 

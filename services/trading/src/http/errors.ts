@@ -1,3 +1,4 @@
+import { driverCode } from '@astra/outbox';
 import type { FastifyError, FastifyInstance } from 'fastify';
 
 /**
@@ -80,10 +81,11 @@ const FASTIFY_CLIENT_ERRORS: Record<string, [number, string, string]> = {
 
 /**
  * Connection-level failures (refused, reset, terminated by the server), an exhausted pool, and
- * statements or lock waits cut short by their timeouts: the client may retry.
+ * statements or lock waits cut short by their timeouts: the client may retry. pg's code is read bare
+ * or from an OutboxError's cause (the library wraps what its own queries throw).
  */
 function isUnavailable(error: { code?: string; message?: string }): boolean {
-  const code = error.code ?? '';
+  const code = driverCode(error) ?? '';
   return (
     code.startsWith('08') || // connection exception class
     code.startsWith('57P') || // admin shutdown, crash shutdown, cannot connect now
