@@ -25,19 +25,17 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createScratchDatabase } from '../../packages/outbox/test/support.ts';
 import { HttpClient } from '../../services/trading/test/e2e/http.ts';
-import { type ManagedProcess, spawnManaged } from '../../services/trading/test/e2e/processes.ts';
 import {
   killLeftovers,
-  REPO_ROOT,
   type RelayHandle,
+  type ReportingHandle,
   type ServiceHandle,
   Stack,
 } from '../../services/trading/test/e2e/stack.ts';
 import { panelQueries } from '../grafana/generate.ts';
 import { ALERTS, ALWAYS_FIRING, SLO_RECORDS } from './support/alerts.ts';
-import { type Daemon, freePort, startPrometheus, waitFor } from './support/processes.ts';
+import { type Daemon, startPrometheus, waitFor } from './support/processes.ts';
 
 /** Short, so that the test sees a few scrapes and rule evaluations per second of waiting. */
 const SCRAPE_INTERVAL = '1s';
@@ -144,8 +142,7 @@ let service: ServiceHandle;
 let relayingService: ServiceHandle;
 let relay: RelayHandle;
 /** `npm run reporting`'s entry point, consuming both streams into a database of its own. */
-let reporting: { process: ManagedProcess; metricsPort: number } | undefined;
-let reportingDb: { url: string; dropDatabase(): Promise<void> } | undefined;
+let reporting: ReportingHandle | undefined;
 let rules: Rule[] = [];
 
 function running(): { stack: Stack; prometheus: Daemon } {
@@ -240,44 +237,19 @@ async function until(what: string, check: () => Promise<string[]>): Promise<void
   }
 }
 
-/**
- * Starts the reporting service as `npm run reporting` does, on free ports, against the stack's Redis and
- * trading database, and waits until it answers and exports its group's backlog.
- */
-async function startReporting(stack: Stack, databaseUrl: string) {
-  const [port, metricsPort] = [await freePort(), await freePort()];
-  const managed = spawnManaged(
-    'reporting',
-    process.execPath,
-    ['--import', 'tsx', 'services/reporting/src/main.ts'],
-    {
-      cwd: REPO_ROOT,
-      env: stack.env({
-        REPORTING_DATABASE_URL: databaseUrl,
-        TRADING_DATABASE_URL: stack.db.url,
-        REPORTING_PORT: String(port),
-        REPORTING_METRICS_PORT: String(metricsPort),
-        LOG_LEVEL: 'warn',
-      }),
-      logPath: join(stack.workDir, 'reporting.log'),
-    },
-  );
+/** Waits until the reporting process exports its group's backlog (its consumer has read Redis). */
+async function waitForGroupBacklog(handle: ReportingHandle): Promise<void> {
   await waitFor(
-    'the reporting process to answer and export its group backlog',
+    'the reporting process to export its group backlog',
     async () => {
-      if (!managed.running) throw new Error(`reporting exited:\n${managed.logTail()}`);
-      const health = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(2000) });
-      const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, {
+      if (!handle.process.running) throw new Error(`reporting exited:\n${handle.process.logTail()}`);
+      const metrics = await fetch(`http://127.0.0.1:${handle.metricsPort}/metrics`, {
         signal: AbortSignal.timeout(2000),
       });
-      return health.ok && /^outbox_consumer_group_pending\{/m.test(await metrics.text()) ? true : undefined;
+      return /^outbox_consumer_group_pending\{/m.test(await metrics.text()) ? true : undefined;
     },
     60_000,
-  ).catch(async (error: unknown) => {
-    await managed.kill('SIGKILL');
-    throw error;
-  });
-  return { process: managed, metricsPort };
+  );
 }
 
 /** Points the outbox-relay scrape job at `targets` (file_sd: Prometheus rereads the file by itself). */
@@ -343,8 +315,8 @@ describe('Prometheus scraping the real service and relays', { timeout: 600_000 }
     // The first start migrates the empty database; the others find it migrated.
     service = await stack.startService({ relay: false });
     [relayingService, relay] = await Promise.all([stack.startService({ relay: true }), stack.startRelay()]);
-    reportingDb = await createScratchDatabase('reporting_e2e');
-    reporting = await startReporting(stack, reportingDb.url);
+    reporting = await stack.startReporting();
+    await waitForGroupBacklog(reporting);
     prometheus = await startPrometheus({
       tradingService: [`127.0.0.1:${service.metricsPort}`, `127.0.0.1:${relayingService.metricsPort}`],
       outboxRelay: [`127.0.0.1:${relay.metricsPort}`],
@@ -366,7 +338,6 @@ describe('Prometheus scraping the real service and relays', { timeout: 600_000 }
     await prometheus?.stop().catch(() => {});
     await stack?.close().catch(() => {});
     await killLeftovers();
-    await reportingDb?.dropDatabase().catch(() => {});
   });
 
   test('while trades flow, every panel and every alert input returns data, and every alert evaluates', async () => {

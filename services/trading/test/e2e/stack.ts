@@ -95,17 +95,25 @@ export interface ReportingHandle {
   process: ManagedProcess;
   /** The HTTP port it picked (REPORTING_PORT=0), read from its log. */
   port: number;
+  /** Its metrics port (REPORTING_METRICS_PORT=0), read from its log. */
+  metricsPort: number;
   /** Its consumer's name in the group. */
   consumer: string;
 }
 
-/** The port and consumer name from a reporting process's 'listening' log line, once it is there. */
-function reportingListening(managed: ManagedProcess): { port: number; consumer: string } | undefined {
+type Listening = Omit<ReportingHandle, 'process'>;
+
+/** The ports and consumer name from a reporting process's 'listening' log line, once it is there. */
+function reportingListening(managed: ManagedProcess): Listening | undefined {
   for (const line of managed.logTail(200).split('\n')) {
     if (!line.includes('reporting service listening')) continue;
-    const { address, consumer } = JSON.parse(line) as { address?: string; consumer?: string };
-    if (address !== undefined && consumer !== undefined)
-      return { port: Number(new URL(address).port), consumer };
+    const { address, metricsPort, consumer } = JSON.parse(line) as {
+      address?: string;
+      metricsPort?: number;
+      consumer?: string;
+    };
+    if (address !== undefined && metricsPort !== undefined && consumer !== undefined)
+      return { port: Number(new URL(address).port), metricsPort, consumer };
   }
   return undefined;
 }
@@ -276,10 +284,12 @@ export class Stack {
         REPORTING_PORT: '0',
         REPORTING_METRICS_PORT: '0',
         DB_POOL_SIZE: '4',
+        // Its ports are read from the 'listening' line, logged at info.
+        LOG_LEVEL: 'info',
         ...env,
       }),
     );
-    let listening: { port: number; consumer: string } | undefined;
+    let listening: Listening | undefined;
     await waitFor(
       `${managed.name} listening`,
       () => {
@@ -292,9 +302,9 @@ export class Stack {
       await managed.kill('SIGKILL');
       throw error;
     });
-    const { port, consumer } = listening as { port: number; consumer: string };
-    await this.waitHealthy(managed, port, () => true);
-    return { process: managed, port, consumer };
+    const ready = listening as Listening;
+    await this.waitHealthy(managed, ready.port, () => true);
+    return { process: managed, ...ready };
   }
 
   /** Runs the CLI (`npm run cli -- ...`) against this stack's database; returns its stdout. */
