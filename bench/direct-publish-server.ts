@@ -15,6 +15,12 @@ import { ApiKeyVerifier, authorize } from '../services/trading/src/http/auth.ts'
 import { ApiError, registerErrorHandling } from '../services/trading/src/http/errors.ts';
 import { registerHttpMetrics } from '../services/trading/src/metrics.ts';
 import {
+  POSITION_UPDATED,
+  positionUpdatedData,
+  TRADE_EXECUTED,
+  tradeExecutedData,
+} from '../services/trading/src/trades/events.ts';
+import {
   ErrorResponse,
   FIELD_RULES,
   TradeRequest,
@@ -22,10 +28,7 @@ import {
 } from '../services/trading/src/trades/schema.ts';
 import {
   newTradeId,
-  POSITION_UPDATED,
-  TRADE_EXECUTED,
   type TradeRow,
-  type TradeValues,
   tradeQuery,
   tradeResultFromRow,
 } from '../services/trading/src/trades/sql.ts';
@@ -71,9 +74,10 @@ async function main(): Promise<void> {
       authorize(principal, request.body.accountId);
       const { accountId, symbol, side, quantity, price } = request.body;
       const tradeId = newTradeId();
-      const values: TradeValues = [tradeId, accountId, symbol, quantity, price];
       // One statement, committed on its own, as the service's (minus the events).
-      const row = (await pool.query<TradeRow>(tradeQuery(side, values))).rows[0];
+      const row = (
+        await pool.query<TradeRow>(tradeQuery({ tradeId, accountId, symbol, side, quantity, price }))
+      ).rows[0];
       if (row === undefined)
         throw new ApiError(422, 'INSUFFICIENT_POSITION', 'cannot sell more than held', 'quantity');
       const { trade, position } = tradeResultFromRow(row);
@@ -84,13 +88,18 @@ async function main(): Promise<void> {
           'XADD',
           TRADE_EXECUTED,
           '*',
-          ...cloudEventFields(TRADE_EXECUTED, tradeId, time, trade),
+          ...cloudEventFields(TRADE_EXECUTED, tradeId, time, tradeExecutedData(trade)),
         ]),
         redis.sendCommand([
           'XADD',
           POSITION_UPDATED,
           '*',
-          ...cloudEventFields(POSITION_UPDATED, `${accountId}:${symbol}`, time, { ...position, tradeId }),
+          ...cloudEventFields(
+            POSITION_UPDATED,
+            `${accountId}:${symbol}`,
+            time,
+            positionUpdatedData(position, tradeId),
+          ),
         ]),
       ]);
       return reply.status(201).send({ trade, position });

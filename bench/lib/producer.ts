@@ -7,7 +7,7 @@ import { createOutboxWriter, createRelayWaker, type LocalRelay } from '@astra/ou
 import pg from 'pg';
 import {
   newTradeId,
-  type TradeValues,
+  type TradeParams,
   tradeQuery,
   tradeWithEventsQuery,
 } from '../../services/trading/src/trades/sql.ts';
@@ -22,10 +22,15 @@ import { SYMBOLS } from './wrk.ts';
  */
 export type TradeWriter = ((pool: pg.Pool, seq: number) => Promise<string>) & { wakeRelays?: boolean };
 
-function tradeValues(accounts: number, seq: number): TradeValues {
-  const accountId = `acct-${1 + (seq % accounts)}`;
-  const symbol = SYMBOLS[seq % SYMBOLS.length] as string;
-  return [newTradeId(), accountId, symbol, '10', (100 + (seq % 9000) / 100).toFixed(2)];
+function tradeParams(accounts: number, seq: number): TradeParams {
+  return {
+    tradeId: newTradeId(),
+    accountId: `acct-${1 + (seq % accounts)}`,
+    symbol: SYMBOLS[seq % SYMBOLS.length] as string,
+    side: 'BUY',
+    quantity: '10',
+    price: (100 + (seq % 9000) / 100).toFixed(2),
+  };
 }
 
 /**
@@ -36,9 +41,9 @@ function tradeValues(accounts: number, seq: number): TradeValues {
 export function outboxTradeWriter(accounts: number, wakeRelays: boolean): TradeWriter {
   const writer = createOutboxWriter({ source: '/astra/trading-service', notify: false });
   const write: TradeWriter = async (pool, seq) => {
-    const values = tradeValues(accounts, seq);
-    await pool.query(tradeWithEventsQuery('BUY', values, {}, writer));
-    return values[0];
+    const params = tradeParams(accounts, seq);
+    await pool.query(tradeWithEventsQuery(params, {}, writer));
+    return params.tradeId;
   };
   write.wakeRelays = wakeRelays;
   return write;
@@ -47,12 +52,12 @@ export function outboxTradeWriter(accounts: number, wakeRelays: boolean): TradeW
 /** The same trade statement without events, plus the same two events as graphile-worker jobs. */
 export function graphileTradeWriter(accounts: number): TradeWriter {
   return async (pool, seq) => {
-    const values = tradeValues(accounts, seq);
-    const [tradeId, accountId, symbol, quantity, price] = values;
+    const params = tradeParams(accounts, seq);
+    const { tradeId, accountId, symbol, quantity, price } = params;
     const client = await pool.connect();
     try {
       await client.query('BEGIN');
-      await client.query(tradeQuery('BUY', values));
+      await client.query(tradeQuery(params));
       await client.query({
         name: 'graphile_add_two',
         text: `SELECT count(*) FROM graphile_worker.add_jobs(ARRAY[

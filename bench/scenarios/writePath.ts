@@ -4,7 +4,7 @@
  * bench-only server that commits and then XADDs both events directly.
  */
 import { createOutboxWriter } from '@astra/outbox';
-import { type TradeValues, tradeQuery, tradeWithEventsQuery } from '../../services/trading/src/trades/sql.ts';
+import { type TradeParams, tradeQuery, tradeWithEventsQuery } from '../../services/trading/src/trades/sql.ts';
 import type { BenchConfig } from '../lib/config.ts';
 import {
   backendPids,
@@ -91,9 +91,16 @@ export function tradeTransactionScript(variant: PgbenchVariant = 'service'): str
     $8: UUID_V7_SQL,
   };
   const writer = createOutboxWriter({ source: '/astra/trading-service', notify: false });
-  const values: TradeValues = ['', '', '', '', ''];
-  const query =
-    variant === 'trade-only' ? tradeQuery('BUY', values) : tradeWithEventsQuery('BUY', values, {}, writer);
+  // Only the text is used: its $n are replaced by the substitutes above.
+  const params: TradeParams = {
+    tradeId: '',
+    accountId: '',
+    symbol: '',
+    side: 'BUY',
+    quantity: '',
+    price: '',
+  };
+  const query = variant === 'trade-only' ? tradeQuery(params) : tradeWithEventsQuery(params, {}, writer);
   const statement = query.text
     .replace(/\$([1-8])(?!\d)/g, (match) => substitutes[match] ?? match)
     // pgbench reads `:name` as a variable, even in comments and in to_char()'s time format, where a

@@ -7,7 +7,7 @@ import {
 } from '@astra/outbox/prometheus';
 import type { FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
-import { POSITION_UPDATED, TRADE_EXECUTED } from './trades/sql.ts';
+import { POSITION_UPDATED, TRADE_EXECUTED } from './trades/events.ts';
 
 export interface ServiceMetrics {
   registry: Registry;

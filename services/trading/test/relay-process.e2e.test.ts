@@ -8,7 +8,7 @@ import { createClient, type RedisClientType } from '@redis/client';
 import { assertDelivered } from '../../../packages/outbox/test/delivery.ts';
 import { freePort, readStream, TestRedis, waitFor } from '../../../packages/outbox/test/support.ts';
 import { createApiKey } from '../src/http/auth.ts';
-import { POSITION_UPDATED, TRADE_EXECUTED } from '../src/trades/sql.ts';
+import { POSITION_UPDATED, TRADE_EXECUTED } from '../src/trades/events.ts';
 import { createTestDatabase, type TestDatabase } from './support.ts';
 
 /**

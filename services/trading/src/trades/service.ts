@@ -11,7 +11,6 @@ import {
   storedResponseQuery,
   storeResponseQuery,
   type TradeRow,
-  type TradeValues,
   tradeResultFromRow,
   tradeWithEventsQuery,
 } from './sql.ts';
@@ -192,13 +191,14 @@ export class TradeService {
     request: TradeRequest,
     context: TradeContext,
   ): Promise<TradeOutcome> {
-    const values: TradeValues = [
-      newTradeId(),
-      request.accountId,
-      request.symbol,
-      request.quantity,
-      request.price,
-    ];
+    const params = {
+      tradeId: newTradeId(),
+      accountId: request.accountId,
+      symbol: request.symbol,
+      side: request.side,
+      quantity: request.quantity,
+      price: request.price,
+    };
     const span = this.tracer?.startSpan(
       'trade statement',
       {
@@ -212,7 +212,7 @@ export class TradeService {
       span === undefined
         ? traceHeaders(context)
         : traceHeaders({ ...context, traceparent: traceparentOf(span) });
-    const query = tradeWithEventsQuery(request.side, values, headers, this.outbox);
+    const query = tradeWithEventsQuery(params, headers, this.outbox);
     let row: TradeRow | undefined;
     try {
       row = (await db.query<TradeRow>(query)).rows[0];

@@ -1,10 +1,14 @@
 import { newEventId, type OutboxWriter } from '@astra/outbox';
 import type { QueryConfig } from 'pg';
 import { v7 as uuidV7 } from 'uuid';
+import {
+  jsonbObject,
+  POSITION_UPDATED,
+  POSITION_UPDATED_SQL,
+  TRADE_EXECUTED,
+  TRADE_EXECUTED_SQL,
+} from './events.ts';
 import type { Position, Trade, TradeResult } from './schema.ts';
-
-export const TRADE_EXECUTED = 'astra.trading.trade_executed.v1';
-export const POSITION_UPDATED = 'astra.trading.position_updated.v1';
 
 /**
  * A new trade id: time-ordered (UUIDv7), so the trades primary key grows at its right edge rather than
@@ -12,9 +16,20 @@ export const POSITION_UPDATED = 'astra.trading.position_updated.v1';
  */
 export const newTradeId = (): string => uuidV7();
 
-/** $1 trade id, $2 account, $3 symbol, $4 quantity, $5 price. */
-export type TradeValues = [string, string, string, string, string];
 export type Side = 'BUY' | 'SELL';
+
+/** The trade statement's inputs, by name: decimals as strings, exact. */
+export interface TradeParams {
+  tradeId: string;
+  accountId: string;
+  symbol: string;
+  side: Side;
+  quantity: string;
+  price: string;
+}
+
+/** The one place the trade's inputs become positions: $1 trade id, $2 account, $3 symbol, $4 quantity, $5 price. */
+const tradeValues = (p: TradeParams): string[] => [p.tradeId, p.accountId, p.symbol, p.quantity, p.price];
 
 /**
  * The position change, taking the position's row lock. A BUY upserts; a SELL updates only when the
@@ -46,29 +61,20 @@ const POSITION_CHANGE: Record<Side, string> = {
   RETURNING quantity, average_price, version, updated_at`,
 };
 
-/** A timestamp as JavaScript's toISOString() writes it (UTC, milliseconds), so API and events agree. */
-const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
-
 /**
- * Both events of a trade, as rows for the outbox writer's insertFrom(); their data is what the API
- * answers (the trade; the position plus the trade's id). $6 the events' trace headers (jsonb), $7 and $8
+ * Both events of a trade, as rows for the outbox writer's insertFrom(); their data (defined in
+ * events.ts) is what the API answers (the trade; the position plus the trade's id). $6 the events' trace headers (jsonb), $7 and $8
  * their ids.
  */
 const TRADE_EVENTS = `
   SELECT $7::uuid AS event_id, '${TRADE_EXECUTED}' AS event_type, 'trade' AS aggregate_type,
          trade.id::text AS aggregate_id,
-         jsonb_build_object('id', trade.id, 'accountId', trade.account_id, 'symbol', trade.symbol,
-                            'side', trade.side, 'quantity', trim_scale(trade.quantity)::text,
-                            'price', trim_scale(trade.price)::text, 'positionVersion', trade.position_version,
-                            'executedAt', ${iso('trade.executed_at')}) AS data,
+         ${jsonbObject(TRADE_EXECUTED_SQL)} AS data,
          $6::jsonb AS headers
   FROM trade
   UNION ALL
   SELECT $8::uuid, '${POSITION_UPDATED}', 'position', trade.account_id || ':' || trade.symbol,
-         jsonb_build_object('accountId', trade.account_id, 'symbol', trade.symbol,
-                            'quantity', trim_scale(pos.quantity)::text,
-                            'averagePrice', trim_scale(pos.average_price)::text, 'version', pos.version,
-                            'updatedAt', ${iso('pos.updated_at')}, 'tradeId', trade.id),
+         ${jsonbObject(POSITION_UPDATED_SQL)},
          $6::jsonb
   FROM pos, trade`;
 
@@ -99,21 +105,24 @@ FROM pos, trade`;
 
 /** The trade and its two events. $6 the events' trace headers (a JSON object), $7 and $8 new event ids. */
 export function tradeWithEventsQuery(
-  side: Side,
-  values: TradeValues,
+  params: TradeParams,
   headers: Record<string, string>,
   outbox: OutboxWriter,
 ): QueryConfig {
   return {
-    name: `trade_${side.toLowerCase()}_with_events`,
-    text: tradeStatement(side, (select) => outbox.insertFrom(select)),
-    values: [...values, JSON.stringify(headers), newEventId(), newEventId()],
+    name: `trade_${params.side.toLowerCase()}_with_events`,
+    text: tradeStatement(params.side, (select) => outbox.insertFrom(select)),
+    values: [...tradeValues(params), JSON.stringify(headers), newEventId(), newEventId()],
   };
 }
 
 /** The trade alone, without events: what the old direct-publish design (a bench contender) ran. */
-export function tradeQuery(side: Side, values: TradeValues): QueryConfig {
-  return { name: `trade_${side.toLowerCase()}`, text: tradeStatement(side), values };
+export function tradeQuery(params: TradeParams): QueryConfig {
+  return {
+    name: `trade_${params.side.toLowerCase()}`,
+    text: tradeStatement(params.side),
+    values: tradeValues(params),
+  };
 }
 
 export interface TradeRow {
