@@ -26,12 +26,7 @@ import {
   TradeRequest,
   TradeResult,
 } from '../services/trading/src/trades/schema.ts';
-import {
-  newTradeId,
-  type TradeRow,
-  tradeQuery,
-  tradeResultFromRow,
-} from '../services/trading/src/trades/sql.ts';
+import { newTradeId, type TradeRow, tradeQuery } from '../services/trading/src/trades/sql.ts';
 import { streamEntryFields } from './lib/streamEntry.ts';
 
 const SOURCE = '/astra/trading-service';
@@ -80,7 +75,7 @@ async function main(): Promise<void> {
       ).rows[0];
       if (row === undefined)
         throw new ApiError(422, 'INSUFFICIENT_POSITION', 'cannot sell more than held', 'quantity');
-      const { trade, position } = tradeResultFromRow(row);
+      const { trade, position } = row;
       const time = trade.executedAt;
       // After the commit: the window in which a crash loses the events.
       await Promise.all([

@@ -5,7 +5,7 @@ export const TRADE_EXECUTED = 'astra.trading.trade_executed.v1';
 export const POSITION_UPDATED = 'astra.trading.position_updated.v1';
 export const STREAMS = [TRADE_EXECUTED, POSITION_UPDATED];
 
-/** The data of the trading service's events (services/trading/src/trades/sql.ts), decimals as strings. */
+/** The data of the trading service's events (services/trading/src/trades/events.ts), decimals as strings. */
 export interface TradeExecuted {
   id: string;
   accountId: string;

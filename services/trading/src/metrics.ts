@@ -7,7 +7,7 @@ import {
 } from '@astra/outbox/prometheus';
 import type { FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
-import { POSITION_UPDATED, TRADE_EXECUTED } from './trades/events.ts';
+import { EVENT_TYPES, POSITION_UPDATED, TRADE_EXECUTED } from './trades/events.ts';
 
 export interface ServiceMetrics {
   registry: Registry;
@@ -37,7 +37,7 @@ export function createMetrics(options: { relay?: OutboxRelay; admin?: OutboxAdmi
     registers: [registry],
   });
   for (const side of ['BUY', 'SELL']) trades.inc({ side }, 0);
-  for (const type of [TRADE_EXECUTED, POSITION_UPDATED]) outbox.enqueued(type, 0);
+  for (const type of EVENT_TYPES) outbox.enqueued(type, 0);
   return {
     registry,
     tradeExecuted: (side) => {

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  jsonbObject,
   POSITION_UPDATED_SQL,
   positionUpdatedData,
   TRADE_EXECUTED_SQL,
   tradeExecutedData,
 } from '../src/trades/events.ts';
 import { Position, Trade } from '../src/trades/schema.ts';
+import { jsonbObject, selectList } from '../src/trades/shapes.ts';
 
 const trade: Trade = {
   id: '0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b',
@@ -69,4 +69,8 @@ test('jsonbObject pairs each quoted key with its expression', () => {
     jsonbObject({ id: 'trade.id', version: 'pos.version' }),
     "jsonb_build_object('id', trade.id, 'version', pos.version)",
   );
+});
+
+test('selectList names each column for its key, so a row is the shape itself', () => {
+  assert.equal(selectList({ accountId: 'p.account_id' }), 'p.account_id AS "accountId"');
 });

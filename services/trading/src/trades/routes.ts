@@ -20,12 +20,8 @@ import {
 } from './schema.ts';
 import type { TradeService } from './service.ts';
 import {
-  type PositionRow,
-  positionFromRow,
   positionsQuery,
-  type TradeRecordRow,
   tradeByIdQuery,
-  tradeFromRow,
   tradeOfAccountQuery,
   tradesFirstPageQuery,
   tradesNextPageQuery,
@@ -158,13 +154,13 @@ export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async 
     },
     async (request) => {
       const { principal } = request;
-      const result = await pool.query<TradeRecordRow>(tradeByIdQuery(request.params.id));
+      const result = await pool.query<Trade>(tradeByIdQuery(request.params.id));
       const row = result.rows[0];
       // A trade of another account is reported as missing, so ids cannot be probed.
-      if (row === undefined || !(principal.isAdmin || principal.accountId === row.account_id)) {
+      if (row === undefined || !(principal.isAdmin || principal.accountId === row.accountId)) {
         throw new ApiError(404, 'TRADE_NOT_FOUND', 'no such trade', 'id');
       }
-      return tradeFromRow(row);
+      return row;
     },
   );
 
@@ -196,12 +192,12 @@ export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async 
       authorize(principal, accountId);
       const limit = Number(request.query.limit ?? 100);
       // One row more than asked: whether there is a next page, without a count.
-      const result = await pool.query<PositionRow>(
+      const result = await pool.query<Position>(
         positionsQuery(accountId, request.query.cursor ?? '', limit + 1),
       );
       const page = result.rows.slice(0, limit);
       return {
-        positions: page.map(positionFromRow),
+        positions: page,
         nextCursor: result.rows.length > limit ? (page.at(-1)?.symbol ?? null) : null,
       };
     },
@@ -236,7 +232,7 @@ export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async 
         cursor === undefined
           ? tradesFirstPageQuery(accountId, limit + 1)
           : tradesNextPageQuery(accountId, cursor, limit + 1);
-      const result = await pool.query<TradeRecordRow>(query);
+      const result = await pool.query<Trade>(query);
       if (result.rows.length === 0 && cursor !== undefined) {
         const known = await pool.query(tradeOfAccountQuery(cursor, accountId));
         if (known.rowCount === 0) {
@@ -245,7 +241,7 @@ export const tradeRoutes: FastifyPluginAsyncTypebox<TradeRoutesOptions> = async 
       }
       const page = result.rows.slice(0, limit);
       return {
-        trades: page.map(tradeFromRow),
+        trades: page,
         nextCursor: result.rows.length > limit ? (page.at(-1)?.id ?? null) : null,
       };
     },

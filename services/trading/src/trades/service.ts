@@ -11,7 +11,6 @@ import {
   storedResponseQuery,
   storeResponseQuery,
   type TradeRow,
-  tradeResultFromRow,
   tradeWithEventsQuery,
 } from './sql.ts';
 
@@ -229,7 +228,7 @@ export class TradeService {
         'quantity',
       );
     }
-    return { statusCode: 201, body: tradeResultFromRow(row), replayed: false };
+    return { statusCode: 201, body: row, replayed: false };
   }
 
   private async replay(

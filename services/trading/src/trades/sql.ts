@@ -1,14 +1,9 @@
 import { newEventId, type OutboxWriter } from '@astra/outbox';
 import type { QueryConfig } from 'pg';
 import { v7 as uuidV7 } from 'uuid';
-import {
-  jsonbObject,
-  POSITION_UPDATED,
-  POSITION_UPDATED_SQL,
-  TRADE_EXECUTED,
-  TRADE_EXECUTED_SQL,
-} from './events.ts';
-import type { Position, Trade, TradeResult } from './schema.ts';
+import { POSITION_UPDATED, POSITION_UPDATED_SQL, TRADE_EXECUTED, TRADE_EXECUTED_SQL } from './events.ts';
+import type { TradeResult } from './schema.ts';
+import { jsonbObject, positionSql, selectList, tradeSql } from './shapes.ts';
 
 /**
  * A new trade id: time-ordered (UUIDv7), so the trades primary key grows at its right edge rather than
@@ -17,6 +12,9 @@ import type { Position, Trade, TradeResult } from './schema.ts';
 export const newTradeId = (): string => uuidV7();
 
 export type Side = 'BUY' | 'SELL';
+
+/** A trade as the API answers it, over `trades t`: reading queries return the shape itself. */
+const TRADE_COLUMNS = selectList(tradeSql('t'));
 
 /** The trade statement's inputs, by name: decimals as strings, exact. */
 export interface TradeParams {
@@ -49,7 +47,7 @@ const POSITION_CHANGE: Record<Side, string> = {
     quantity = p.quantity + EXCLUDED.quantity,
     version = p.version + 1,
     updated_at = now()
-  RETURNING quantity, average_price, version, updated_at`,
+  RETURNING account_id, symbol, quantity, average_price, version, updated_at`,
   SELL: `
   UPDATE positions p SET
     quantity = p.quantity - $4::numeric,
@@ -58,7 +56,7 @@ const POSITION_CHANGE: Record<Side, string> = {
     version = p.version + 1,
     updated_at = now()
   WHERE p.account_id = $2 AND p.symbol = $3 AND p.quantity >= $4::numeric
-  RETURNING quantity, average_price, version, updated_at`,
+  RETURNING account_id, symbol, quantity, average_price, version, updated_at`,
 };
 
 /**
@@ -95,11 +93,7 @@ trade AS (
   SELECT $1, $2, $3, '${side}', $4, $5, pos.version FROM pos
   RETURNING *
 )${events}
-SELECT trade.id, trade.account_id, trade.symbol, trade.side,
-       trim_scale(trade.quantity)::text AS quantity, trim_scale(trade.price)::text AS price,
-       trade.position_version, trade.executed_at,
-       trim_scale(pos.quantity)::text AS position_quantity,
-       trim_scale(pos.average_price)::text AS average_price, pos.updated_at
+SELECT ${jsonbObject(tradeSql('trade'))} AS trade, ${jsonbObject(positionSql('pos'))} AS position
 FROM pos, trade`;
 }
 
@@ -125,59 +119,13 @@ export function tradeQuery(params: TradeParams): QueryConfig {
   };
 }
 
-export interface TradeRow {
-  id: string;
-  account_id: string;
-  symbol: string;
-  side: 'BUY' | 'SELL';
-  quantity: string;
-  price: string;
-  position_version: number;
-  executed_at: Date;
-  position_quantity: string;
-  average_price: string;
-  updated_at: Date;
-}
-
-/** A trade row as `tradeByIdQuery` reads it. */
-export type TradeRecordRow = Omit<TradeRow, 'position_quantity' | 'average_price' | 'updated_at'>;
-
-export function tradeFromRow(row: TradeRecordRow): Trade {
-  return {
-    id: row.id,
-    accountId: row.account_id,
-    symbol: row.symbol,
-    side: row.side,
-    quantity: row.quantity,
-    price: row.price,
-    positionVersion: row.position_version,
-    executedAt: row.executed_at.toISOString(),
-  };
-}
-
-export function positionFromRow(row: PositionRow): Position {
-  return {
-    accountId: row.account_id,
-    symbol: row.symbol,
-    quantity: row.quantity,
-    averagePrice: row.average_price,
-    version: row.version,
-    updatedAt: row.updated_at.toISOString(),
-  };
-}
-
-/** The API's answer to an executed trade, from the row the BUY or SELL statement returns. */
-export function tradeResultFromRow(row: TradeRow): TradeResult {
-  const position = { ...row, quantity: row.position_quantity, version: row.position_version };
-  return { trade: tradeFromRow(row), position: positionFromRow(position) };
-}
+/** The row the BUY or SELL statement returns: the API's answer, built by the same SQL as the events. */
+export type TradeRow = TradeResult;
 
 /** $1 trade id. */
 export const tradeByIdQuery = (id: string): QueryConfig => ({
   name: 'trade_by_id',
-  text: `SELECT id, account_id, symbol, side, trim_scale(quantity)::text AS quantity,
-                trim_scale(price)::text AS price, position_version, executed_at
-         FROM trades WHERE id = $1`,
+  text: `SELECT ${TRADE_COLUMNS} FROM trades t WHERE id = $1`,
   values: [id],
 });
 
@@ -187,14 +135,10 @@ export const tradeByIdQuery = (id: string): QueryConfig => ({
  */
 export const positionsQuery = (accountId: string, after: string, limit: number): QueryConfig => ({
   name: 'positions_by_account',
-  text: `SELECT account_id, symbol, trim_scale(quantity)::text AS quantity,
-                trim_scale(average_price)::text AS average_price, version, updated_at
-         FROM positions WHERE account_id = $1 AND symbol > $2 ORDER BY symbol LIMIT $3`,
+  text: `SELECT ${selectList(positionSql('p'))}
+         FROM positions p WHERE account_id = $1 AND symbol > $2 ORDER BY symbol LIMIT $3`,
   values: [accountId, after, limit],
 });
-
-const TRADE_COLUMNS = `id, account_id, symbol, side, trim_scale(quantity)::text AS quantity,
-                trim_scale(price)::text AS price, position_version, executed_at`;
 
 /**
  * A page of an account's trades, newest first, on trades_account_idx (account_id, executed_at); the
@@ -202,7 +146,7 @@ const TRADE_COLUMNS = `id, account_id, symbol, side, trim_scale(quantity)::text 
  */
 export const tradesFirstPageQuery = (accountId: string, limit: number): QueryConfig => ({
   name: 'trades_by_account_first',
-  text: `SELECT ${TRADE_COLUMNS} FROM trades WHERE account_id = $1
+  text: `SELECT ${TRADE_COLUMNS} FROM trades t WHERE account_id = $1
          ORDER BY executed_at DESC, id DESC LIMIT $2`,
   values: [accountId, limit],
 });
@@ -228,15 +172,6 @@ export const tradeOfAccountQuery = (id: string, accountId: string): QueryConfig 
   text: 'SELECT 1 FROM trades WHERE id = $1 AND account_id = $2',
   values: [id, accountId],
 });
-
-export interface PositionRow {
-  account_id: string;
-  symbol: string;
-  quantity: string;
-  average_price: string;
-  version: number;
-  updated_at: Date;
-}
 
 /**
  * Claims an Idempotency-Key for this transaction. A concurrent request with the same key waits on the
