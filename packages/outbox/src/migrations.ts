@@ -1,1 +1,2 @@
+export { ensureDatabase } from './database.ts';
 export { outboxSchema, type SqlMigrationBuilder } from './schema.ts';

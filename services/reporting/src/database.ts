@@ -18,31 +18,6 @@ export function createPool(databaseUrl: string, max: number, options: Partial<pg
   return pool;
 }
 
-/** Creates the configured database when it does not exist yet (first start on a fresh server). */
-export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
-  const name = decodeURIComponent(new URL(databaseUrl).pathname.slice(1));
-  if (name === '') return false;
-  const admin = new URL(databaseUrl);
-  admin.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: admin.toString() });
-  await client.connect();
-  try {
-    const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
-    if (found.rowCount !== 0) return false;
-    try {
-      await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
-    } catch (error) {
-      // Two processes starting together: the other one created it first (42P04, or 23505 when overlapping).
-      const code = (error as { code?: string }).code;
-      if (code !== '42P04' && code !== '23505') throw error;
-      return false;
-    }
-    return true;
-  } finally {
-    await client.end();
-  }
-}
-
 /** Applies pending migrations, each in its own transaction under node-pg-migrate's advisory lock. */
 export async function migrate(
   databaseUrl: string,

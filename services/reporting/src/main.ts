@@ -1,12 +1,13 @@
 import { OutboxError } from '@astra/outbox/consumer';
 import { registerConsumerMetrics } from '@astra/outbox/consumer/prometheus';
+import { ensureDatabase } from '@astra/outbox/migrations';
 import { startMetricsServer } from '@astra/outbox/prometheus';
 import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { createReportingConsumer } from './consumer.ts';
-import { createPool, ensureDatabase, migrate } from './database.ts';
+import { createPool, migrate } from './database.ts';
 import { TradingKeyVerifier } from './keys.ts';
 
 /**

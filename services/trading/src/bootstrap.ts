@@ -1,5 +1,6 @@
+import { ensureDatabase } from '@astra/outbox/migrations';
 import type pg from 'pg';
-import { ensureDatabase, migrate } from './database.ts';
+import { migrate } from './database.ts';
 import { createApiKey } from './http/auth.ts';
 
 /** Creates the database if missing and applies pending migrations (under node-pg-migrate's lock). */

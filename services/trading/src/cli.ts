@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
+import { ensureDatabase } from '@astra/outbox/migrations';
 import type pg from 'pg';
 import { loadConfig } from './config.ts';
-import { createPool, ensureDatabase, migrate } from './database.ts';
+import { createPool, migrate } from './database.ts';
 import { createApiKeyWithId, listApiKeys, revokeApiKey } from './http/auth.ts';
 import { createPublisher, OutboxAdmin } from './outbox.ts';
 import { ACCOUNT_ID_PATTERN } from './trades/schema.ts';
