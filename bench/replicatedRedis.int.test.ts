@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { replicationField, startRedis, waitFor, withReplicatedRedis } from './lib/infra.ts';
+import { waitFor } from '@astra/test-support';
+import { replicationField, startRedis, withReplicatedRedis } from './lib/infra.ts';
 
 test('a throwaway primary and replica: in sync at start, WAIT counts the replica, a wipe leaves nothing', async () => {
   await withReplicatedRedis(async (primary, replica) => {

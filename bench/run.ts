@@ -4,11 +4,13 @@
  * `--only write,drain,latency,keepup,outage,durability,consumer` runs a subset (and leaves BENCHMARKS.md alone);
  * `--render bench/results/<file>.json` rewrites BENCHMARKS.md from earlier results.
  */
+
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { TimeoutError } from '@astra/test-support';
 import { benchConfig } from './lib/config.ts';
 import {
   cleanup,
@@ -16,7 +18,6 @@ import {
   installCleanupHandlers,
   pressureTotals,
   stopAllChildren,
-  TimeoutError,
   withAdmin,
   withTimeout,
 } from './lib/infra.ts';

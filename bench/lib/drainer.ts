@@ -1,7 +1,9 @@
 /** The benchmark's side of a drainer process (bench/workers/drainer.ts). */
+
 import { fileURLToPath } from 'node:url';
+import { TimeoutError } from '@astra/test-support';
 import type { DrainerConfig, DrainerMessage, Phases } from '../workers/drainer.ts';
-import { type Child, spawnNode, TimeoutError, withTimeout } from './infra.ts';
+import { type Child, spawnNode, withTimeout } from './infra.ts';
 import type { RelayTrace } from './relay.ts';
 
 const DRAINER = fileURLToPath(new URL('../workers/drainer.ts', import.meta.url));

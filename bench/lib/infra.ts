@@ -6,10 +6,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort, sleep, TimeoutError, waitFor } from '@astra/test-support';
 import { createClient } from '@redis/client';
 import pg from 'pg';
 
@@ -18,12 +18,8 @@ export const execFileAsync = promisify(execFile);
 /** The shared PostgreSQL server; only used to create and drop the benchmark's own databases. */
 export const ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /** Milliseconds on a monotonic clock shared by everything in this process. */
 export const now = () => performance.now();
-
-export class TimeoutError extends Error {}
 
 export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -38,33 +34,6 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** Polls `check` until it returns true; throws after `ms`. */
-export async function waitFor(what: string, check: () => Promise<boolean>, ms: number, everyMs = 50) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // Not up yet.
-    }
-    if (Date.now() > deadline) throw new TimeoutError(`${what}: not ready within ${Math.round(ms / 1000)} s`);
-    await sleep(everyMs);
-  }
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
  * A paced producer of trades at a fixed offered rate, and a consumer that blocks on the streams and
  * records when each event arrives: together they give commit-to-stream latency on one clock.
  */
+
 import { Worker } from 'node:worker_threads';
 import { createOutboxWriter, createRelayWaker, type LocalRelay } from '@astra/outbox';
+import { sleep } from '@astra/test-support';
 import pg from 'pg';
 import {
   newTradeId,
@@ -11,7 +13,7 @@ import {
   tradeQuery,
   tradeWithEventsQuery,
 } from '../../services/trading/src/trades/sql.ts';
-import { now, sleep } from './infra.ts';
+import { now } from './infra.ts';
 import { eventLatencies } from './stats.ts';
 import { epochNow } from './trace.ts';
 import { SYMBOLS } from './wrk.ts';

@@ -1,8 +1,10 @@
 /** The trading service's real processes (and the bench-only direct-publish server), started for a scenario. */
+
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { freePort, waitFor } from '@astra/test-support';
 import { prepareDatabase } from '../../services/trading/src/bootstrap.ts';
-import { type Child, databaseUrl, freePort, randomToken, spawnNode, waitFor, withClient } from './infra.ts';
+import { type Child, databaseUrl, randomToken, spawnNode, withClient } from './infra.ts';
 
 const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
 export const SERVICE_MAIN = root('services/trading/src/main.ts');

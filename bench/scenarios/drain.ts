@@ -6,7 +6,9 @@
  * CPU during the drain, OutboxAdmin.status() time with the whole backlog pending, and the outbox's
  * size after the drain and after a retention run.
  */
+
 import { OutboxAdmin, OutboxRelay, PARTITION_COUNT, RedisStreamsPublisher } from '@astra/outbox';
+import { sleep } from '@astra/test-support';
 import { Logger, runMigrations } from 'graphile-worker';
 import PgBoss from 'pg-boss';
 import { BACKLOG_EVENT_TYPE, type Backlog, buildBacklogTemplate, payloadSql } from '../lib/backlog.ts';
@@ -19,7 +21,6 @@ import {
   dropDatabase,
   now,
   RssSampler,
-  sleep,
   streamLength,
   type ThrowawayRedis,
   withClient,

@@ -5,6 +5,7 @@
  * no-WAIT drain and started again empty on the same port, and the relay's repair is timed until every
  * marker in `{stream}:outbox-state` equals the outbox's record in `event_outbox_streams` again.
  */
+import { sleep } from '@astra/test-support';
 import pg from 'pg';
 import { BACKLOG_EVENT_TYPE, type Backlog, buildBacklogTemplate } from '../lib/backlog.ts';
 import type { BenchConfig } from '../lib/config.ts';
@@ -14,7 +15,6 @@ import {
   dropDatabase,
   now,
   type RedisClient,
-  sleep,
   streamLength,
   type ThrowawayRedis,
   withDatabase,

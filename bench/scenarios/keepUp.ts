@@ -4,6 +4,7 @@
  * fixed rate while one relay process publishes; PostgreSQL, Redis, producer and relay share this
  * machine. The rate steps up until the backlog grows or the producer cannot offer the rate.
  */
+import { sleep } from '@astra/test-support';
 import type { BenchConfig } from '../lib/config.ts';
 import { Drainer } from '../lib/drainer.ts';
 import {
@@ -12,7 +13,6 @@ import {
   databaseUrl,
   machineBusySeconds,
   now,
-  sleep,
   withClient,
   withDatabase,
   withRedis,

@@ -7,17 +7,17 @@
  * producer's process, as the service runs it; the producer wakes it with a call), polling only (its own
  * process, listen: false, pollIntervalMs 100, no wake-up), and graphile-worker at 250 and 500 trades/s.
  */
+
 import { type LocalRelay, RedisStreamsPublisher } from '@astra/outbox';
+import { sleep, waitFor } from '@astra/test-support';
 import { Logger, runMigrations } from 'graphile-worker';
 import type { BenchConfig } from '../lib/config.ts';
 import { Drainer } from '../lib/drainer.ts';
 import {
   checkpoint,
   databaseUrl,
-  sleep,
   streamLength,
   type ThrowawayRedis,
-  waitFor,
   withDatabase,
   withRedis,
 } from '../lib/infra.ts';

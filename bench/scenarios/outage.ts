@@ -4,8 +4,9 @@
  * memory are sampled before, during and after; the relay's memory must stay flat while the backlog
  * grows. Also: how long the relay takes to empty the backlog once Redis is back.
  */
+import { sleep } from '@astra/test-support';
 import type { BenchConfig } from '../lib/config.ts';
-import { databaseUrl, now, RssSampler, sleep, withClient, withDatabase, withRedis } from '../lib/infra.ts';
+import { databaseUrl, now, RssSampler, withClient, withDatabase, withRedis } from '../lib/infra.ts';
 import { ACCOUNTS, prepareTradingDatabase, startRelayProcess, startService } from '../lib/service.ts';
 import { runWrk, type WrkRun } from '../lib/wrk.ts';
 

@@ -4,6 +4,7 @@
  * bench-only server that commits and then XADDs both events directly.
  */
 import { createOutboxWriter } from '@astra/outbox';
+import { sleep } from '@astra/test-support';
 import { type TradeParams, tradeQuery, tradeWithEventsQuery } from '../../services/trading/src/trades/sql.ts';
 import type { BenchConfig } from '../lib/config.ts';
 import {
@@ -11,7 +12,6 @@ import {
   CpuWindow,
   databaseUrl,
   RssSampler,
-  sleep,
   streamLength,
   withClient,
   withDatabase,

@@ -1,12 +1,14 @@
 // ops/alertmanager/alertmanager.yml: amtool's config check and routing tests, then a real Alertmanager
 // for what amtool cannot show: inhibition, and delivery to the webhook with the token from its file.
+
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import { ALERTS, RECEIVER } from './support/alerts.ts';
-import { type Daemon, OPS, run, startAlertmanager, waitFor } from './support/processes.ts';
+import { type Daemon, OPS, run, startAlertmanager } from './support/processes.ts';
 
 const CONFIG = join(OPS, 'alertmanager', 'alertmanager.yml');
 

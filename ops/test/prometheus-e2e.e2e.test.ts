@@ -21,10 +21,12 @@
 //    expression names its group and stream, and the dead letter is counted.
 // 6. The reporting process stopped: the OutboxConsumerTargetDown and OutboxConsumerNotRunning
 //    expressions return a sample.
+
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import { HttpClient } from '../../services/trading/test/e2e/http.ts';
 import {
   killLeftovers,
@@ -35,7 +37,7 @@ import {
 } from '../../services/trading/test/e2e/stack.ts';
 import { panelQueries } from '../grafana/generate.ts';
 import { ALERTS, ALWAYS_FIRING, SLO_RECORDS } from './support/alerts.ts';
-import { type Daemon, startPrometheus, waitFor } from './support/processes.ts';
+import { type Daemon, startPrometheus } from './support/processes.ts';
 
 /** Short, so that the test sees a few scrapes and rule evaluations per second of waiting. */
 const SCRAPE_INTERVAL = '1s';

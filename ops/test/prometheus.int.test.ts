@@ -1,13 +1,15 @@
 // A real Prometheus loads the committed config and rules: every dashboard and alert expression must parse
 // and evaluate, the alerts must carry what on-call needs, and the scrape jobs must be wired as documented.
 // No service runs here, so queries return no data; the end-to-end test checks the data.
+
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { freePort, waitFor } from '@astra/test-support';
 import { panelQueries } from '../grafana/generate.ts';
 import { ALERTS, ALWAYS_FIRING, markdownAnchors, RUNBOOK_BASE, SLO_RECORDS } from './support/alerts.ts';
-import { type Daemon, freePort, REPO, startPrometheus, waitFor } from './support/processes.ts';
+import { type Daemon, REPO, startPrometheus } from './support/processes.ts';
 
 interface ApiResponse<T> {
   status: 'success' | 'error';

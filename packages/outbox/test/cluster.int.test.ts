@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import { createClient } from '@redis/client';
 import type { StreamRepair } from '../src/recovery.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
@@ -12,7 +13,6 @@ import {
   readStream,
   type StreamEntry,
   waitAllPublished,
-  waitFor,
 } from './support.ts';
 import { TestCluster } from './topologies.ts';
 
@@ -129,11 +129,11 @@ describe('relay against a Redis Cluster', () => {
         }),
       ]);
       await waitFor(
+        'all published to the cluster',
         async () =>
           (await db.pool.query("SELECT 1 FROM event_outbox WHERE status <> 'PUBLISHED' LIMIT 1")).rowCount ===
           0,
         30_000,
-        'all published to the cluster',
       );
       await Promise.all(relays.map((relay) => relay.stop()));
 
@@ -227,15 +227,16 @@ describe('relay against a Redis Cluster', () => {
         ),
       );
       await waitFor(
+        'events on the master that will lose them',
         async () => Number(await cluster.cli(lostPort, ['XLEN', TYPES[0] as string])) > 100,
         20_000,
-        'events on the master that will lose them',
       );
       await cluster.restartEmpty(lostPort);
       const [written = 0, mixed = 0] = await workload;
       const read = await readStreams();
       let last = 'no repair reported yet';
       await waitFor(
+        'every event on the cluster once, in order',
         async () => {
           if (repairs.length === 0) return false;
           try {
@@ -255,7 +256,6 @@ describe('relay against a Redis Cluster', () => {
           }
         },
         60_000,
-        'every event on the cluster once, in order',
       ).catch((error: unknown) => assert.fail(`${String(error)}; last: ${last}`));
       for (const repair of repairs) {
         assert.equal(

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import { type ConsumerOptions, deadLetterStreamName, OutboxConsumer } from '../src/consumer/consumer.ts';
 import { DeadLetters } from '../src/consumer/dead-letters.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
@@ -13,7 +14,6 @@ import {
   type TestEvent,
   unordered,
   versioned,
-  waitFor,
 } from './support.ts';
 import { TestCluster } from './topologies.ts';
 
@@ -103,7 +103,7 @@ describe('consumer against a Redis Cluster', () => {
       20_000,
       'every event applied once, in order',
     );
-    await waitFor(async () => (await pendingEverywhere('c1')) === 0, 10_000, 'every entry acknowledged');
+    await waitFor('every entry acknowledged', async () => (await pendingEverywhere('c1')) === 0, 10_000);
     const { rows } = await db.pool.query<{ consumer: string }>(
       'SELECT DISTINCT consumer FROM applied WHERE ordering_key LIKE $1',
       ['c1:%'],
@@ -128,7 +128,7 @@ describe('consumer against a Redis Cluster', () => {
       20_000,
       'every event once, in order, after the loss',
     );
-    await waitFor(async () => (await pendingEverywhere('c2')) === 0, 10_000, 'every entry acknowledged');
+    await waitFor('every entry acknowledged', async () => (await pendingEverywhere('c2')) === 0, 10_000);
   });
 
   test('a poison event goes to a dead-letter stream on its own shard; DeadLetters lists and replays it there', async () => {
@@ -153,12 +153,12 @@ describe('consumer against a Redis Cluster', () => {
     try {
       let listed: Awaited<ReturnType<DeadLetters['list']>> = [];
       await waitFor(
+        'the dead letter',
         async () => {
           listed = await letters.list(dead);
           return listed.length === 1;
         },
         10_000,
-        'the dead letter',
       );
       assert.equal(listed[0]?.eventId, poison.id);
       refusing = false;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import pg from 'pg';
 import { Registry } from 'prom-client';
 import { type ConsumerOptions, OutboxConsumer } from '../src/consumer/consumer.ts';
@@ -14,7 +15,6 @@ import {
   recordApply,
   TestRedis,
   unordered,
-  waitFor,
 } from './support.ts';
 
 const DAY = 24 * 3600;
@@ -69,13 +69,13 @@ describe('inbox pruning', () => {
     consumer.start();
     const ids = events.map((event) => event.id);
     await waitFor(
+      'every event applied',
       async () =>
         Number(
           (await db.pool.query('SELECT count(*) FROM applied WHERE event_id = ANY($1)', [ids])).rows[0]
             ?.count,
         ) === count,
       10_000,
-      'every event applied',
     );
     await consumer.stop();
     return ids;
@@ -208,7 +208,7 @@ describe('inbox pruning', () => {
     const registry = new Registry();
     registerConsumerMetrics({ registry, consumers: [pruner] });
     pruner.start();
-    await waitFor(async () => (await inboxCount('p4')) === 0, 5000, 'the periodic pass');
+    await waitFor('the periodic pass', async () => (await inboxCount('p4')) === 0, 5000);
     const text = await registry.metrics();
     assert.match(text, /^outbox_consumer_inbox_pruned_total\{group="p4"\} 3$/m);
   });

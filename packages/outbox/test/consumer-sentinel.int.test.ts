@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import { OutboxConsumer } from '../src/consumer/consumer.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import {
@@ -11,7 +12,6 @@ import {
   recordApply,
   type TestEvent,
   versioned,
-  waitFor,
 } from './support.ts';
 import { SENTINEL_NAME, SentinelSet } from './topologies.ts';
 
@@ -59,21 +59,21 @@ describe('consumer through Redis Sentinel', () => {
     try {
       for (let version = 1; version <= 10; version++) await publishRound(version);
       await waitFor(
+        'consumption under way',
         async () => Number((await db.pool.query('SELECT count(*) FROM applied')).rows[0]?.count) > 60,
         10_000,
-        'consumption under way',
       );
       const first = set.primary;
       await first.kill('SIGKILL');
-      await waitFor(async () => (await set.primaryPort()) !== first.port, 30_000, 'the failover');
+      await waitFor('the failover', async () => (await set.primaryPort()) !== first.port, 30_000);
       // The old primary comes back empty; Sentinel makes it a replica of the new one (a connection still
       // aimed at it is then refused with READONLY). Until then, replicas that follow it resync to empty:
       // the trap that loses what was published meanwhile.
       await first.restart();
       await waitFor(
+        'the old primary following the new one',
         async () => (await first.cli(['INFO', 'replication'])).includes('master_link_status:up'),
         30_000,
-        'the old primary following the new one',
       );
       for (let version = 11; version <= 20; version++) await publishRound(version);
       // Whatever the failover lost (writes the old primary acknowledged and never passed on, and what
@@ -92,9 +92,9 @@ describe('consumer through Redis Sentinel', () => {
         'every event once, in order',
       );
       await waitFor(
+        'every entry acknowledged on the new primary',
         async () => (await (consumers[0] as OutboxConsumer).groupInfo()).every((info) => info.pending === 0),
         15_000,
-        'every entry acknowledged on the new primary',
       );
       assert.equal(published.length, 2 * 15 * 20);
     } finally {

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '@astra/test-support';
 import { Registry } from 'prom-client';
 import {
   type ConsumerEvents,
@@ -23,7 +24,6 @@ import {
   TestRedis,
   unordered,
   versioned,
-  waitFor,
 } from './support.ts';
 
 const CHILD = fileURLToPath(new URL('./fixtures/consumer-child.ts', import.meta.url));
@@ -129,12 +129,12 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
     await publish(stream, first);
     const { consumer, seen } = startConsumer(stream, 'g1');
     const ids = first.map((event) => event.id);
-    await waitFor(async () => (await appliedIds(ids)).length === 4, 10_000, 'first events applied');
+    await waitFor('first events applied', async () => (await appliedIds(ids)).length === 4, 10_000);
 
     // An operator republish: the same ids again, so older versions follow newer ones.
     await publish(stream, [first[0] as TestEvent, first[2] as TestEvent, versioned('acct:A', 3)]);
-    await waitFor(() => seen.processed.length === 7, 10_000, 'republished entries processed');
-    await waitFor(async () => (await pendingCount(stream, 'g1')) === 0, 10_000, 'everything acknowledged');
+    await waitFor('republished entries processed', () => seen.processed.length === 7, 10_000);
+    await waitFor('everything acknowledged', async () => (await pendingCount(stream, 'g1')) === 0, 10_000);
     await consumer.stop();
 
     const applied = await appliedIds(ids);
@@ -158,11 +158,11 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
     const v2 = versioned('acct:S', 2);
     await publish(stream, [v1, v2]);
     const { seen } = startConsumer(stream, 'g-stale');
-    await waitFor(async () => (await appliedIds([v1.id, v2.id])).length === 2, 10_000, 'v1 and v2');
+    await waitFor('v1 and v2', async () => (await appliedIds([v1.id, v2.id])).length === 2, 10_000);
     // Another event claiming version 1 (a different id): version 1 has passed, so it is skipped.
     const late = versioned('acct:S', 1);
     await publish(stream, [late]);
-    await waitFor(() => seen.processed.some((p) => p.eventId === late.id), 10_000, 'late v1 processed');
+    await waitFor('late v1 processed', () => seen.processed.some((p) => p.eventId === late.id), 10_000);
     assert.equal(seen.processed.find((p) => p.eventId === late.id)?.outcome, 'stale');
     assert.deepEqual(await appliedIds([late.id]), []);
   });
@@ -185,9 +185,9 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
     const one = startConsumer(stream, 'g2', { batchSize: 3 });
     const two = startConsumer(stream, 'g2', { batchSize: 3 });
     await waitFor(
+      'all applied',
       async () => (await appliedIds(events.map((e) => e.id))).length === events.length,
       30_000,
-      'all applied',
     );
 
     const { rows } = await db.pool.query<{ ordering_key: string; sequence: string; consumer: string }>(
@@ -212,7 +212,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
     const before = [versioned('acct:L', 1), versioned('acct:L', 2), unordered('t-1')];
     await publish(stream, before);
     const { seen } = startConsumer(stream, 'g3');
-    await waitFor(async () => (await appliedIds(before.map((e) => e.id))).length === 3, 10_000, 'applied');
+    await waitFor('applied', async () => (await appliedIds(before.map((e) => e.id))).length === 3, 10_000);
 
     // Redis restarts empty; the relay publishes the lost events again, then new ones follow.
     await redis.kill();
@@ -220,8 +220,8 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
     const afterLoss = [versioned('acct:L', 3), unordered('t-2')];
     await publish(stream, [...before, ...afterLoss]);
     const all = [...before, ...afterLoss].map((e) => e.id);
-    await waitFor(async () => (await appliedIds(all)).length === 5, 15_000, 'events after the loss applied');
-    await waitFor(async () => (await pendingCount(stream, 'g3')) === 0, 10_000, 'all acknowledged');
+    await waitFor('events after the loss applied', async () => (await appliedIds(all)).length === 5, 15_000);
+    await waitFor('all acknowledged', async () => (await pendingCount(stream, 'g3')) === 0, 10_000);
 
     assert.deepEqual([...(await appliedIds(all))].sort(), [...all].sort(), 'each applied exactly once');
     const groups = await redis.cli(['XINFO', 'GROUPS', stream]);
@@ -249,11 +249,11 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
       refuse: (id) => poisoned && id === v2.id,
     });
     const dead = deadLetterStreamName(stream, 'g4');
-    await waitFor(() => seen.deadLettered.length === 2, 15_000, 'two dead letters');
+    await waitFor('two dead letters', () => seen.deadLettered.length === 2, 15_000);
     await waitFor(
+      'healthy events applied',
       async () => (await appliedIds([v1.id, other.id])).length === 2,
       10_000,
-      'healthy events applied',
     );
 
     const letters = new DeadLetters({ url: redis.url });
@@ -270,7 +270,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
       assert.equal(seen.failed.length, 3, 'the handler ran exactly maxDeliveries times');
 
       // v3 waits behind the dead-lettered v2: it is held, not applied, not acknowledged.
-      await waitFor(() => seen.deferred.some((d) => d.eventId === v3.id), 10_000, 'v3 deferred');
+      await waitFor('v3 deferred', () => seen.deferred.some((d) => d.eventId === v3.id), 10_000);
       assert.deepEqual(await appliedIds([v2.id, v3.id]), []);
       assert.equal(consumer.heldCount, 1);
       assert.equal(await pendingCount(stream, 'g4'), 1);
@@ -279,15 +279,15 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
       poisoned = false;
       await letters.replay(dead, poison.entryId);
       await waitFor(
+        'v2 and v3 after replay',
         async () => (await appliedIds([v2.id, v3.id])).length === 2,
         10_000,
-        'v2 and v3 after replay',
       );
       assert.deepEqual(await appliedIds([v1.id, v2.id, v3.id]), [v1.id, v2.id, v3.id]);
       assert.equal((await letters.list(dead)).length, 1, 'the replayed letter is gone, the broken one stays');
       await assert.rejects(letters.replay(dead, poison.entryId), { code: 'OUTBOX_EVENT_NOT_FOUND' });
       await assert.rejects(letters.replay(dead, 'nope'), { code: 'OUTBOX_INVALID_OPTION', field: 'entryId' });
-      await waitFor(async () => (await pendingCount(stream, 'g4')) === 0, 10_000, 'all acknowledged');
+      await waitFor('all acknowledged', async () => (await pendingCount(stream, 'g4')) === 0, 10_000);
     } finally {
       letters.close();
     }
@@ -316,15 +316,15 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
     child.stdout?.on('data', (chunk) => {
       output += String(chunk);
     });
-    await waitFor(() => output.includes('"stalled"'), 15_000, 'the child to stall in its handler');
+    await waitFor('the child to stall in its handler', () => output.includes('"stalled"'), 15_000);
     assert.equal(await pendingCount(stream, 'g5'), 4, 'the child holds all four entries');
     child.kill('SIGKILL');
     await once(child, 'exit');
 
     const { seen } = startConsumer(stream, 'g5');
     const ids = events.map((e) => e.id);
-    await waitFor(async () => (await appliedIds(ids)).length === 4, 15_000, 'claimed entries applied');
-    await waitFor(async () => (await pendingCount(stream, 'g5')) === 0, 10_000, 'all acknowledged');
+    await waitFor('claimed entries applied', async () => (await appliedIds(ids)).length === 4, 15_000);
+    await waitFor('all acknowledged', async () => (await pendingCount(stream, 'g5')) === 0, 10_000);
     assert.deepEqual(await appliedIds(ids), ids, 'once each, v1 before v2');
     assert.equal(seen.redelivered.length, 4);
     assert.ok(
@@ -338,7 +338,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
     const events = Array.from({ length: 40 }, (_, i) => versioned('acct:G', i + 1));
     await publish(stream, events);
     const { consumer, seen } = startConsumer(stream, 'g6', { batchSize: 5 });
-    await waitFor(() => seen.processed.length >= 10, 10_000, 'some applied');
+    await waitFor('some applied', () => seen.processed.length >= 10, 10_000);
     await consumer.stop();
     assert.equal(consumer.running, false);
     const appliedBefore = (await appliedIds(events.map((e) => e.id))).length;
@@ -346,7 +346,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
     assert.equal(seen.processed.length, appliedBefore);
 
     startConsumer(stream, 'g6');
-    await waitFor(async () => (await appliedIds(events.map((e) => e.id))).length === 40, 10_000, 'the rest');
+    await waitFor('the rest', async () => (await appliedIds(events.map((e) => e.id))).length === 40, 10_000);
     assert.deepEqual(
       await appliedIds(events.map((e) => e.id)),
       events.map((e) => e.id),
@@ -365,7 +365,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
     const registry = new Registry();
     registerConsumerMetrics({ registry, consumers: [consumer] });
     // v1 fails once and is dead-lettered; its copy is dead-lettered too (the inbox never got it); v3 waits.
-    await waitFor(() => seen.deadLettered.length === 2 && seen.deferred.length > 0, 10_000, 'dead letters');
+    await waitFor('dead letters', () => seen.deadLettered.length === 2 && seen.deferred.length > 0, 10_000);
     const text = await registry.metrics();
     const sample = (name: string, labels: string) => {
       const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
@@ -415,13 +415,13 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
     consumers.push(consumer);
     consumer.start();
     await waitFor(
+      'applied after the outage',
       async () => (await appliedIds([event.id])).length === 1,
       10_000,
-      'applied after the outage',
     );
     assert.equal(killed, 2);
     assert.deepEqual(dead, []);
     assert.ok(faults.filter((kind) => kind === 'database').length >= 2, JSON.stringify(faults));
-    await waitFor(async () => (await pendingCount(stream, 'g8')) === 0, 10_000, 'acknowledged');
+    await waitFor('acknowledged', async () => (await pendingCount(stream, 'g8')) === 0, 10_000);
   });
 });

@@ -3,12 +3,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '@astra/test-support';
 import { OutboxAdmin } from '../src/admin.ts';
 import type { StreamRepair } from '../src/recovery.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay, type RelayOptions } from '../src/relay.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
-import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis, waitFor } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis } from './support.ts';
 
 const TYPES = ['test.loss.a.v1', 'test.loss.b.v1'];
 const CHILD = fileURLToPath(new URL('./fixtures/relay-child.ts', import.meta.url));
@@ -115,19 +116,19 @@ describe('Redis loses data: found, published again in order, bounded where it ca
       writers: 4,
       pauseMs: 5,
     });
-    await waitFor(async () => (await streamLength()) > 500, 20_000, 'a first part published');
+    await waitFor('a first part published', async () => (await streamLength()) > 500, 20_000);
     await redis.kill('SIGKILL');
     await redis.restart();
     const written = await workload;
 
     await waitFor(
+      'every event published and in its stream',
       async () =>
         (await db.pool.query("SELECT 1 FROM event_outbox WHERE status <> 'PUBLISHED'")).rowCount === 0 &&
         (await streamLength()) >= written,
       30_000,
-      'every event published and in its stream',
     );
-    await waitFor(markersMatchRecords, 30_000, 'every marker back in step with the outbox');
+    await waitFor('every marker back in step with the outbox', markersMatchRecords, 30_000);
     await assertDelivered({ pool: db.pool, read, aggregateLike: 'wipe-%', expected: written });
     const republished = repairs.reduce((sum, repair) => sum + repair.republished, 0);
     assert.ok(republished > 500, `events published again: ${republished}`);
@@ -150,11 +151,11 @@ describe('Redis loses data: found, published again in order, bounded where it ca
       eventsPerAggregate: 100,
       writers: 4,
     });
-    await waitFor(async () => (await streamLength()) === written, 60_000, 'all published once');
+    await waitFor('all published once', async () => (await streamLength()) === written, 60_000);
     await redis.kill('SIGKILL');
     await redis.restart();
     // The repair publishes the 20,000 events again page by page: kill the relay between two pages.
-    await waitFor(async () => (await streamLength()) > 0, 20_000, 'the repair started');
+    await waitFor('the repair started', async () => (await streamLength()) > 0, 20_000);
     first.child.kill('SIGKILL');
     await once(first.child, 'exit');
     const atKill = await streamLength();
@@ -168,9 +169,9 @@ describe('Redis loses data: found, published again in order, bounded where it ca
     startRelay();
     // Each stream and partition is reported once its marker has moved, after its last event went out.
     await waitFor(
+      'the losses found add up to everything published',
       () => repairs.reduce((sum, repair) => sum + repair.lost, 0) === written,
       60_000,
-      'the losses found add up to everything published',
     );
     await assertDelivered({ pool: db.pool, read, aggregateLike: 'halfway-%', expected: written });
     assert.equal(
@@ -189,13 +190,13 @@ describe('Redis loses data: found, published again in order, bounded where it ca
       eventsPerAggregate: 15,
       writers: 2,
     });
-    await waitFor(async () => (await streamLength()) === written, 20_000, 'all published');
+    await waitFor('all published', async () => (await streamLength()) === written, 20_000);
     await redis.kill('SIGKILL');
     await redis.restart();
     await waitFor(
+      'every lost event counted as unrecoverable',
       () => repairs.reduce((sum, repair) => sum + repair.unrecoverable, 0) === written,
       20_000,
-      'every lost event counted as unrecoverable',
     );
     for (const repair of repairs) {
       assert.equal(repair.republished, 0);
@@ -211,7 +212,7 @@ describe('Redis loses data: found, published again in order, bounded where it ca
       eventsPerAggregate: 2,
       writers: 1,
     });
-    await waitFor(async () => (await streamLength()) === more, 20_000, 'new events published');
+    await waitFor('new events published', async () => (await streamLength()) === more, 20_000);
   });
 
   test('operator republish: chosen PUBLISHED events again, in order, same ids, past the journal', async () => {
@@ -224,7 +225,7 @@ describe('Redis loses data: found, published again in order, bounded where it ca
       eventsPerAggregate: 5,
       writers: 1,
     });
-    await waitFor(async () => (await streamLength()) === written, 20_000, 'all published');
+    await waitFor('all published', async () => (await streamLength()) === written, 20_000);
     const publisher = new RedisStreamsPublisher({ url: redis.url });
     try {
       const admin = new OutboxAdmin(db.pool);

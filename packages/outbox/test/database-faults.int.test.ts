@@ -2,18 +2,12 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { freePort, waitFor } from '@astra/test-support';
 import type { PublishableEvent, Publisher, PublishOutcome } from '../src/publisher.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay, type RelayEvents } from '../src/relay.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
-import {
-  createOutboxDatabase,
-  freePort,
-  type OutboxDatabase,
-  readStream,
-  TestRedis,
-  waitFor,
-} from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis } from './support.ts';
 
 const TYPES = ['test.dbfault.a.v1', 'test.dbfault.b.v1'];
 
@@ -204,9 +198,9 @@ describe('relay and PostgreSQL failures', () => {
       assert.equal(total, aggregates * perAggregate);
       rounds.push({ prefix, total });
       await waitFor(
+        `round ${round} all published after the kills`,
         async () => (await unpublished(`${prefix}-%`)) === 0,
         60_000,
-        `round ${round} all published after the kills`,
       );
       t.diagnostic(
         `round ${round}: ${terminated} sessions killed so far; ${again()} events acknowledged twice`,
@@ -259,7 +253,7 @@ describe('relay and PostgreSQL failures', () => {
         eventsPerAggregate: 5,
         writers: 2,
       });
-      await waitFor(async () => (await unpublished('cut1-%')) === 0, 10_000, 'published before the cut');
+      await waitFor('published before the cut', async () => (await unpublished('cut1-%')) === 0, 10_000);
 
       await proxy.down();
       // Written while the relay cannot reach the database (the test's pool goes around the proxy).
@@ -272,16 +266,16 @@ describe('relay and PostgreSQL failures', () => {
         writers: 2,
       });
       const faultsBefore = faults.length;
-      await waitFor(() => faults.length >= faultsBefore + 3, 10_000, 'the relay retrying while cut off');
+      await waitFor('the relay retrying while cut off', () => faults.length >= faultsBefore + 3, 10_000);
       assert.equal(await unpublished('cut2-%'), total, 'nothing published without the database');
       assert.ok(faults.every((f) => f.kind === 'database'));
       assert.equal(relay.running, true);
 
       await proxy.up();
       await waitFor(
+        'drained after the database came back',
         async () => (await unpublished('cut2-%')) === 0,
         20_000,
-        'drained after the database came back',
       );
       assert.deepEqual(stoppedEarly, []);
       await stopAll();

@@ -4,11 +4,12 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '@astra/test-support';
 import type { PublishableEvent, PublishFence } from '../src/publisher.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
-import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis, waitFor } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis } from './support.ts';
 
 const CHILD = fileURLToPath(new URL('./fixtures/relay-child.ts', import.meta.url));
 
@@ -156,7 +157,7 @@ describe('a relay frozen with its session open', () => {
     });
     relays.push(relay);
     relay.start();
-    await waitFor(() => relay.partitions.length === 32, 10_000, 'the two relays sharing the partitions');
+    await waitFor('the two relays sharing the partitions', () => relay.partitions.length === 32, 10_000);
 
     const workload = writeWorkload({
       pool: db.pool,
@@ -169,18 +170,18 @@ describe('a relay frozen with its session open', () => {
     });
     await new Promise((resolve) => setTimeout(resolve, 500));
     child.kill('SIGSTOP');
-    await waitFor(() => takeovers.length > 0, 20_000, 'the frozen relay ended by the live one');
+    await waitFor('the frozen relay ended by the live one', () => takeovers.length > 0, 20_000);
     assert.ok((takeovers[0]?.partitions.length ?? 0) > 0, 'it held partitions');
-    await waitFor(() => relay.partitions.length === 64, 10_000, 'the live relay owning every partition');
+    await waitFor('the live relay owning every partition', () => relay.partitions.length === 64, 10_000);
     // Wake it well after the new owner published and confirmed its batch: whatever it held is refused.
     await new Promise((resolve) => setTimeout(resolve, 1500));
     child.kill('SIGCONT');
     const written = await workload;
     await waitFor(
+      'all published',
       async () =>
         (await db.pool.query("SELECT 1 FROM event_outbox WHERE status <> 'PUBLISHED'")).rowCount === 0,
       30_000,
-      'all published',
     );
     await assertDelivered({
       pool: db.pool,

@@ -5,6 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
+import { freePort, waitFor } from '@astra/test-support';
 import { createClient } from '@redis/client';
 import type pg from 'pg';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
@@ -13,12 +14,10 @@ import { createOutboxWriter, type NewEvent } from '../src/writer.ts';
 import { assertDelivered } from './delivery.ts';
 import {
   createOutboxDatabase,
-  freePort,
   type OutboxDatabase,
   readStream,
   TestRedis,
   waitAllPublished,
-  waitFor,
 } from './support.ts';
 
 /**
@@ -104,7 +103,7 @@ describe('relay mechanisms, each alone', () => {
 
   /** Waits until the relay has made its first look at the table (which publishes `warmup`). */
   async function settle(relay: OutboxRelay, type: string, prefix: string, writer = notifying): Promise<void> {
-    await waitFor(() => relay.ownsAllPartitions, 20_000, 'the relay owning every partition');
+    await waitFor('the relay owning every partition', () => relay.ownsAllPartitions, 20_000);
     await write(
       db.pool,
       [{ type, aggregateType: 'thing', aggregateId: `${prefix}-warmup`, data: { seq: 1 } }],
@@ -223,16 +222,16 @@ describe('broker errors the publisher treats as transient', () => {
       await publisher.close();
     });
     relay.start();
-    await waitFor(() => relay.ownsAllPartitions, 20_000, 'the relay owning every partition');
+    await waitFor('the relay owning every partition', () => relay.ownsAllPartitions, 20_000);
 
     await fault.provoke();
     const total = await writeRounds(db.pool, type, prefix, 4, 3);
     // The relay must really have met this error class on these events (a counted attempt would show
     // as attempts 1 below, two as FAILED), and found the broker down.
     await waitFor(
+      `a broker fault matching ${fault.error}`,
       () => faults.some((f) => f.kind === 'broker' && fault.error.test(f.error.message)) && !relay.isBrokerUp,
       30_000,
-      `a broker fault matching ${fault.error}`,
     );
     // Let it keep failing for a while: retries must not spend attempts either.
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -294,9 +293,9 @@ describe('broker errors the publisher treats as transient', () => {
     const primary = await ownRedis(['--dir', dir, '--dbfilename', 'primary.rdb']);
     const replica = await ownRedis(['--dir', dir, '--replicaof', '127.0.0.1', String(primary.port)]);
     await waitFor(
+      'the replica in sync',
       async () => (await replica.cli(['INFO', 'replication'])).includes('master_link_status:up'),
       20_000,
-      'the replica in sync',
     );
     await throughOutage('readonly', {
       url: replica.url,
@@ -356,7 +355,7 @@ describe('broker errors the publisher treats as transient', () => {
 
     // A dataset of 200,000 keys, saved once to dump.rdb (an explicit SAVE: no automatic snapshots).
     startServer();
-    await waitFor(async () => (await ping()) === 'PONG', 10_000, 'redis up');
+    await waitFor('redis up', async () => (await ping()) === 'PONG', 10_000);
     const filler = createClient({ url });
     filler.on('error', () => {});
     await filler.connect();
@@ -382,11 +381,11 @@ describe('broker errors the publisher treats as transient', () => {
       // answers (LOADING) between chunks of the file: small chunks, so it answers at once.
       provoke: async () => {
         startServer(['--key-load-delay', '50', '--loading-process-events-interval-bytes', '1024']);
-        await waitFor(async () => /LOADING/.test(await ping()), 10_000, 'redis answering LOADING');
+        await waitFor('redis answering LOADING', async () => /LOADING/.test(await ping()), 10_000);
       },
       // It heals by itself when the load ends.
       heal: async () => {
-        await waitFor(async () => (await ping()) === 'PONG', 120_000, 'the dataset loaded');
+        await waitFor('the dataset loaded', async () => (await ping()) === 'PONG', 120_000);
       },
     });
   });

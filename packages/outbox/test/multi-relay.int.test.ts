@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { PARTITION_COUNT } from '../src/schema.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
-import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis, waitFor } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis } from './support.ts';
 
 const TYPES = ['test.multi.created.v1', 'test.multi.changed.v1', 'test.multi.closed.v1'];
 
@@ -84,7 +85,7 @@ describe('several relays at once', () => {
       lingerMs: 50,
     });
     assert.equal(total, 10_000);
-    await waitFor(async () => (await unpublished('four-%')) === 0, 60_000, 'all 10,000 published');
+    await waitFor('all 10,000 published', async () => (await unpublished('four-%')) === 0, 60_000);
     await Promise.all(relays.map(({ relay }) => stop(relay)));
 
     assert.equal(
@@ -132,21 +133,21 @@ describe('several relays at once', () => {
       signal: writing.signal,
     });
     const reached = (n: number, what: string) =>
-      waitFor(async () => (await written('churn-%')) >= n, 30_000, what);
+      waitFor(what, async () => (await written('churn-%')) >= n, 30_000);
 
     await reached(1000, '1,000 written');
     await stop(a.relay); // leaves gracefully, mid-stream
     const c = startRelay(); // and another joins
     await reached(2000, '2,000 written');
     const d = startRelay();
-    await waitFor(() => d.maxPartitions > 0, 10_000, 'the newest relay took partitions');
+    await waitFor('the newest relay took partitions', () => d.maxPartitions > 0, 10_000);
     await stop(b.relay);
     await reached((await written('churn-%')) + 500, '500 more written after the last change');
     writing.abort();
     const total = await workload;
     assert.ok(total < cap, 'the writers were still writing when the relays changed');
 
-    await waitFor(async () => (await unpublished('churn-%')) === 0, 60_000, 'all published');
+    await waitFor('all published', async () => (await unpublished('churn-%')) === 0, 60_000);
     await Promise.all([stop(c.relay), stop(d.relay)]);
     await assertDelivered({
       pool: db.pool,

@@ -1,14 +1,16 @@
 // The Prometheus adapter against a real PostgreSQL and Redis: the leader flag, the bounded status query
 // and its error counter, and the oldest-age gauge that leaves out what a FAILED event holds back.
+
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import { Registry } from 'prom-client';
 import { OutboxAdmin } from '../src/admin.ts';
 import { registerOutboxMetrics } from '../src/prometheus.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { createOutboxWriter } from '../src/writer.ts';
-import { createOutboxDatabase, type OutboxDatabase, TestRedis, waitFor } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, TestRedis } from './support.ts';
 
 /** Samples of one metric in the registry's text output, by their label text ('' for none). */
 async function samples(registry: Registry, name: string): Promise<Map<string, number>> {
@@ -47,9 +49,9 @@ describe('registerOutboxMetrics with a real relay', () => {
     assert.equal((await samples(registry, 'outbox_pending_events_total')).size, 0, 'no gauge before leading');
     relay.start();
     await waitFor(
+      'leader',
       async () => (await samples(registry, 'outbox_relay_leader')).get('') === 1,
       10_000,
-      'leader',
     );
     assert.equal((await samples(registry, 'outbox_pending_events_total')).get(''), 0);
     assert.equal((await samples(registry, 'outbox_status_query_errors_total')).get(''), 0);
@@ -72,9 +74,9 @@ describe('registerOutboxMetrics with a real relay', () => {
       blocker.release();
     }
     await waitFor(
+      'the gauges back once the lock is gone',
       async () => (await samples(registry, 'outbox_pending_events_total')).get('') === 0,
       10_000,
-      'the gauges back once the lock is gone',
     );
   });
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import type pg from 'pg';
 import { OutboxAdmin } from '../src/admin.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
@@ -12,7 +13,6 @@ import {
   readStream,
   TestRedis,
   waitAllPublished,
-  waitFor,
 } from './support.ts';
 
 const writer = createOutboxWriter({ source: '/test' });
@@ -126,7 +126,7 @@ describe('outbox relay', () => {
       event('test.basic.v1', 'a-1', 2),
     ]);
     startRelay();
-    await waitFor(async () => (await counts(db.pool)).PUBLISHED === 2, 10_000, 'both published');
+    await waitFor('both published', async () => (await counts(db.pool)).PUBLISHED === 2, 10_000);
     await stopAll();
 
     const entries = await readStream(redis.url, 'test.basic.v1');
@@ -201,7 +201,7 @@ SELECT n::text FROM bumped`,
     );
 
     startRelay();
-    await waitFor(async () => (await counts(db.pool)).PENDING === 0, 10_000, 'all published');
+    await waitFor('all published', async () => (await counts(db.pool)).PENDING === 0, 10_000);
     await stopAll();
     const entries = await readStream(redis.url, 'test.counter.v1');
     assert.deepEqual(
@@ -230,7 +230,7 @@ SELECT n::text FROM bumped`,
     assert.equal((await counts(db.pool)).PENDING, 2);
 
     startRelay();
-    await waitFor(async () => (await counts(db.pool)).PENDING === 0, 10_000, 'crash events marked');
+    await waitFor('crash events marked', async () => (await counts(db.pool)).PENDING === 0, 10_000);
     await stopAll();
     const entries = await readStream(redis.url, 'test.crash.v1');
     assert.equal(entries.length, 2, 'no second entry for either event');
@@ -254,7 +254,7 @@ SELECT n::text FROM bumped`,
       event('test.outage.v1', 'o-2', 1),
       event('test.outage.v1', 'o-1', 2),
     ]);
-    await waitFor(() => brokerStates.includes(false), 10_000, 'broker reported down');
+    await waitFor('broker reported down', () => brokerStates.includes(false), 10_000);
     // Let it fail for a while: no attempt may be spent, nothing marked.
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const during = await db.pool.query<{ status: string; attempts: number }>(
@@ -271,7 +271,7 @@ SELECT n::text FROM bumped`,
     assert.equal(relay.isBrokerUp, false);
 
     await redis.restart();
-    await waitFor(async () => (await counts(db.pool)).PENDING === 0, 15_000, 'drained after Redis came back');
+    await waitFor('drained after Redis came back', async () => (await counts(db.pool)).PENDING === 0, 15_000);
     assert.equal(relay.isBrokerUp, true);
     await stopAll();
     const entries = (await readStream(redis.url, 'test.outage.v1')).map((entry) =>
@@ -298,6 +298,7 @@ SELECT n::text FROM bumped`,
       // Later ids commit first and are published meanwhile.
       await write(db.pool, [event('test.late.v1', 'early-agg', 1)]);
       await waitFor(
+        'the early commit published',
         async () =>
           (
             await db.pool.query(
@@ -305,7 +306,6 @@ SELECT n::text FROM bumped`,
             )
           ).rowCount === 1,
         10_000,
-        'the early commit published',
       );
       await late.query('COMMIT');
     } finally {
@@ -336,9 +336,10 @@ SELECT n::text FROM bumped`,
       event('test.ok.v1', 'p-1', 3),
       event('test.ok.v1', 'p-2', 1),
     ]);
-    await waitFor(() => failedIds.length === 1, 10_000, 'the poison event FAILED');
+    await waitFor('the poison event FAILED', () => failedIds.length === 1, 10_000);
     await write(db.pool, [event('test.ok.v1', 'p-2', 2), event('test.ok.v1', 'p-1', 4)]);
     await waitFor(
+      'the other aggregate flowed',
       async () =>
         (
           await db.pool.query(
@@ -346,7 +347,6 @@ SELECT n::text FROM bumped`,
           )
         ).rowCount === 2,
       10_000,
-      'the other aggregate flowed',
     );
     const poison = await db.pool.query<{ status: string; attempts: number; last_error: string }>(
       "SELECT status, attempts, last_error FROM event_outbox WHERE event_type = 'test.poison.v1'",
@@ -399,7 +399,7 @@ SELECT n::text FROM bumped`,
     const relay = startRelay({ batchSize: 2, maxAttempts: 2, retryBackoff: { initialMs: 10, maxMs: 20 } });
     const failedIds: string[] = [];
     relay.on('failed', ({ rowIds }) => failedIds.push(...rowIds));
-    await waitFor(() => failedIds.length === 1, 10_000, 'the refused event FAILED');
+    await waitFor('the refused event FAILED', () => failedIds.length === 1, 10_000);
     const seqs = async (stream: string) =>
       (await readStream(redis.url, stream)).map((entry) => JSON.parse(entry.fields.data ?? '{}').seq);
     assert.deepEqual(await seqs('test.ahead.v1'), [1], 'nothing after the refused event went out');
@@ -426,6 +426,7 @@ SELECT n::text FROM bumped`,
       { type: 'test.big.v1', aggregateType: 'thing', aggregateId: 'big', data: { blob: 'x'.repeat(2000) } },
     ]);
     await waitFor(
+      'the big event FAILED',
       async () =>
         (
           await db.pool.query(
@@ -433,7 +434,6 @@ SELECT n::text FROM bumped`,
           )
         ).rowCount === 1,
       10_000,
-      'the big event FAILED',
     );
     await stopAll();
     await publisher.close();
@@ -493,7 +493,7 @@ SELECT n::text FROM bumped`,
           "SELECT aggregate_id, status FROM event_outbox WHERE event_type = 'test.delete.v1'",
         )
       ).rows;
-    await waitFor(async () => (await left()).every((row) => row.status === 'FAILED'), 10_000, 'all handled');
+    await waitFor('all handled', async () => (await left()).every((row) => row.status === 'FAILED'), 10_000);
     await stopAll();
     assert.deepEqual(await left(), [{ aggregate_id: 'd-2', status: 'FAILED' }]);
     const entries = await readStream(redis.url, 'test.delete.v1');
@@ -550,7 +550,7 @@ SELECT n::text FROM bumped`,
     relay.on('retention', (report) => {
       deleted += report.deleted;
     });
-    await waitFor(() => deleted === old, 10_000, 'old events deleted');
+    await waitFor('old events deleted', () => deleted === old, 10_000);
     await waitAllPublished(db.pool, "aggregate_id = 'ret-pending'", 'the old PENDING event published');
     await stopAll();
     assert.equal(deleted, old, 'nothing deleted beyond the old PUBLISHED rows');

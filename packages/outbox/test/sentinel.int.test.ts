@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import type { PublishOutcome } from '../src/publisher.ts';
 import type { StreamRepair } from '../src/recovery.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
-import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis, waitFor } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis } from './support.ts';
 import { SENTINEL_NAME, SentinelSet } from './topologies.ts';
 
 const TYPES = ['test.sentinel.a.v1', 'test.sentinel.b.v1'];
@@ -65,22 +66,23 @@ describe('Redis Sentinel failover under load', () => {
     });
     const first = sentinelSet.primary;
     await waitFor(
+      'publishing',
       async () => Number(await first.cli(['XLEN', TYPES[0] as string])) > 200,
       20_000,
-      'publishing',
     );
     await first.kill('SIGKILL');
-    await waitFor(async () => (await sentinelSet.primaryPort()) !== first.port, 30_000, 'the failover');
+    await waitFor('the failover', async () => (await sentinelSet.primaryPort()) !== first.port, 30_000);
     const written = await workload;
     const port = await sentinelSet.primaryPort();
     const url = `redis://127.0.0.1:${port}`;
     await waitFor(
+      'every event published after the failover',
       async () =>
         (await db.pool.query("SELECT 1 FROM event_outbox WHERE status <> 'PUBLISHED'")).rowCount === 0,
       60_000,
-      'every event published after the failover',
     );
     await waitFor(
+      'every event in the new primary once, in order',
       () =>
         assertDelivered({
           pool: db.pool,
@@ -89,7 +91,6 @@ describe('Redis Sentinel failover under load', () => {
           expected: written,
         }).then(() => true),
       30_000,
-      'every event in the new primary once, in order',
     );
     return written;
   }
@@ -131,9 +132,9 @@ describe('waitReplicas', () => {
     const enough = new RedisStreamsPublisher({ url: primary.url, waitReplicas: 1 });
     try {
       await waitFor(
+        'the replica in sync',
         async () => (await primary.cli(['INFO', 'replication'])).includes('connected_slaves:1'),
         20_000,
-        'the replica in sync',
       );
       const [refused] = await tooMany.publish([event], { fence });
       assert.equal(refused?.status, 'unavailable');

@@ -3,9 +3,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort, waitFor } from '@astra/test-support';
 import { createClient, createCluster } from '@redis/client';
 import pg from 'pg';
 import type { CloudEvent } from '../src/cloudevents.ts';
@@ -68,47 +68,19 @@ export async function createOutboxDatabase(): Promise<OutboxDatabase> {
   };
 }
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
-
-/** Polls `check` until it returns true; fails after `timeoutMs`. */
-export async function waitFor(
-  check: () => Promise<boolean> | boolean,
-  timeoutMs = 20_000,
-  what = 'condition',
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 /** Waits until no event that `where` (SQL over event_outbox) selects is left unpublished. */
-export function waitAllPublished(
+export async function waitAllPublished(
   pool: pg.Pool,
   where: string,
   what: string,
   timeoutMs = 10_000,
 ): Promise<void> {
-  return waitFor(
+  await waitFor(
+    what,
     async () =>
       (await pool.query(`SELECT 1 FROM event_outbox WHERE (${where}) AND status <> 'PUBLISHED' LIMIT 1`))
         .rowCount === 0,
     timeoutMs,
-    what,
   );
 }
 
@@ -148,9 +120,9 @@ export class TestRedis {
     ];
     this.process = spawn('redis-server', args, { stdio: 'ignore' });
     await waitFor(
+      `redis on ${this.port}`,
       () => this.cli(['PING']).then((reply) => reply === 'PONG'),
       10_000,
-      `redis on ${this.port}`,
     );
   }
 
@@ -282,12 +254,12 @@ export async function publishEvents(
   // a Redis restart the publisher reports `unavailable` until it has reconnected: try again.
   let outcomes: PublishOutcome[] = [];
   await waitFor(
+    'Redis to take the events',
     async () => {
       outcomes = await publisher.publish(publishable, { mode: 'replay' });
       return outcomes.some((outcome) => outcome.status !== 'unavailable');
     },
     10_000,
-    'Redis to take the events',
   );
   assert.ok(
     outcomes.every((outcome) => outcome.status === 'published'),
@@ -339,6 +311,7 @@ export async function eventually(check: () => Promise<void>, timeoutMs: number, 
   let last: unknown;
   try {
     await waitFor(
+      what,
       () =>
         check().then(
           () => true,
@@ -348,7 +321,6 @@ export async function eventually(check: () => Promise<void>, timeoutMs: number, 
           },
         ),
       timeoutMs,
-      what,
     );
   } catch (error) {
     throw last ?? error;

@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, runCommand, TestRedis, waitFor } from './support.ts';
+import { freePort, waitFor } from '@astra/test-support';
+import { runCommand, TestRedis } from './support.ts';
 
 /** The primary's name in SentinelSet's Sentinel. */
 export const SENTINEL_NAME = 'outbox-test';
@@ -71,9 +72,9 @@ export class TestCluster {
     this.processes[index] = this.spawnNode(port);
     for (const node of this.ports) {
       await waitFor(
+        `cluster_state:ok on ${node}`,
         async () => (await this.cli(node, ['CLUSTER', 'INFO'])).includes('cluster_state:ok'),
         30_000,
-        `cluster_state:ok on ${node}`,
       );
     }
   }
@@ -81,7 +82,7 @@ export class TestCluster {
   private async boot(): Promise<void> {
     for (const port of this.ports) this.processes.push(this.spawnNode(port));
     for (const port of this.ports) {
-      await waitFor(async () => (await this.cli(port, ['PING'])) === 'PONG', 10_000, `redis on ${port}`);
+      await waitFor(`redis on ${port}`, async () => (await this.cli(port, ['PING'])) === 'PONG', 10_000);
     }
     await runCommand('redis-cli', [
       '--cluster',
@@ -93,9 +94,9 @@ export class TestCluster {
     ]);
     for (const port of this.ports) {
       await waitFor(
+        `cluster_state:ok on ${port}`,
         async () => (await this.cli(port, ['CLUSTER', 'INFO'])).includes('cluster_state:ok'),
         20_000,
-        `cluster_state:ok on ${port}`,
       );
     }
   }
@@ -169,14 +170,14 @@ export class SentinelSet {
     const sentinel = spawn('redis-server', [config, '--sentinel'], { stdio: 'ignore' });
     const set = new SentinelSet(primary, replicas, sentinel, port, dir);
     await waitFor(
+      'the sentinel seeing both replicas',
       async () => (await set.sentinelCli(['SENTINEL', 'REPLICAS', SENTINEL_NAME])).includes('slave'),
       20_000,
-      'the sentinel seeing both replicas',
     );
     await waitFor(
+      'both replicas in sync',
       async () => (await primary.cli(['INFO', 'replication'])).includes('connected_slaves:2'),
       20_000,
-      'both replicas in sync',
     );
     return set;
   }

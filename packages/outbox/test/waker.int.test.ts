@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import pg from 'pg';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { createRelayWaker } from '../src/waker.ts';
 import { createOutboxWriter } from '../src/writer.ts';
-import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis, waitFor } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis } from './support.ts';
 
 // The writer sends no NOTIFY of its own: wake-ups come from the waker alone.
 const writer = createOutboxWriter({ source: '/test', notify: false });
@@ -32,7 +33,7 @@ class ChannelListener {
   async received(db: pg.Pool): Promise<string[]> {
     const marker = `marker-${this.payloads.length}-${Date.now()}`;
     await db.query('SELECT pg_notify($1, $2)', [CHANNEL, marker]);
-    await waitFor(() => this.payloads.includes(marker), 5000);
+    await waitFor(`the ${marker} notification`, () => this.payloads.includes(marker), 5000);
     return this.payloads.slice(0, this.payloads.indexOf(marker)).filter((p) => !p.startsWith('marker-'));
   }
 
@@ -89,7 +90,7 @@ describe('createRelayWaker with a relay in the writer process', () => {
 
   test('the only relay is woken by a call: the event goes out with no NOTIFY sent', async () => {
     const relay = startRelay(false, 60_000);
-    await waitFor(() => relay.ownsAllPartitions, 5000);
+    await waitFor('the relay to own every partition', () => relay.ownsAllPartitions, 5000);
     // Let the relay finish its first look at the table and settle into its minute-long poll.
     await new Promise((resolve) => setTimeout(resolve, 300));
     const listener = await ChannelListener.start(db.url);
@@ -97,7 +98,11 @@ describe('createRelayWaker with a relay in the writer process', () => {
       const waker = createRelayWaker(wakePool, { localRelay: relay });
       await writeEvent('solo-1', 'test.waker.solo.v1');
       waker.wake();
-      await waitFor(async () => (await readStream(redis.url, 'test.waker.solo.v1')).length === 1, 5000);
+      await waitFor(
+        'the solo event on the stream',
+        async () => (await readStream(redis.url, 'test.waker.solo.v1')).length === 1,
+        5000,
+      );
       assert.deepEqual(
         await listener.received(db.pool),
         [],
@@ -112,7 +117,11 @@ describe('createRelayWaker with a relay in the writer process', () => {
     // Quick rebalancing, so the two split the partitions within the test.
     const local = startRelay(true, 100);
     const other = startRelay(true, 100);
-    await waitFor(() => local.partitions.length === 32 && other.partitions.length === 32, 10_000);
+    await waitFor(
+      'both relays to hold 32 partitions each',
+      () => local.partitions.length === 32 && other.partitions.length === 32,
+      10_000,
+    );
     assert.equal(local.ownsAllPartitions, false);
     // An aggregate in a partition the other relay owns: only a NOTIFY can get it out within the test.
     const { rows } = await db.pool.query<{ aggregate_id: string }>(
@@ -128,10 +137,14 @@ describe('createRelayWaker with a relay in the writer process', () => {
       const waker = createRelayWaker(wakePool, { localRelay: local });
       await writeEvent(aggregateId, 'test.waker.shared.v1');
       waker.wake();
-      await waitFor(async () => (await readStream(redis.url, 'test.waker.shared.v1')).length === 1, 5000);
+      await waitFor(
+        'the shared event on the stream',
+        async () => (await readStream(redis.url, 'test.waker.shared.v1')).length === 1,
+        5000,
+      );
       // The other relay also looks at every rebalance, so the event can be out before the NOTIFY has
       // even arrived: wait for it, then count what came before our marker.
-      await waitFor(() => listener.payloads.length > 0, 5000);
+      await waitFor('a notification', () => listener.payloads.length > 0, 5000);
       assert.equal((await listener.received(db.pool)).length, 1, 'one NOTIFY for one wake()');
     } finally {
       await listener.stop();

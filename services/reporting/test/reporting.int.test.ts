@@ -4,10 +4,11 @@ import { OutboxAdmin, OutboxRelay, RedisStreamsPublisher } from '@astra/outbox';
 import { type OutboxConsumer, OutboxError } from '@astra/outbox/consumer';
 import { registerConsumerMetrics } from '@astra/outbox/consumer/prometheus';
 import { startMetricsServer } from '@astra/outbox/prometheus';
+import { waitFor } from '@astra/test-support';
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
 import { Registry } from 'prom-client';
-import { createScratchDatabase, TestRedis, waitFor } from '../../../packages/outbox/test/support.ts';
+import { createScratchDatabase, TestRedis } from '../../../packages/outbox/test/support.ts';
 import { createApiKey } from '../../trading/src/http/auth.ts';
 import { createTestApp, type TestApp } from '../../trading/test/support.ts';
 import { buildApp } from '../src/app.ts';
@@ -126,11 +127,11 @@ describe('reporting service: trades over the trading API end up in the ledger on
     for (const account of ACCOUNTS) {
       const expected = (await get(trading.app, `/v1/accounts/${account}/positions`, admin)).json();
       await waitFor(
+        `${account}'s positions in reporting`,
         async () =>
           JSON.stringify((await get(reporting, `/v1/accounts/${account}/positions`, admin)).json()) ===
           JSON.stringify(expected),
         20_000,
-        `${account}'s positions in reporting`,
       );
       const response = await get(reporting, `/v1/accounts/${account}/positions`, keys.get(account));
       assert.equal(response.statusCode, 200);
@@ -143,6 +144,7 @@ describe('reporting service: trades over the trading API end up in the ledger on
       const want = accepted.get(account) as string[];
       let seen: string[] = [];
       await waitFor(
+        `${account}'s ledger`,
         async () => {
           seen = [];
           let cursor: string | undefined;
@@ -158,7 +160,6 @@ describe('reporting service: trades over the trading API end up in the ledger on
           return seen.length >= want.length;
         },
         20_000,
-        `${account}'s ledger`,
       );
       assert.equal(seen.length, want.length, 'no trade twice');
       assert.deepEqual([...seen].sort(), [...want].sort(), 'every accepted trade');
@@ -192,6 +193,7 @@ describe('reporting service: trades over the trading API end up in the ledger on
     const id = response.json().trade.id;
     let entry: Record<string, unknown> | undefined;
     await waitFor(
+      'the new trade in the ledger',
       async () => {
         let cursor: string | undefined;
         for (let page = 0; page < 50 && entry === undefined; page++) {
@@ -204,7 +206,6 @@ describe('reporting service: trades over the trading API end up in the ledger on
         return entry !== undefined;
       },
       20_000,
-      'the new trade in the ledger',
     );
     const { trade: original } = response.json();
     assert.deepEqual(entry, original);

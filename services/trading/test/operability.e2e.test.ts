@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { freePort, MAIN, Spawned, testEnv } from './process.ts';
+import { freePort } from '@astra/test-support';
+import { MAIN, Spawned, testEnv } from './process.ts';
 import { createTestDatabase, type TestDatabase } from './support.ts';
 
 const RELAY_MAIN = 'services/trading/src/relay-main.ts';

@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 /** The repository root: processes run from there, as a newcomer would run them. */
@@ -136,21 +135,6 @@ export async function run(
   const child = new Spawned(command, args, env);
   const exit = await child.exited(timeoutMs);
   return { ...exit, stdout: child.stdout, stderr: child.stderr, output: child.output };
-}
-
-/** A TCP port nothing listens on right now. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address === null || typeof address === 'string') reject(new Error('no port'));
-        else resolve(address.port);
-      });
-    });
-  });
 }
 
 /** `npm` as the user would type it; the test runner's node is first on PATH. */

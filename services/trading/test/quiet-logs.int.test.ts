@@ -3,12 +3,14 @@
 // through a TCP proxy of this test, which drops them and refuses new ones). Each outage must cost a
 // few lines (it began, still going every LOG_OUTAGE_SUMMARY_SECONDS, it ended with counts and duration),
 // not one per failed attempt.
+
 import assert from 'node:assert/strict';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createOutboxWriter, type OutboxRelay } from '@astra/outbox';
+import { waitFor } from '@astra/test-support';
 import { pino } from 'pino';
-import { TestRedis, waitFor } from '../../../packages/outbox/test/support.ts';
+import { TestRedis } from '../../../packages/outbox/test/support.ts';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { createPool } from '../src/database.ts';
@@ -131,17 +133,21 @@ describe('relay logs during outages', { timeout: 120_000 }, () => {
     2 + Math.ceil(elapsedMs / (SUMMARY_SECONDS * 1000)) + 1 + 2;
 
   test('Redis refusing every write (OOM) under load: a few lines, not one per attempt', async () => {
-    await waitFor(async () => faults.broker === 0 && lines.some((l) => l.msg === 'relay partitions'), 15_000);
+    await waitFor(
+      'the broker back and the relay partitions logged',
+      async () => faults.broker === 0 && lines.some((l) => l.msg === 'relay partitions'),
+      15_000,
+    );
     const from = Date.now();
     const before = faults.broker;
     await redis.cli(['CONFIG', 'SET', 'maxmemory', '1']);
     // Enough failed attempts to have flooded the old logs (a line each).
-    await waitFor(() => faults.broker - before >= 50, 60_000, '50 failed publish attempts');
+    await waitFor('50 failed publish attempts', () => faults.broker - before >= 50, 60_000);
     await redis.cli(['CONFIG', 'SET', 'maxmemory', '0']);
     await waitFor(
+      'the recovery line',
       () => lines.some((line) => line.time >= from && line.msg === 'Redis reachable again'),
       30_000,
-      'the recovery line',
     );
     const elapsed = Date.now() - from;
     const logged = linesSince(from);
@@ -167,12 +173,12 @@ describe('relay logs during outages', { timeout: 120_000 }, () => {
     const from = Date.now();
     const before = faults.database;
     proxy.setDown(true);
-    await waitFor(() => faults.database - before >= 8, 60_000, '8 failed database attempts');
+    await waitFor('8 failed database attempts', () => faults.database - before >= 8, 60_000);
     proxy.setDown(false);
     await waitFor(
+      'the recovery line',
       () => lines.some((line) => line.time >= from && line.msg === 'the database reachable again'),
       30_000,
-      'the recovery line',
     );
     const elapsed = Date.now() - from;
     const logged = linesSince(from);
@@ -189,11 +195,11 @@ describe('relay logs during outages', { timeout: 120_000 }, () => {
     writing = false;
     await load;
     await waitFor(
+      'every event published',
       async () =>
         (await db.pool.query(`SELECT 1 FROM event_outbox WHERE status <> 'PUBLISHED' LIMIT 1`)).rowCount ===
         0,
       60_000,
-      'every event published',
     );
   });
 });
@@ -226,7 +232,7 @@ describe('HTTP service logs during a database outage', { timeout: 60_000 }, () =
       }
       assert.deepEqual(Object.fromEntries(statuses), { 503: 200 });
       proxy.setDown(false);
-      await waitFor(async () => (await get()).statusCode === 200, 20_000, 'the database back');
+      await waitFor('the database back', async () => (await get()).statusCode === 200, 20_000);
       const logged = lines.slice(from);
       assert.deepEqual(
         logged.map((line) => line.msg),

@@ -4,9 +4,10 @@ import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createOutboxWriter, type NewEvent } from '@astra/outbox';
+import { freePort, waitFor } from '@astra/test-support';
 import { createClient, type RedisClientType } from '@redis/client';
 import { assertDelivered } from '../../../packages/outbox/test/delivery.ts';
-import { freePort, readStream, TestRedis, waitFor } from '../../../packages/outbox/test/support.ts';
+import { readStream, TestRedis } from '../../../packages/outbox/test/support.ts';
 import { createApiKey } from '../src/http/auth.ts';
 import { POSITION_UPDATED, TRADE_EXECUTED } from '../src/trades/events.ts';
 import { createTestDatabase, type TestDatabase } from './support.ts';
@@ -151,12 +152,12 @@ describe('relay and service processes', () => {
 
   const allPublished = (prefix: string, timeoutMs = 60_000) =>
     waitFor(
+      `every ${prefix} event PUBLISHED`,
       async () => {
         const { pending, failed } = await progress(prefix);
         return pending === 0 && failed === 0;
       },
       timeoutMs,
-      `every ${prefix} event PUBLISHED`,
     );
 
   async function entriesIn(streams: string[]): Promise<number> {
@@ -219,9 +220,9 @@ describe('relay and service processes', () => {
       // Small batches: more claim-publish-mark cycles for the kill to land in.
       const { proc } = await startRelay({ RELAY_BATCH_SIZE: '200' });
       await waitFor(
+        `relay run ${round} making progress`,
         async () => (await progress('kill')).published > marked || !proc.alive,
         30_000,
-        `relay run ${round} making progress`,
       );
       // Aim for the worst moment: a batch is in the streams but not yet marked (best effort, at most 1 s).
       const deadline = Date.now() + 1000;
@@ -255,7 +256,7 @@ describe('relay and service processes', () => {
     const total = 20_000;
     await backlog('term', types, total, 200);
     const { proc } = await startRelay({ RELAY_BATCH_SIZE: '200' });
-    await waitFor(async () => (await progress('term')).published > 0, 30_000, 'the relay draining');
+    await waitFor('the relay draining', async () => (await progress('term')).published > 0, 30_000);
     assert.equal((await relaySessions()).length, 1, 'one relay session');
 
     assert.deepEqual(await proc.stop('SIGTERM', 15_000), { code: 0, signal: null }, proc.output);
@@ -301,9 +302,9 @@ describe('relay and service processes', () => {
     };
     const healthy = () =>
       waitFor(
+        'the service listening',
         async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok,
         30_000,
-        'the service listening',
       );
     const statuses = async () =>
       (
@@ -332,7 +333,7 @@ describe('relay and service processes', () => {
     const withRelay = start('service', { PORT: String(port) });
     await healthy();
     await trade('SELL', 'AAPL', '2');
-    await waitFor(async () => (await statuses()).join() === 'PUBLISHED:10', 30_000, 'the trades published');
+    await waitFor('the trades published', async () => (await statuses()).join() === 'PUBLISHED:10', 30_000);
     assert.deepEqual(await withRelay.stop('SIGTERM'), { code: 0, signal: null }, withRelay.output);
 
     // Both streams hold each event once; per position, `version` rises by one per event in stream order.
@@ -398,7 +399,7 @@ describe('relay and service processes', () => {
       client.release();
     }
     const { proc } = await startRelay({ RELAY_MAX_ATTEMPTS: '2' });
-    await waitFor(async () => (await progress('poison')).failed === 1, 30_000, 'the poison event FAILED');
+    await waitFor('the poison event FAILED', async () => (await progress('poison')).failed === 1, 30_000);
     const [failedRow] = (
       await db.pool.query<{ id: string }>("SELECT id::text FROM event_outbox WHERE status = 'FAILED'")
     ).rows;

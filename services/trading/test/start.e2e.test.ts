@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
+import { freePort } from '@astra/test-support';
 import pg from 'pg';
-import { freePort, MAIN, Spawned, testEnv } from './process.ts';
+import { MAIN, Spawned, testEnv } from './process.ts';
 import { SERVER_URL } from './support.ts';
 
 async function onServer<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import { SpanKind } from '@opentelemetry/api';
 import {
   BasicTracerProvider,
@@ -8,7 +9,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { TestRedis, waitFor } from '../../../packages/outbox/test/support.ts';
+import { TestRedis } from '../../../packages/outbox/test/support.ts';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { createApiKey } from '../src/http/auth.ts';
@@ -78,10 +79,10 @@ describe('OpenTelemetry spans, seen by an in-process exporter', () => {
     relay.start();
     try {
       await waitFor(
+        'events published',
         async () =>
           (await db.pool.query("SELECT 1 FROM event_outbox WHERE status <> 'PUBLISHED'")).rowCount === 0,
         20_000,
-        'events published',
       );
     } finally {
       await relay.stop();

@@ -1,4 +1,4 @@
-import { sleep } from '../e2e/processes.ts';
+import { sleep } from '@astra/test-support';
 import type { Random } from './random.ts';
 
 /**

@@ -1,7 +1,7 @@
+import { sleep, waitFor } from '@astra/test-support';
 import pg from 'pg';
 import { createApiKey } from '../../src/http/auth.ts';
 import { HttpClient } from '../e2e/http.ts';
-import { sleep, waitFor } from '../e2e/processes.ts';
 import { type RelayHandle, type ReportingHandle, type ServiceHandle, Stack } from '../e2e/stack.ts';
 import {
   FAULT_KINDS,

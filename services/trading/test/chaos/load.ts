@@ -1,6 +1,6 @@
+import { sleep } from '@astra/test-support';
 import type { HttpClient, HttpResponse } from '../e2e/http.ts';
 import { NoAnswerError } from '../e2e/http.ts';
-import { sleep } from '../e2e/processes.ts';
 import { Random } from './random.ts';
 
 /**

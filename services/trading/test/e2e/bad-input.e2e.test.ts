@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import fc from 'fast-check';
 import { notAString } from '../generators.ts';
 import { HttpClient, type HttpRequest, NoAnswerError } from './http.ts';
-import { waitFor } from './processes.ts';
 import { killLeftovers, type ServiceHandle, Stack } from './stack.ts';
 import { readStreams } from './streams.ts';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { waitFor } from '@astra/test-support';
 import { HttpClient } from './http.ts';
-import { waitFor } from './processes.ts';
 import { killLeftovers, Stack } from './stack.ts';
 import { readStreams } from './streams.ts';
 

@@ -2,11 +2,18 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  freePort,
+  liveProcesses,
+  type ManagedProcess,
+  run,
+  spawnManaged,
+  waitFor,
+} from '@astra/test-support';
 import { createScratchDatabase } from '../../../../packages/outbox/test/support.ts';
 import { testEnv } from '../process.ts';
 import { createTestDatabase, type TestDatabase } from '../support.ts';
 import { HttpClient } from './http.ts';
-import { freePort, liveProcesses, type ManagedProcess, run, spawnManaged, waitFor } from './processes.ts';
 
 /**
  * The system as a user runs it, for black-box tests: a fresh database, a throwaway redis-server on a

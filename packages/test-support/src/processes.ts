@@ -1,9 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 
 /**
- * Child processes of the end-to-end tests: each runs in its own process group (so a signal reaches
+ * Child processes of the tests: each runs in its own process group (so a signal reaches
  * anything it forks), writes its output to a log file, and is tracked so that none outlives the test
  * process, whatever way that ends.
  */
@@ -122,46 +121,6 @@ export function spawnManaged(name: string, command: string, args: string[], opti
 /** Every tracked process still running: cleanup code kills these whatever else failed. */
 export function liveProcesses(): ManagedProcess[] {
   return [...live];
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no free port');
-  return address.port;
-}
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
-
-/**
- * Polls `check` until it returns true, at most `timeoutMs`. A check that throws counts as "not yet";
- * the last error goes into the timeout message.
- */
-export async function waitFor(
-  what: string,
-  check: () => Promise<boolean> | boolean,
-  timeoutMs: number,
-  intervalMs = 100,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() >= deadline) {
-      const cause = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${cause}`);
-    }
-    await sleep(intervalMs);
-  }
 }
 
 /** Runs a command to completion (bounded) and returns its stdout; fails on a non-zero exit. */
