@@ -1,9 +1,9 @@
 /** The benchmark's side of a drainer process (bench/workers/drainer.ts). */
 
 import { fileURLToPath } from 'node:url';
-import { TimeoutError } from '@astra/test-support';
+import { type ManagedProcess, TimeoutError } from '@astra/test-support';
 import type { DrainerConfig, DrainerMessage, Phases } from '../workers/drainer.ts';
-import { type Child, spawnNode, withTimeout } from './infra.ts';
+import { spawnNode, withTimeout } from './infra.ts';
 import type { RelayTrace } from './relay.ts';
 
 const DRAINER = fileURLToPath(new URL('../workers/drainer.ts', import.meta.url));
@@ -16,8 +16,8 @@ export class Drainer {
   readonly applied = new Map<string, number>();
   error: string | undefined;
 
-  private constructor(readonly child: Child) {
-    child.process.on('message', (message: DrainerMessage) => {
+  private constructor(readonly child: ManagedProcess) {
+    child.child.on('message', (message: DrainerMessage) => {
       if (message.type === 'progress') {
         this.done = message.done;
         this.phases = message.phases;
@@ -35,18 +35,18 @@ export class Drainer {
     const child = spawnNode(name, DRAINER, [JSON.stringify(config)], { ipc: true, nodeArgs });
     const drainer = new Drainer(child);
     const ready = new Promise<void>((resolve, reject) => {
-      child.process.on('message', (message: DrainerMessage) => {
+      child.child.on('message', (message: DrainerMessage) => {
         if (message.type === 'ready') resolve();
         if (message.type === 'error') reject(new Error(`${name}: ${message.message}`));
       });
-      void child.exited.then((code) =>
-        reject(new Error(`${name} exited (${code}) before ready: ${child.tail}`)),
+      void child.exited.then((exit) =>
+        reject(new Error(`${name} exited (${exit.signal ?? exit.code}) before ready: ${child.logTail()}`)),
       );
     });
     try {
       await withTimeout(ready, 60_000, `${name} start`);
     } catch (error) {
-      child.kill();
+      void child.kill();
       throw error;
     }
     return drainer;
@@ -57,7 +57,7 @@ export class Drainer {
   }
 
   go(): void {
-    this.child.process.send({ type: 'go' });
+    this.child.child.send({ type: 'go' });
   }
 
   /** A traced relay's stamps and loop delay since the last call (config `trace: true`). */
@@ -65,30 +65,29 @@ export class Drainer {
     const reply = new Promise<RelayTrace>((resolve) => {
       const onMessage = (message: DrainerMessage) => {
         if (message.type !== 'trace') return;
-        this.child.process.off('message', onMessage);
+        this.child.child.off('message', onMessage);
         resolve(message.trace);
       };
-      this.child.process.on('message', onMessage);
+      this.child.child.on('message', onMessage);
     });
-    this.child.process.send({ type: 'trace' });
+    this.child.child.send({ type: 'trace' });
     return withTimeout(reply, 10_000, `${this.child.name} trace`);
   }
 
   /** Throws when the drainer reported an error or died. */
   check(): void {
     if (this.error !== undefined) throw new Error(`${this.child.name}: ${this.error}`);
-    if (!this.child.alive) throw new Error(`${this.child.name} exited: ${this.child.tail}`);
+    if (!this.child.running) throw new Error(`${this.child.name} exited: ${this.child.logTail()}`);
   }
 
   async stop(): Promise<void> {
-    if (!this.child.alive) return;
+    if (!this.child.running) return;
     try {
-      this.child.process.send({ type: 'stop' });
+      this.child.child.send({ type: 'stop' });
       await withTimeout(this.child.exited, 8000, `${this.child.name} stop`);
     } catch (error) {
-      if (!(error instanceof TimeoutError) && this.child.alive) throw error;
-      this.child.kill();
-      await this.child.exited;
+      if (!(error instanceof TimeoutError) && this.child.running) throw error;
+      await this.child.kill();
     }
   }
 }

@@ -3,13 +3,20 @@
  * always reaped, timeouts, and /proc sampling. Nothing here touches the shared services beyond
  * creating and dropping its own databases.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, sleep, TimeoutError, waitFor } from '@astra/test-support';
+import {
+  freePort,
+  liveProcesses,
+  type ManagedProcess,
+  spawnManaged,
+  TimeoutError,
+  waitFor,
+} from '@astra/test-support';
 import { createClient } from '@redis/client';
 import pg from 'pg';
 
@@ -39,68 +46,8 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
 // ---------------------------------------------------------------------------------------------------
 // Child processes
 
-/** A child process that is killed when the benchmark ends, whatever way it ends. */
-export class Child {
-  readonly exited: Promise<number | null>;
-  private output = '';
-  exitCode: number | null | undefined;
-
-  constructor(
-    readonly name: string,
-    readonly process: ChildProcess,
-  ) {
-    const keep = (chunk: Buffer) => {
-      this.output = (this.output + chunk.toString()).slice(-4000);
-    };
-    process.stdout?.on('data', keep);
-    process.stderr?.on('data', keep);
-    this.exited = new Promise((resolve) => {
-      process.on('exit', (code, signal) => {
-        this.exitCode = code ?? (signal === null ? null : -1);
-        children.delete(this);
-        resolve(code);
-      });
-      process.on('error', (error) => {
-        this.output += `\n${error.message}`;
-        this.exitCode = -1;
-        children.delete(this);
-        resolve(-1);
-      });
-    });
-  }
-
-  get pid(): number {
-    return this.process.pid ?? -1;
-  }
-
-  get alive(): boolean {
-    return this.exitCode === undefined;
-  }
-
-  /** The last few kB it printed, for error messages. */
-  get tail(): string {
-    return this.output.trim();
-  }
-
-  /** SIGTERM, then SIGKILL after `graceMs`. */
-  async stop(graceMs = 5000): Promise<void> {
-    if (!this.alive) return;
-    this.process.kill('SIGTERM');
-    const ended = await Promise.race([this.exited.then(() => true), sleep(graceMs).then(() => false)]);
-    if (!ended && this.alive) {
-      this.process.kill('SIGKILL');
-      await this.exited;
-    }
-  }
-
-  kill(): void {
-    if (this.alive) this.process.kill('SIGKILL');
-  }
-}
-
-const children = new Set<Child>();
-
-export interface SpawnOptions {
+export interface ChildOptions {
+  /** Added to the benchmark's own environment. */
   env?: Record<string, string>;
   /** Open an IPC channel (for node children that report progress). */
   ipc?: boolean;
@@ -109,29 +56,33 @@ export interface SpawnOptions {
   nodeArgs?: string[];
 }
 
-export function spawnChild(name: string, command: string, args: string[], options: SpawnOptions = {}): Child {
-  const child = spawn(command, args, {
-    cwd: options.cwd ?? process.cwd(),
+/** A child process, output kept in memory, that is killed when the benchmark ends whatever way it ends. */
+export function spawnChild(
+  name: string,
+  command: string,
+  args: string[],
+  options: ChildOptions = {},
+): ManagedProcess {
+  return spawnManaged(name, command, args, {
     env: { ...process.env, ...options.env },
-    stdio: options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    ...(options.ipc === undefined ? {} : { ipc: options.ipc }),
   });
-  const managed = new Child(name, child);
-  children.add(managed);
-  return managed;
 }
 
 /** A TypeScript entry point run by node with tsx, as one process (so its pid is the one to sample). */
-export function spawnNode(name: string, file: string, args: string[], options: SpawnOptions = {}): Child {
+export function spawnNode(
+  name: string,
+  file: string,
+  args: string[],
+  options: ChildOptions = {},
+): ManagedProcess {
   const nodeArgs = options.nodeArgs ?? [];
   return spawnChild(name, process.execPath, [...nodeArgs, '--import', 'tsx', file, ...args], options);
 }
 
 export async function stopAllChildren(): Promise<void> {
-  await Promise.all([...children].map((child) => child.stop(3000)));
-}
-
-function killAllChildrenNow(): void {
-  for (const child of children) child.kill();
+  await Promise.all(liveProcesses().map((child) => child.kill('SIGTERM', 3000)));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -245,7 +196,7 @@ export interface RedisClient {
 export interface ThrowawayRedis {
   port: number;
   url: string;
-  child: Child;
+  child: ManagedProcess;
   client: RedisClient;
   /** Kills the server (an outage); `restart` brings a fresh one up on the same port. */
   kill(): Promise<void>;
@@ -258,7 +209,7 @@ export interface ThrowawayRedis {
  * RDB it receives there, and a server started in a directory holding one loads it, so a shared
  * directory would hand one run's entries to the next and a restart would not come back empty.
  */
-function startRedisServer(port: number, extra: string[]): Child {
+function startRedisServer(port: number, extra: string[]): ManagedProcess {
   const dir = mkdtempSync(join(tmpdir(), `bench-redis-${port}-`));
   const child = spawnChild(`redis-${port}`, 'redis-server', [
     '--port',
@@ -293,7 +244,7 @@ export async function startRedis(options: { replicaOf?: number } = {}): Promise<
   let child = startRedisServer(port, extra);
   const client = createClient({ url, socket: { reconnectStrategy: 200 } });
   client.on('error', () => {});
-  await waitFor(`redis-server on ${port}`, async () => child.alive && (await pingOnce(url)), 10_000);
+  await waitFor(`redis-server on ${port}`, async () => child.running && (await pingOnce(url)), 10_000);
   await client.connect();
   const redis: ThrowawayRedis = {
     port,
@@ -303,16 +254,15 @@ export async function startRedis(options: { replicaOf?: number } = {}): Promise<
     },
     client,
     async kill() {
-      child.kill();
-      await child.exited;
+      await child.kill();
     },
     async restart() {
       child = startRedisServer(port, extra);
-      await waitFor(`redis-server on ${port}`, async () => child.alive && (await pingOnce(url)), 10_000);
+      await waitFor(`redis-server on ${port}`, async () => child.running && (await pingOnce(url)), 10_000);
     },
     async close() {
       client.destroy();
-      await child.stop(2000);
+      await child.kill('SIGTERM', 2000);
     },
   };
   return redis;
@@ -586,7 +536,7 @@ export function installCleanupHandlers(): void {
     );
     bail('unhandled rejection');
   });
-  process.on('exit', killAllChildrenNow);
+  // Children still running when the process exits are killed by @astra/test-support.
 }
 
 export function randomToken(bytes = 24): string {

@@ -2,9 +2,9 @@
 
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { freePort, waitFor } from '@astra/test-support';
+import { freePort, type ManagedProcess, waitFor } from '@astra/test-support';
 import { prepareDatabase } from '../../services/trading/src/bootstrap.ts';
-import { type Child, databaseUrl, randomToken, spawnNode, withClient } from './infra.ts';
+import { databaseUrl, randomToken, spawnNode, withClient } from './infra.ts';
 
 const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
 export const SERVICE_MAIN = root('services/trading/src/main.ts');
@@ -33,23 +33,23 @@ export async function prepareTradingDatabase(database: string): Promise<string> 
 }
 
 export interface RunningServer {
-  child: Child;
+  child: ManagedProcess;
   url: string;
 }
 
-async function waitHealthy(child: Child, url: string): Promise<void> {
+async function waitHealthy(child: ManagedProcess, url: string): Promise<void> {
   await waitFor(
     `${child.name} at ${url}`,
     async () => {
-      if (!child.alive) throw new Error(`${child.name} exited: ${child.tail}`);
+      if (!child.running) throw new Error(`${child.name} exited: ${child.logTail()}`);
       const response = await fetch(`${url}/healthz`);
       return response.ok;
     },
     60_000,
     100,
   ).catch((error: unknown) => {
-    child.kill();
-    throw new Error(`${error instanceof Error ? error.message : String(error)}\n${child.tail}`);
+    void child.kill();
+    throw new Error(`${error instanceof Error ? error.message : String(error)}\n${child.logTail()}`);
   });
 }
 

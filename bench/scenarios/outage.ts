@@ -90,10 +90,10 @@ export async function outageScenario(config: BenchConfig): Promise<OutageResult>
           };
           const { before: pre, during } = result.relayRssMiB;
           result.relayFlat = pre === null || during === null ? null : during <= pre + Math.max(10, pre * 0.1);
-          if (!relay.child.alive) throw new Error(`the relay died: ${relay.child.tail}`);
+          if (!relay.child.running) throw new Error(`the relay died: ${relay.child.logTail()}`);
         } finally {
-          await relay.child.stop();
-          await service.child.stop();
+          await relay.child.kill('SIGTERM', 5000);
+          await service.child.kill('SIGTERM', 5000);
         }
       }),
     );

@@ -183,7 +183,7 @@ async function serviceRun(config: BenchConfig, relay: ServiceRelay = 'mark'): Pr
         });
         return run;
       } finally {
-        await service.child.stop();
+        await service.child.kill('SIGTERM', 5000);
       }
     }),
   );
@@ -212,7 +212,7 @@ async function profiledServiceRun(config: BenchConfig): Promise<WindowProfile> {
         await load;
         return profile;
       } finally {
-        await service.child.stop();
+        await service.child.kill('SIGTERM', 5000);
       }
     }),
   );
@@ -232,7 +232,7 @@ async function directRun(config: BenchConfig): Promise<HttpRun> {
         if (published === 0) throw new Error('the direct-publish server published nothing');
         return run;
       } finally {
-        await server.child.stop();
+        await server.child.kill('SIGTERM', 5000);
       }
     }),
   );

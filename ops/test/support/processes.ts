@@ -2,12 +2,12 @@
  * Real Prometheus and Alertmanager processes for tests, on free ports in temporary folders, from the
  * committed configuration. Every wait is bounded; `stop()` ends the process it started and nothing else.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, sleep, waitFor } from '@astra/test-support';
+import { freePort, spawnManaged, waitFor } from '@astra/test-support';
 
 /** Root of the repository. */
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -42,45 +42,27 @@ export interface Daemon {
 }
 
 async function startDaemon(command: string, args: string[], url: string, dir: string): Promise<Daemon> {
-  let logs = '';
-  const child: ChildProcess = spawn(command, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (chunk: Buffer) => {
-    logs += chunk.toString();
-  });
-  child.stderr?.on('data', (chunk: Buffer) => {
-    logs += chunk.toString();
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let running = true;
-  child.once('exit', () => {
-    running = false;
-  });
+  const daemon = spawnManaged(command, command, args, { cwd: dir });
   const stop = async () => {
-    if (running) {
-      child.kill('SIGTERM');
-      const killed = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
-      if (!killed) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    }
+    await daemon.kill('SIGTERM', 10_000);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
     await waitFor(
       `${command} to be ready at ${url}`,
       async () => {
-        if (!running) throw new Error(`${command} exited:\n${logs}`);
+        if (!daemon.running) throw new Error(`${command} exited:\n${daemon.output}`);
         const response = await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2_000) });
-        return response.ok ? true : undefined;
+        return response.ok;
       },
       30_000,
+      200,
     );
   } catch (error) {
     await stop();
-    throw new Error(`${error instanceof Error ? error.message : String(error)}\n${logs}`);
+    throw new Error(`${error instanceof Error ? error.message : String(error)}\n${daemon.output}`);
   }
-  return { url, dir, logs: () => logs, stop };
+  return { url, dir, logs: () => `${daemon.stdout}${daemon.stderr}`, stop };
 }
 
 export interface PrometheusOptions {

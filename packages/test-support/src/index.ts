@@ -2,7 +2,9 @@ export {
   type Exit,
   liveProcesses,
   ManagedProcess,
+  type RunResult,
   run,
+  runOk,
   type SpawnOptions,
   spawnManaged,
 } from './processes.ts';

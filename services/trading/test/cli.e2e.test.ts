@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { run } from '@astra/test-support';
 import { buildApp } from '../src/app.ts';
-import { NPM, run, testEnv } from './process.ts';
+import { NPM, ROOT, testEnv } from './process.ts';
 import { assertError, createTestApp, postTrade, type TestApp, tradeBody } from './support.ts';
 
 const KEY = /^astra_[A-Za-z0-9_-]{43}$/;
@@ -13,7 +14,11 @@ before(async () => {
 after(() => t.close());
 
 const cli = (args: string[]) =>
-  run(NPM, ['run', 'cli', '--', ...args], testEnv({ DATABASE_URL: t.db.url }), 60_000);
+  run(NPM, ['run', 'cli', '--', ...args], {
+    env: testEnv({ DATABASE_URL: t.db.url }),
+    cwd: ROOT,
+    timeoutMs: 60_000,
+  });
 
 function lastLine(stdout: string): string {
   return stdout.trimEnd().split('\n').at(-1) ?? '';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MAIN, NPM, run, testEnv } from './process.ts';
+import { run } from '@astra/test-support';
+import { MAIN, NPM, ROOT, testEnv } from './process.ts';
 
 // The start must stop on the configuration alone, before it touches a database: these point at
 // a server that does not exist, so getting past the configuration would fail differently (exit 1).
@@ -18,7 +19,11 @@ describe('an invalid configuration stops the start with exit code 2 and names th
   for (const [variable, value, shown] of cases) {
     test(`${variable}=${value}`, async () => {
       const env = testEnv({ DATABASE_URL: UNREACHABLE, [variable]: value });
-      const result = await run(process.execPath, ['--import', 'tsx', MAIN], env, 30_000);
+      const result = await run(process.execPath, ['--import', 'tsx', MAIN], {
+        env,
+        cwd: ROOT,
+        timeoutMs: 30_000,
+      });
       assert.equal(result.code, 2, result.output);
       assert.match(result.stderr, new RegExp(`^invalid configuration: ${variable}: `), result.output);
       if (shown) assert.ok(result.stderr.includes(`"${value}"`), result.output);
@@ -27,7 +32,11 @@ describe('an invalid configuration stops the start with exit code 2 and names th
   }
 
   test('npm start passes the exit code on', async () => {
-    const result = await run(NPM, ['start'], testEnv({ DATABASE_URL: UNREACHABLE, PORT: 'abc' }), 30_000);
+    const result = await run(NPM, ['start'], {
+      env: testEnv({ DATABASE_URL: UNREACHABLE, PORT: 'abc' }),
+      cwd: ROOT,
+      timeoutMs: 30_000,
+    });
     assert.equal(result.code, 2, result.output);
     assert.match(result.stderr, /invalid configuration: PORT: /, result.output);
   });

@@ -1,19 +1,18 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { freePort } from '@astra/test-support';
-import { MAIN, Spawned, testEnv } from './process.ts';
+import { freePort, type ManagedProcess } from '@astra/test-support';
+import { MAIN, startNode, testEnv } from './process.ts';
 import { createTestDatabase, type TestDatabase } from './support.ts';
 
 const RELAY_MAIN = 'services/trading/src/relay-main.ts';
 
 describe('operating the processes', () => {
   let db: TestDatabase;
-  const spawned: Spawned[] = [];
+  const spawned: ManagedProcess[] = [];
   const start = (main: string, env: Record<string, string>) => {
-    const child = new Spawned(
-      process.execPath,
-      ['--import', 'tsx', main],
+    const child = startNode(
+      main,
       testEnv({ DATABASE_URL: db.url, HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env }),
     );
     spawned.push(child);
@@ -23,7 +22,7 @@ describe('operating the processes', () => {
     db = await createTestDatabase();
   });
   after(async () => {
-    await Promise.all(spawned.map((child) => child.stop()));
+    await Promise.all(spawned.map((child) => child.kill()));
     await db.drop();
   });
 
@@ -37,13 +36,13 @@ describe('operating the processes', () => {
     assert.equal(health.status, 200);
 
     const second = start(RELAY_MAIN, { METRICS_PORT: String(port), REDIS_URL: 'redis://127.0.0.1:1' });
-    const exit = await second.exited(60_000);
+    const exit = await second.exitWithin(60_000);
     assert.equal(exit.code, 1, second.output);
     const lines = second.stderr.trim().split('\n');
     assert.equal(lines.length, 1, second.output);
     assert.match(lines[0] ?? '', /^failed to start: METRICS_PORT: 127\.0\.0\.1:\d+ is in use/);
-    first.signal('SIGTERM');
-    assert.deepEqual(await first.exited(15_000), { code: 0, signal: null }, first.output);
+    first.signalGroup('SIGTERM');
+    assert.deepEqual(await first.exitWithin(15_000), { code: 0, signal: null }, first.output);
   });
 
   test('with OTEL_EXPORTER_OTLP_ENDPOINT the service exports its spans over OTLP/HTTP', async () => {
@@ -76,8 +75,8 @@ describe('operating the processes', () => {
       });
       assert.equal(response.status, 401);
       // The batch processor exports within its 5 s delay, or at shutdown.
-      service.signal('SIGTERM');
-      assert.deepEqual(await service.exited(20_000), { code: 0, signal: null }, service.output);
+      service.signalGroup('SIGTERM');
+      assert.deepEqual(await service.exitWithin(20_000), { code: 0, signal: null }, service.output);
       const exported = received.filter((entry) => entry.startsWith('/v1/traces '));
       assert.ok(exported.length > 0, `nothing exported: ${received.join('\n').slice(0, 500)}`);
       assert.match(exported.join('\n'), /GET \/v1\/accounts\/:accountId\/trades/);

@@ -1,5 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { type ManagedProcess, spawnManaged } from '@astra/test-support';
 
 /** The repository root: processes run from there, as a newcomer would run them. */
 export const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -50,91 +50,9 @@ export function testEnv(overrides: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...overrides };
 }
 
-export interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-/** A child process whose output is collected, with waits that always end. */
-export class Spawned {
-  stdout = '';
-  stderr = '';
-  readonly exit: Promise<Exit>;
-  private readonly child: ChildProcess;
-
-  constructor(command: string, args: string[], env: NodeJS.ProcessEnv) {
-    this.child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      this.stdout += chunk;
-    });
-    this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-      this.stderr += chunk;
-    });
-    this.exit = new Promise((resolve, reject) => {
-      this.child.once('error', reject);
-      this.child.once('close', (code, signal) => resolve({ code, signal }));
-    });
-  }
-
-  get output(): string {
-    return `--- stdout\n${this.stdout}\n--- stderr\n${this.stderr}`;
-  }
-
-  /** Resolves with the first match of `pattern` in stdout; rejects on timeout or early exit. */
-  async waitForStdout(pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    let exited = false;
-    void this.exit.then(() => {
-      exited = true;
-    });
-    for (;;) {
-      const match = pattern.exec(this.stdout);
-      if (match !== null) return match;
-      if (exited) throw new Error(`process exited before printing ${pattern}\n${this.output}`);
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}\n${this.output}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-
-  /** Waits for the exit; after `timeoutMs` kills the process and rejects. */
-  async exited(timeoutMs: number): Promise<Exit> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        this.child.kill('SIGKILL');
-        reject(new Error(`process did not exit within ${timeoutMs} ms\n${this.output}`));
-      }, timeoutMs);
-    });
-    try {
-      return await Promise.race([this.exit, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  signal(signal: NodeJS.Signals): void {
-    this.child.kill(signal);
-  }
-
-  /** Cleanup for `after`: ends this process if it still runs. */
-  async stop(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      this.child.kill('SIGKILL');
-      await this.exit.catch(() => {});
-    }
-  }
-}
-
-/** Runs a command to completion (bounded by `timeoutMs`). */
-export async function run(
-  command: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  timeoutMs: number,
-): Promise<Exit & { stdout: string; stderr: string; output: string }> {
-  const child = new Spawned(command, args, env);
-  const exit = await child.exited(timeoutMs);
-  return { ...exit, stdout: child.stdout, stderr: child.stderr, output: child.output };
+/** Starts `node --import tsx <main>` from the repository root, its output kept in memory. */
+export function startNode(main: string, env: NodeJS.ProcessEnv): ManagedProcess {
+  return spawnManaged(main, process.execPath, ['--import', 'tsx', main], { env, cwd: ROOT });
 }
 
 /** `npm` as the user would type it; the test runner's node is first on PATH. */

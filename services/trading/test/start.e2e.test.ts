@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
-import { freePort } from '@astra/test-support';
+import { freePort, type ManagedProcess } from '@astra/test-support';
 import pg from 'pg';
-import { MAIN, Spawned, testEnv } from './process.ts';
+import { MAIN, startNode, testEnv } from './process.ts';
 import { SERVER_URL } from './support.ts';
 
 async function onServer<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -25,10 +25,10 @@ describe('npm start on a database that does not exist', () => {
   const name = `astra_test_start_${randomBytes(6).toString('hex')}`;
   const databaseUrl = new URL(SERVER_URL);
   databaseUrl.pathname = `/${name}`;
-  let service: Spawned | undefined;
+  let service: ManagedProcess | undefined;
 
   after(async () => {
-    await service?.stop();
+    await service?.kill();
     await onServer((client) =>
       client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
     );
@@ -43,9 +43,8 @@ describe('npm start on a database that does not exist', () => {
     assert.equal(await exists(), 0);
 
     const port = await freePort();
-    service = new Spawned(
-      process.execPath,
-      ['--import', 'tsx', MAIN],
+    service = startNode(
+      MAIN,
       testEnv({
         DATABASE_URL: databaseUrl.toString(),
         PORT: String(port),
@@ -90,8 +89,8 @@ describe('npm start on a database that does not exist', () => {
     const ready = await fetchBounded(`http://127.0.0.1:${port}/readyz`);
     assert.equal(ready.status, 200, await ready.text());
 
-    service.signal('SIGTERM');
-    const exit = await service.exited(15_000);
+    service.signalGroup('SIGTERM');
+    const exit = await service.exitWithin(15_000);
     assert.deepEqual(exit, { code: 0, signal: null }, service.output);
   });
 });
@@ -100,10 +99,10 @@ describe('npm start with NODE_ENV=production on an empty database', () => {
   const name = `astra_test_prod_${randomBytes(6).toString('hex')}`;
   const databaseUrl = new URL(SERVER_URL);
   databaseUrl.pathname = `/${name}`;
-  let service: Spawned | undefined;
+  let service: ManagedProcess | undefined;
 
   after(async () => {
-    await service?.stop();
+    await service?.kill();
     await onServer((client) =>
       client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
     );
@@ -111,9 +110,8 @@ describe('npm start with NODE_ENV=production on an empty database', () => {
 
   test('creates no demo key and prints none; METRICS_PORT=0 picks a free port and logs it', async () => {
     const port = await freePort();
-    service = new Spawned(
-      process.execPath,
-      ['--import', 'tsx', MAIN],
+    service = startNode(
+      MAIN,
       testEnv({
         DATABASE_URL: databaseUrl.toString(),
         PORT: String(port),
@@ -140,7 +138,7 @@ describe('npm start with NODE_ENV=production on an empty database', () => {
       }
     });
     assert.equal(keys, 0);
-    service.signal('SIGTERM');
-    assert.deepEqual(await service.exited(15_000), { code: 0, signal: null }, service.output);
+    service.signalGroup('SIGTERM');
+    assert.deepEqual(await service.exitWithin(15_000), { code: 0, signal: null }, service.output);
   });
 });

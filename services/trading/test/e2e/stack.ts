@@ -6,7 +6,7 @@ import {
   freePort,
   liveProcesses,
   type ManagedProcess,
-  run,
+  runOk,
   spawnManaged,
   waitFor,
 } from '@astra/test-support';
@@ -18,7 +18,7 @@ import { HttpClient } from './http.ts';
 /**
  * The system as a user runs it, for black-box tests: a fresh database, a throwaway redis-server on a
  * free loopback port, and the service, relay and CLI started as separate OS processes with the same
- * entry points as `npm start`, `npm run relay` and `npm run cli`. Tests talk to it only through HTTP,
+ * entry points as `npm start`, `npm runOk relay` and `npm runOk cli`. Tests talk to it only through HTTP,
  * SQL and Redis.
  */
 
@@ -80,7 +80,7 @@ export class RedisServer {
   }
 
   cli(args: string[]): Promise<string> {
-    return run('redis-cli', ['-p', String(this.port), ...args], { timeoutMs: 5000 }).then((out) =>
+    return runOk('redis-cli', ['-p', String(this.port), ...args], { timeoutMs: 5000 }).then((out) =>
       out.trim(),
     );
   }
@@ -255,7 +255,7 @@ export class Stack {
     return { process: managed, port, metricsPort };
   }
 
-  /** Starts a standalone relay (`npm run relay`'s entry point) and waits until its loop runs. */
+  /** Starts a standalone relay (`npm runOk relay`'s entry point) and waits until its loop runs. */
   async startRelay(env: Record<string, string> = {}): Promise<RelayHandle> {
     const metricsPort = await freePort();
     const managed = this.spawnNode(
@@ -278,8 +278,8 @@ export class Stack {
   }
 
   /**
-   * Starts a reporting service (`npm run reporting`'s entry point) on this stack's Redis and databases,
-   * with REPORTING_PORT=0 and REPORTING_METRICS_PORT=0 as several on one host run, and waits until it serves /healthz.
+   * Starts a reporting service (`npm runOk reporting`'s entry point) on this stack's Redis and databases,
+   * with REPORTING_PORT=0 and REPORTING_METRICS_PORT=0 as several on one host runOk, and waits until it serves /healthz.
    */
   async startReporting(env: Record<string, string> = {}): Promise<ReportingHandle> {
     const managed = this.spawnNode(
@@ -314,9 +314,9 @@ export class Stack {
     return { process: managed, ...ready };
   }
 
-  /** Runs the CLI (`npm run cli -- ...`) against this stack's database; returns its stdout. */
+  /** Runs the CLI (`npm runOk cli -- ...`) against this stack's database; returns its stdout. */
   cli(args: string[]): Promise<string> {
-    return run(process.execPath, ['--import', 'tsx', CLI_MAIN, ...args], {
+    return runOk(process.execPath, ['--import', 'tsx', CLI_MAIN, ...args], {
       cwd: REPO_ROOT,
       env: this.env(),
       timeoutMs: 60_000,
