@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { freePort, waitFor } from '@astra/test-support';
+import { freePort, type ManagedProcess, spawnManaged, waitFor } from '@astra/test-support';
 import { createClient } from '@redis/client';
 import type pg from 'pg';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
@@ -337,16 +336,12 @@ describe('broker errors the publisher treats as transient', () => {
       dir,
     ];
     const url = `redis://127.0.0.1:${port}`;
-    let server: ChildProcess | undefined;
+    let server: ManagedProcess | undefined;
     const startServer = (extra: string[] = []) => {
-      const child = spawn('redis-server', [...args, ...extra], { stdio: 'ignore' });
+      const child = spawnManaged(`redis-${port}`, 'redis-server', [...args, ...extra]);
       server = child;
       cleanups.push(async () => {
-        if (child.exitCode === null && child.signalCode === null) {
-          const exited = once(child, 'exit');
-          child.kill('SIGKILL');
-          await exited;
-        }
+        await child.kill('SIGKILL');
       });
     };
     // redis-cli's answer whatever its exit code (an error reply such as LOADING is an answer here).
@@ -369,10 +364,7 @@ describe('broker errors the publisher treats as transient', () => {
     } finally {
       filler.destroy();
     }
-    const first = server as ChildProcess;
-    const exited = once(first, 'exit');
-    first.kill('SIGKILL');
-    await exited;
+    await server?.kill('SIGKILL');
 
     await throughOutage('loading', {
       url,

@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, waitFor } from '@astra/test-support';
+import { freePort, type ManagedProcess, runOk, spawnManaged, waitFor } from '@astra/test-support';
 import { createClient, createCluster } from '@redis/client';
 import pg from 'pg';
 import type { CloudEvent } from '../src/cloudevents.ts';
@@ -86,7 +84,7 @@ export async function waitAllPublished(
 
 /** A throwaway redis-server on a free loopback port that a test may kill and restart. */
 export class TestRedis {
-  private process: ChildProcess | undefined;
+  private process: ManagedProcess | undefined;
   private readonly dir = mkdtempSync(join(tmpdir(), 'outbox-redis-'));
   private constructor(
     readonly port: number,
@@ -118,7 +116,7 @@ export class TestRedis {
       this.dir,
       ...this.extraArgs,
     ];
-    this.process = spawn('redis-server', args, { stdio: 'ignore' });
+    this.process = spawnManaged(`redis-${this.port}`, 'redis-server', args);
     await waitFor(
       `redis on ${this.port}`,
       () => this.cli(['PING']).then((reply) => reply === 'PONG'),
@@ -128,17 +126,14 @@ export class TestRedis {
 
   /** Sends a signal that does not end the server (SIGSTOP freezes it, SIGCONT thaws it). */
   signal(signal: 'SIGSTOP' | 'SIGCONT'): void {
-    if (this.process === undefined || this.process.exitCode !== null) throw new Error('redis is not running');
-    this.process.kill(signal);
+    if (this.process === undefined || !this.process.running) throw new Error('redis is not running');
+    this.process.signalGroup(signal);
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const child = this.process;
     this.process = undefined;
-    if (child === undefined || child.exitCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill(signal);
-    await exited;
+    await child?.kill(signal);
   }
 
   /** Runs redis-cli against this server and returns its trimmed output. */
@@ -147,16 +142,9 @@ export class TestRedis {
   }
 }
 
+/** Runs a command to completion and returns its trimmed stdout; fails on a non-zero exit. */
 export async function runCommand(command: string, args: string[]): Promise<string> {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout?.on('data', (chunk) => {
-    output += String(chunk);
-  });
-  // 'close', not 'exit': the process can exit before its output has been read.
-  const [code] = await once(child, 'close');
-  if (code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${code}`);
-  return output.trim();
+  return (await runOk(command, args)).trim();
 }
 
 export interface StreamEntry {

@@ -1,10 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, waitFor } from '@astra/test-support';
+import { freePort, type ManagedProcess, spawnManaged, waitFor } from '@astra/test-support';
 import { runCommand, TestRedis } from './support.ts';
 
 /** The primary's name in SentinelSet's Sentinel. */
@@ -12,7 +10,7 @@ export const SENTINEL_NAME = 'outbox-test';
 
 /** A throwaway 3-master Redis Cluster on free loopback ports, its files in a temp dir. */
 export class TestCluster {
-  private readonly processes: ChildProcess[] = [];
+  private readonly processes: ManagedProcess[] = [];
   private constructor(
     readonly ports: number[],
     private readonly dir: string,
@@ -39,36 +37,29 @@ export class TestCluster {
     return this.ports.map((port) => `127.0.0.1:${port}`);
   }
 
-  private spawnNode(port: number): ChildProcess {
-    return spawn(
-      'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--cluster-enabled',
-        'yes',
-        '--cluster-config-file',
-        join(this.dir, `nodes-${port}.conf`),
-        '--dir',
-        this.dir,
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-      ],
-      { stdio: 'ignore' },
-    );
+  private spawnNode(port: number): ManagedProcess {
+    return spawnManaged(`redis-cluster-${port}`, 'redis-server', [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--cluster-enabled',
+      'yes',
+      '--cluster-config-file',
+      join(this.dir, `nodes-${port}.conf`),
+      '--dir',
+      this.dir,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+    ]);
   }
 
   /** SIGKILLs one master and starts it again: it keeps its slots (its nodes file) and loses its data. */
   async restartEmpty(port: number): Promise<void> {
     const index = this.ports.indexOf(port);
-    const child = this.processes[index] as ChildProcess;
-    const exited = once(child, 'exit');
-    child.kill('SIGKILL');
-    await exited;
+    await this.processes[index]?.kill('SIGKILL');
     this.processes[index] = this.spawnNode(port);
     for (const node of this.ports) {
       await waitFor(
@@ -124,14 +115,7 @@ export class TestCluster {
   }
 
   async stop(): Promise<void> {
-    await Promise.all(
-      this.processes.splice(0).map(async (child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        const exited = once(child, 'exit');
-        child.kill('SIGKILL');
-        await exited;
-      }),
-    );
+    await Promise.all(this.processes.splice(0).map((child) => child.kill('SIGKILL')));
     await rm(this.dir, { recursive: true, force: true });
   }
 }
@@ -141,7 +125,7 @@ export class SentinelSet {
   private constructor(
     readonly primary: TestRedis,
     readonly replicas: TestRedis[],
-    private readonly sentinel: ChildProcess,
+    private readonly sentinel: ManagedProcess,
     readonly sentinelPort: number,
     private readonly dir: string,
   ) {}
@@ -167,7 +151,7 @@ export class SentinelSet {
         '',
       ].join('\n'),
     );
-    const sentinel = spawn('redis-server', [config, '--sentinel'], { stdio: 'ignore' });
+    const sentinel = spawnManaged(`sentinel-${port}`, 'redis-server', [config, '--sentinel']);
     const set = new SentinelSet(primary, replicas, sentinel, port, dir);
     await waitFor(
       'the sentinel seeing both replicas',
@@ -192,8 +176,7 @@ export class SentinelSet {
   }
 
   async stop(): Promise<void> {
-    this.sentinel.kill('SIGKILL');
-    if (this.sentinel.exitCode === null) await once(this.sentinel, 'exit');
+    await this.sentinel.kill('SIGKILL');
     await Promise.all([this.primary, ...this.replicas].map((redis) => redis.kill()));
     rmSync(this.dir, { recursive: true, force: true });
   }
