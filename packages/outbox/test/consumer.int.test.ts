@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from '@astra/test-support';
+import { type ManagedProcess, spawnManaged, waitFor } from '@astra/test-support';
 import { Registry } from 'prom-client';
 import {
   type ConsumerEvents,
@@ -43,7 +41,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
   let redis: TestRedis;
   let publisher: RedisStreamsPublisher;
   const consumers: OutboxConsumer[] = [];
-  const children: ChildProcess[] = [];
+  const children: ManagedProcess[] = [];
 
   before(async () => {
     [db, redis] = await Promise.all([createInboxDatabase(), TestRedis.start()]);
@@ -51,12 +49,7 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
   });
 
   afterEach(async () => {
-    for (const child of children.splice(0)) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await once(child, 'exit');
-      }
-    }
+    for (const child of children.splice(0)) await child.kill('SIGKILL');
     await Promise.all(consumers.splice(0).map((consumer) => consumer.stop()));
   });
 
@@ -307,19 +300,13 @@ describe('outbox consumer against real Redis and PostgreSQL', () => {
       // Its handler never returns for v1: the whole batch stays pending on it.
       stallOn: [events[0]?.id],
     };
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
+    const child = spawnManaged('consumer-child', process.execPath, ['--import', 'tsx', CHILD], {
       env: { ...process.env, OUTBOX_TEST_CONSUMER: JSON.stringify(config) },
-      stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);
-    let output = '';
-    child.stdout?.on('data', (chunk) => {
-      output += String(chunk);
-    });
-    await waitFor('the child to stall in its handler', () => output.includes('"stalled"'), 15_000);
+    await waitFor('the child to stall in its handler', () => child.stdout.includes('"stalled"'), 15_000);
     assert.equal(await pendingCount(stream, 'g5'), 4, 'the child holds all four entries');
-    child.kill('SIGKILL');
-    await once(child, 'exit');
+    await child.kill('SIGKILL');
 
     const { seen } = startConsumer(stream, 'g5');
     const ids = events.map((e) => e.id);

@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from '@astra/test-support';
+import { type ManagedProcess, spawnManaged, waitFor } from '@astra/test-support';
 import { OutboxAdmin } from '../src/admin.ts';
 import type { StreamRepair } from '../src/recovery.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
@@ -27,7 +25,7 @@ describe('Redis loses data: found, published again in order, bounded where it ca
   let db: OutboxDatabase;
   let redis: TestRedis;
   const relays: OutboxRelay[] = [];
-  const children: ChildProcess[] = [];
+  const children: ManagedProcess[] = [];
   const repairs: StreamRepair[] = [];
 
   function startRelay(options: Partial<RelayOptions> = {}): OutboxRelay {
@@ -44,17 +42,16 @@ describe('Redis loses data: found, published again in order, bounded where it ca
 
   /** A relay in its own process; resolves its events as they are printed. */
   function startChild(options: Partial<RelayOptions> = {}): {
-    child: ChildProcess;
+    child: ManagedProcess;
     events: { event: string }[];
   } {
     const config = { connectionString: db.url, redisUrl: redis.url, ...QUICK, ...options };
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
+    const child = spawnManaged('relay-child', process.execPath, ['--import', 'tsx', CHILD], {
       env: { ...process.env, OUTBOX_TEST_RELAY: JSON.stringify(config) },
-      stdio: ['ignore', 'pipe', 'inherit'],
     });
     const events: { event: string }[] = [];
     let buffered = '';
-    child.stdout?.on('data', (chunk) => {
+    child.child.stdout?.on('data', (chunk) => {
       buffered += String(chunk);
       const lines = buffered.split('\n');
       buffered = lines.pop() ?? '';
@@ -88,12 +85,7 @@ describe('Redis loses data: found, published again in order, bounded where it ca
     redis = await TestRedis.start();
   });
   afterEach(async () => {
-    for (const child of children.splice(0)) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await once(child, 'exit');
-      }
-    }
+    for (const child of children.splice(0)) await child.kill('SIGKILL');
     await Promise.all(relays.splice(0).map((relay) => relay.stop()));
     repairs.length = 0;
     await db.pool.query('TRUNCATE event_outbox, event_outbox_streams');
@@ -156,8 +148,7 @@ describe('Redis loses data: found, published again in order, bounded where it ca
     await redis.restart();
     // The repair publishes the 20,000 events again page by page: kill the relay between two pages.
     await waitFor('the repair started', async () => (await streamLength()) > 0, 20_000);
-    first.child.kill('SIGKILL');
-    await once(first.child, 'exit');
+    await first.child.kill('SIGKILL');
     const atKill = await streamLength();
     assert.ok(atKill > 0 && atKill < written, `killed halfway: ${atKill} of ${written} published again`);
     assert.equal(

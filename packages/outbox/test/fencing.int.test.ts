@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from '@astra/test-support';
+import { type ManagedProcess, spawnManaged, waitFor } from '@astra/test-support';
 import type { PublishableEvent, PublishFence } from '../src/publisher.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
@@ -115,7 +113,7 @@ describe('fencing: a stale owner cannot publish again', () => {
 describe('a relay frozen with its session open', () => {
   let db: OutboxDatabase;
   let redis: TestRedis;
-  let child: ChildProcess | undefined;
+  let child: ManagedProcess | undefined;
   const relays: OutboxRelay[] = [];
 
   before(async () => {
@@ -123,10 +121,7 @@ describe('a relay frozen with its session open', () => {
     redis = await TestRedis.start();
   });
   after(async () => {
-    if (child !== undefined && child.exitCode === null) {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
-    }
+    await child?.kill('SIGKILL');
     await Promise.all(relays.map((relay) => relay.stop()));
     await redis.kill();
     await db.drop();
@@ -141,12 +136,11 @@ describe('a relay frozen with its session open', () => {
       confirmDelayMs: 300,
       stallTimeoutMs: 2000,
     };
-    child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
+    child = spawnManaged('relay-child', process.execPath, ['--import', 'tsx', CHILD], {
       env: {
         ...process.env,
         OUTBOX_TEST_RELAY: JSON.stringify({ connectionString: db.url, redisUrl: redis.url, ...options }),
       },
-      stdio: ['ignore', 'ignore', 'inherit'],
     });
     const publisher = new RedisStreamsPublisher({ url: redis.url });
     const relay = new OutboxRelay({ connectionString: db.url, publisher, ...options });
@@ -169,13 +163,13 @@ describe('a relay frozen with its session open', () => {
       pauseMs: 10,
     });
     await new Promise((resolve) => setTimeout(resolve, 500));
-    child.kill('SIGSTOP');
+    child.signalGroup('SIGSTOP');
     await waitFor('the frozen relay ended by the live one', () => takeovers.length > 0, 20_000);
     assert.ok((takeovers[0]?.partitions.length ?? 0) > 0, 'it held partitions');
     await waitFor('the live relay owning every partition', () => relay.partitions.length === 64, 10_000);
     // Wake it well after the new owner published and confirmed its batch: whatever it held is refused.
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    child.kill('SIGCONT');
+    child.signalGroup('SIGCONT');
     const written = await workload;
     await waitFor(
       'all published',

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createOutboxWriter, type NewEvent } from '@astra/outbox';
-import { freePort, waitFor } from '@astra/test-support';
+import { freePort, type ManagedProcess, spawnManaged, waitFor } from '@astra/test-support';
 import { createClient, type RedisClientType } from '@redis/client';
 import { assertDelivered } from '../../../packages/outbox/test/delivery.ts';
 import { readStream, TestRedis } from '../../../packages/outbox/test/support.ts';
@@ -24,52 +22,6 @@ const SCRIPTS = {
   cli: 'services/trading/src/cli.ts',
 } as const;
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-/** One started process: its output (for failure messages) and how it ended. */
-class Proc {
-  output = '';
-  readonly exited: Promise<Exit>;
-
-  constructor(readonly child: ChildProcess) {
-    child.stdout?.on('data', (chunk) => this.append(chunk));
-    child.stderr?.on('data', (chunk) => this.append(chunk));
-    this.exited = once(child, 'exit').then(([code, signal]) => ({
-      code: code as number | null,
-      signal: signal as NodeJS.Signals | null,
-    }));
-  }
-
-  private append(chunk: unknown): void {
-    // Keep the tail only: enough to explain a failure, bounded whatever the process prints.
-    this.output = (this.output + String(chunk)).slice(-20_000);
-  }
-
-  get alive(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** Sends `signal` and waits (bounded) for the exit. */
-  async stop(signal: NodeJS.Signals, timeoutMs = 20_000): Promise<Exit> {
-    this.child.kill(signal);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        this.child.kill('SIGKILL');
-        reject(new Error(`no exit within ${timeoutMs} ms of ${signal}; output:\n${this.output}`));
-      }, timeoutMs);
-    });
-    try {
-      return await Promise.race([this.exited, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-}
-
 const writer = createOutboxWriter({ source: '/e2e' });
 
 describe('relay and service processes', () => {
@@ -77,10 +29,14 @@ describe('relay and service processes', () => {
   let redis: TestRedis;
   // In-process, for the kill loop's quick looks (a redis-cli process per look would starve the relay).
   let redisClient: RedisClientType;
-  const started: Proc[] = [];
+  const started: ManagedProcess[] = [];
 
-  function start(script: keyof typeof SCRIPTS, env: Record<string, string> = {}, args: string[] = []): Proc {
-    const child = spawn(process.execPath, ['--import', 'tsx', SCRIPTS[script], ...args], {
+  function start(
+    script: keyof typeof SCRIPTS,
+    env: Record<string, string> = {},
+    args: string[] = [],
+  ): ManagedProcess {
+    const proc = spawnManaged(script, process.execPath, ['--import', 'tsx', SCRIPTS[script], ...args], {
       cwd: ROOT,
       // A clean environment: only what a user would set, so nothing of the test runner's leaks in.
       env: {
@@ -94,14 +50,14 @@ describe('relay and service processes', () => {
         LOG_LEVEL: 'warn',
         ...env,
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const proc = new Proc(child);
     started.push(proc);
     return proc;
   }
 
-  async function startRelay(env: Record<string, string> = {}): Promise<{ proc: Proc; metricsPort: number }> {
+  async function startRelay(
+    env: Record<string, string> = {},
+  ): Promise<{ proc: ManagedProcess; metricsPort: number }> {
     const metricsPort = await freePort();
     return { proc: start('relay', { METRICS_PORT: String(metricsPort), ...env }), metricsPort };
   }
@@ -199,7 +155,7 @@ describe('relay and service processes', () => {
   after(async () => {
     await Promise.all(
       started.splice(0).map(async (proc) => {
-        if (proc.alive) await proc.stop('SIGKILL');
+        if (proc.running) await proc.kill('SIGKILL');
       }),
     );
     redisClient?.destroy();
@@ -221,7 +177,7 @@ describe('relay and service processes', () => {
       const { proc } = await startRelay({ RELAY_BATCH_SIZE: '200' });
       await waitFor(
         `relay run ${round} making progress`,
-        async () => (await progress('kill')).published > marked || !proc.alive,
+        async () => (await progress('kill')).published > marked || !proc.running,
         30_000,
       );
       // Aim for the worst moment: a batch is in the streams but not yet marked (best effort, at most 1 s).
@@ -231,7 +187,7 @@ describe('relay and service processes', () => {
         if ((await entriesIn(types)) > published) break;
         await new Promise((resolve) => setTimeout(resolve, 2));
       }
-      const exit = await proc.stop('SIGKILL');
+      const exit = await proc.kill('SIGKILL');
       assert.equal(exit.signal, 'SIGKILL', `run ${round} was still running when killed:\n${proc.output}`);
       marked = (await progress('kill')).published;
       assert.ok(marked < total, `run ${round} was killed before it finished`);
@@ -244,7 +200,7 @@ describe('relay and service processes', () => {
 
     const { proc } = await startRelay();
     await allPublished('kill');
-    assert.deepEqual(await proc.stop('SIGTERM'), { code: 0, signal: null }, proc.output);
+    assert.deepEqual(await proc.kill('SIGTERM', 20_000), { code: 0, signal: null }, proc.output);
     assert.equal(
       await assertDelivered({ pool: db.pool, read, aggregateLike: 'kill-%', expected: total }),
       total,
@@ -259,7 +215,7 @@ describe('relay and service processes', () => {
     await waitFor('the relay draining', async () => (await progress('term')).published > 0, 30_000);
     assert.equal((await relaySessions()).length, 1, 'one relay session');
 
-    assert.deepEqual(await proc.stop('SIGTERM', 15_000), { code: 0, signal: null }, proc.output);
+    assert.deepEqual(await proc.kill('SIGTERM', 15_000), { code: 0, signal: null }, proc.output);
     const { published, pending } = await progress('term');
     assert.ok(pending > 0, 'stopped mid-drain');
     assert.deepEqual(await relaySessions(), [], 'its session is closed');
@@ -285,7 +241,7 @@ describe('relay and service processes', () => {
 
     const next = await startRelay();
     await allPublished('term');
-    assert.deepEqual(await next.proc.stop('SIGTERM'), { code: 0, signal: null }, next.proc.output);
+    assert.deepEqual(await next.proc.kill('SIGTERM', 20_000), { code: 0, signal: null }, next.proc.output);
     await assertDelivered({ pool: db.pool, read, aggregateLike: 'term-%', expected: total });
   });
 
@@ -328,13 +284,13 @@ describe('relay and service processes', () => {
     assert.deepEqual(await statuses(), ['PENDING:8']);
     for (const stream of [TRADE_EXECUTED, POSITION_UPDATED])
       assert.equal(await redis.cli(['EXISTS', stream]), '0');
-    assert.deepEqual(await without.stop('SIGTERM'), { code: 0, signal: null }, without.output);
+    assert.deepEqual(await without.kill('SIGTERM', 20_000), { code: 0, signal: null }, without.output);
 
     const withRelay = start('service', { PORT: String(port) });
     await healthy();
     await trade('SELL', 'AAPL', '2');
     await waitFor('the trades published', async () => (await statuses()).join() === 'PUBLISHED:10', 30_000);
-    assert.deepEqual(await withRelay.stop('SIGTERM'), { code: 0, signal: null }, withRelay.output);
+    assert.deepEqual(await withRelay.kill('SIGTERM', 20_000), { code: 0, signal: null }, withRelay.output);
 
     // Both streams hold each event once; per position, `version` rises by one per event in stream order.
     await assertDelivered({
@@ -372,7 +328,7 @@ describe('relay and service processes', () => {
       unknown
     >;
     assert.deepEqual(health, { status: 'ok', relay: true, partitions: 64 });
-    assert.deepEqual(await proc.stop('SIGTERM'), { code: 0, signal: null }, proc.output);
+    assert.deepEqual(await proc.kill('SIGTERM', 20_000), { code: 0, signal: null }, proc.output);
   });
 
   test('a poison event: FAILED after RELAY_MAX_ATTEMPTS, listed by `outbox failed`, published after `outbox replay`', async () => {
@@ -421,7 +377,7 @@ describe('relay and service processes', () => {
     await redis.cli(['DEL', poison]);
     assert.match(await cli(['outbox', 'replay', failedRow.id]), /replayed 1 event\b/);
     await allPublished('poison', 30_000);
-    assert.deepEqual(await proc.stop('SIGTERM'), { code: 0, signal: null }, proc.output);
+    assert.deepEqual(await proc.kill('SIGTERM', 20_000), { code: 0, signal: null }, proc.output);
     await assertDelivered({ pool: db.pool, read, aggregateLike: 'poison-%', expected: 4 });
   });
 });
