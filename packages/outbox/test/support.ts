@@ -48,13 +48,11 @@ export async function createScratchDatabase(
   };
 }
 
-/** A fresh database holding just the outbox table, for one test file. */
-export async function createOutboxDatabase(): Promise<OutboxDatabase> {
-  const { url, dropDatabase } = await createScratchDatabase('outbox_test');
+/** A scratch database with `statements` run in it, and a pool on it that `drop` ends first. */
+async function createDatabaseWith(prefix: string, statements: readonly string[]): Promise<OutboxDatabase> {
+  const { url, dropDatabase } = await createScratchDatabase(prefix);
   const pool = new pg.Pool({ connectionString: url, max: 10 });
   pool.on('error', () => {});
-  const statements: string[] = [];
-  for (const step of outboxSchema()) step.up({ sql: (statement) => statements.push(statement) });
   for (const statement of statements) await pool.query(statement);
   return {
     url,
@@ -64,6 +62,18 @@ export async function createOutboxDatabase(): Promise<OutboxDatabase> {
       await dropDatabase();
     },
   };
+}
+
+/** The statements of migration steps, in order. */
+function stepStatements(steps: readonly { up(builder: { sql(statement: string): void }): void }[]): string[] {
+  const statements: string[] = [];
+  for (const step of steps) step.up({ sql: (statement) => statements.push(statement) });
+  return statements;
+}
+
+/** A fresh database holding just the outbox table, for one test file. */
+export function createOutboxDatabase(): Promise<OutboxDatabase> {
+  return createDatabaseWith('outbox_test', stepStatements(outboxSchema()));
 }
 
 /** Waits until no event that `where` (SQL over event_outbox) selects is left unpublished. */
@@ -175,29 +185,18 @@ export async function readStream(
 }
 
 /** A fresh database holding the consumer inbox and an `applied` table that records every apply. */
-export async function createInboxDatabase(): Promise<OutboxDatabase> {
-  const { url, dropDatabase } = await createScratchDatabase('inbox_test');
-  const pool = new pg.Pool({ connectionString: url, max: 10 });
-  pool.on('error', () => {});
-  const statements: string[] = [];
-  for (const step of inboxSchema()) step.up({ sql: (statement) => statements.push(statement) });
+export function createInboxDatabase(): Promise<OutboxDatabase> {
   // Each apply in commit order per key: a key's row lock orders its applies, so ids rise with commits.
-  statements.push(`CREATE TABLE applied (
+  return createDatabaseWith('inbox_test', [
+    ...stepStatements(inboxSchema()),
+    `CREATE TABLE applied (
     id           bigserial PRIMARY KEY,
     event_id     text   NOT NULL,
     ordering_key text,
     sequence     bigint,
     consumer     text   NOT NULL
-  )`);
-  for (const statement of statements) await pool.query(statement);
-  return {
-    url,
-    pool,
-    async drop() {
-      await pool.end();
-      await dropDatabase();
-    },
-  };
+  )`,
+  ]);
 }
 
 export interface TestEvent {
