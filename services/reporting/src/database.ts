@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { runner } from 'node-pg-migrate';
+import { runMigrations } from '@astra/outbox/migrations';
 import pg from 'pg';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url));
@@ -18,30 +18,11 @@ export function createPool(databaseUrl: string, max: number, options: Partial<pg
   return pool;
 }
 
-/** Applies pending migrations, each in its own transaction under node-pg-migrate's advisory lock. */
-export async function migrate(
+/** Applies (or reverts) the service's migrations; see runMigrations for the lock replicas share. */
+export function migrate(
   databaseUrl: string,
   direction: 'up' | 'down' = 'up',
   count?: number,
 ): Promise<string[]> {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  client.on('error', () => {});
-  await client.connect();
-  try {
-    const applied = await runner({
-      dbClient: client,
-      dir: MIGRATIONS_DIR,
-      direction,
-      count: count ?? (direction === 'up' ? Number.POSITIVE_INFINITY : 1),
-      migrationsTable: 'pgmigrations',
-      checkOrder: true,
-      // Several reporting processes starting together: the others wait for the first one's migrations.
-      advisoryLockMode: 'wait',
-      log: () => {},
-      singleTransaction: false,
-    });
-    return applied.map((migration) => migration.name);
-  } finally {
-    await client.end();
-  }
+  return runMigrations({ databaseUrl, dir: MIGRATIONS_DIR, direction, count });
 }

@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { runner } from 'node-pg-migrate';
+import { runMigrations } from '@astra/outbox/migrations';
 import pg from 'pg';
 
 // numeric stays a string (exact decimals); bigint (int8) columns we read are versions and counts
@@ -43,38 +43,12 @@ export function createPool(databaseUrl: string, max: number, timeouts: PoolTimeo
 
 export type MigrationDirection = 'up' | 'down';
 
-/**
- * Applies (or reverts) migrations. node-pg-migrate runs each in its own transaction under an advisory
- * lock, so replicas starting at once apply each migration exactly once.
- */
-export async function migrate(
+/** Applies (or reverts) the service's migrations; see runMigrations for the lock replicas share. */
+export function migrate(
   databaseUrl: string,
   direction: MigrationDirection,
   count?: number,
-  log: (message: string) => void = () => {},
+  log?: (message: string) => void,
 ): Promise<string[]> {
-  // Our own client: node-pg-migrate does not wait for its client's end(), so migrate() resolved while the
-  // connection was still closing, and a server error arriving then (the database dropped or restarted
-  // right after) was an 'error' event without a listener, which crashes the process.
-  const client = new pg.Client({ connectionString: databaseUrl });
-  client.on('error', () => {});
-  await client.connect();
-  try {
-    const applied = await runner({
-      dbClient: client,
-      dir: MIGRATIONS_DIR,
-      direction,
-      count: count ?? (direction === 'up' ? Number.POSITIVE_INFINITY : 1),
-      migrationsTable: 'pgmigrations',
-      checkOrder: true,
-      // node-pg-migrate's default ('fail') makes a second replica starting at the same time crash with
-      // "Another migration is already running"; waiting lets it start once the first has migrated.
-      advisoryLockMode: 'wait',
-      log,
-      singleTransaction: false,
-    });
-    return applied.map((migration) => migration.name);
-  } finally {
-    await client.end();
-  }
+  return runMigrations({ databaseUrl, dir: MIGRATIONS_DIR, direction, count, log });
 }
