@@ -1,0 +1,13 @@
+export {
+  boolean,
+  ConfigError,
+  type Env,
+  integer,
+  LOG_LEVELS,
+  type LogLevel,
+  logLevel,
+  nodeList,
+  text,
+  url,
+} from './config.ts';
+export { ApiError, type ErrorBody, errorBody, registerErrorHandling } from './http-errors.ts';
