@@ -10,4 +10,5 @@ export {
   text,
   url,
 } from './config.ts';
+export { createPool, type PoolOptions } from './database.ts';
 export { ApiError, type ErrorBody, errorBody, registerErrorHandling } from './http-errors.ts';

@@ -1,21 +1,17 @@
 import { fileURLToPath } from 'node:url';
 import { runMigrations } from '@astra/outbox/migrations';
-import pg from 'pg';
+import { createPool as createServicePool } from '@astra/service-support';
+import type pg from 'pg';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url));
 
-export function createPool(databaseUrl: string, max: number, options: Partial<pg.PoolConfig> = {}): pg.Pool {
-  const pool = new pg.Pool({
-    connectionString: databaseUrl,
+/** A pool with no statement limits; `options` are session settings sent at connect. */
+export function createPool(databaseUrl: string, max: number, settings: { options?: string } = {}): pg.Pool {
+  return createServicePool(databaseUrl, {
+    applicationName: 'astra-reporting',
     max,
-    application_name: 'astra-reporting',
-    ...options,
+    options: settings.options,
   });
-  // A connection that dies while idle (or between two queries) emits 'error': without listeners that
-  // would crash the process; the next query fails instead and the pool replaces the client.
-  pool.on('error', () => {});
-  pool.on('connect', (client) => client.on('error', () => {}));
-  return pool;
 }
 
 /** Applies (or reverts) the service's migrations; see runMigrations for the lock replicas share. */
