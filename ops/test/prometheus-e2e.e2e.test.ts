@@ -485,7 +485,7 @@ describe('Prometheus scraping the real service and relays', { timeout: 600_000 }
 
   test('with Redis back, the outage shows as an SLO burn once its events are acknowledged', async () => {
     const { stack } = running();
-    await stack.redis.start();
+    await stack.redis.restart();
     const lowered = await loweredBurn();
     await until('the fast SLO burn expression to return a sample', async () =>
       (await query(lowered)).length > 0 ? [] : [`empty: ${lowered}`],

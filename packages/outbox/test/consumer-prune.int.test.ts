@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { waitFor } from '@astra/test-support';
+import { type RedisServer, startRedisServer, waitFor } from '@astra/test-support';
 import pg from 'pg';
 import { Registry } from 'prom-client';
 import { type ConsumerOptions, OutboxConsumer } from '../src/consumer/consumer.ts';
@@ -13,7 +13,6 @@ import {
   type OutboxDatabase,
   publishEvents,
   recordApply,
-  TestRedis,
   unordered,
 } from './support.ts';
 
@@ -21,12 +20,12 @@ const DAY = 24 * 3600;
 
 describe('inbox pruning', () => {
   let db: OutboxDatabase;
-  let redis: TestRedis;
+  let redis: RedisServer;
   let publisher: RedisStreamsPublisher;
   const consumers: OutboxConsumer[] = [];
 
   before(async () => {
-    [db, redis] = await Promise.all([createInboxDatabase(), TestRedis.start()]);
+    [db, redis] = await Promise.all([createInboxDatabase(), startRedisServer()]);
     publisher = new RedisStreamsPublisher({ url: redis.url, timeoutMs: 2000 });
   });
   afterEach(async () => {

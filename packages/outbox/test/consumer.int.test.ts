@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type ManagedProcess, spawnManaged, waitFor } from '@astra/test-support';
+import {
+  type ManagedProcess,
+  type RedisServer,
+  spawnManaged,
+  startRedisServer,
+  waitFor,
+} from '@astra/test-support';
 import { Registry } from 'prom-client';
 import {
   type ConsumerEvents,
@@ -19,7 +25,6 @@ import {
   publishEvents,
   recordApply,
   type TestEvent,
-  TestRedis,
   unordered,
   versioned,
 } from './support.ts';
@@ -38,13 +43,13 @@ const QUICK = {
 
 describe('outbox consumer against real Redis and PostgreSQL', () => {
   let db: OutboxDatabase;
-  let redis: TestRedis;
+  let redis: RedisServer;
   let publisher: RedisStreamsPublisher;
   const consumers: OutboxConsumer[] = [];
   const children: ManagedProcess[] = [];
 
   before(async () => {
-    [db, redis] = await Promise.all([createInboxDatabase(), TestRedis.start()]);
+    [db, redis] = await Promise.all([createInboxDatabase(), startRedisServer()]);
     publisher = new RedisStreamsPublisher({ url: redis.url, timeoutMs: 2000 });
   });
 

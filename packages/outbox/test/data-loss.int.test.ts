@@ -1,13 +1,19 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type ManagedProcess, spawnManaged, waitFor } from '@astra/test-support';
+import {
+  type ManagedProcess,
+  type RedisServer,
+  spawnManaged,
+  startRedisServer,
+  waitFor,
+} from '@astra/test-support';
 import { OutboxAdmin } from '../src/admin.ts';
 import type { StreamRepair } from '../src/recovery.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay, type RelayOptions } from '../src/relay.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
-import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream } from './support.ts';
 
 const TYPES = ['test.loss.a.v1', 'test.loss.b.v1'];
 const CHILD = fileURLToPath(new URL('./fixtures/relay-child.ts', import.meta.url));
@@ -23,7 +29,7 @@ const QUICK: Partial<RelayOptions> = {
 
 describe('Redis loses data: found, published again in order, bounded where it cannot be', () => {
   let db: OutboxDatabase;
-  let redis: TestRedis;
+  let redis: RedisServer;
   const relays: OutboxRelay[] = [];
   const children: ManagedProcess[] = [];
   const repairs: StreamRepair[] = [];
@@ -82,7 +88,7 @@ describe('Redis loses data: found, published again in order, bounded where it ca
 
   before(async () => {
     db = await createOutboxDatabase();
-    redis = await TestRedis.start();
+    redis = await startRedisServer();
   });
   afterEach(async () => {
     for (const child of children.splice(0)) await child.kill('SIGKILL');

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { freePort, waitFor } from '@astra/test-support';
+import { freePort, type RedisServer, startRedisServer, waitFor } from '@astra/test-support';
 import type { PublishableEvent, Publisher, PublishOutcome } from '../src/publisher.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay, type RelayEvents } from '../src/relay.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
-import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream } from './support.ts';
 
 const TYPES = ['test.dbfault.a.v1', 'test.dbfault.b.v1'];
 
@@ -95,7 +95,7 @@ class CountingPublisher implements Publisher {
 
 describe('relay and PostgreSQL failures', () => {
   let db: OutboxDatabase;
-  let redis: TestRedis;
+  let redis: RedisServer;
   const running: OutboxRelay[] = [];
   const acks = new Map<string, number>();
 
@@ -145,7 +145,7 @@ describe('relay and PostgreSQL failures', () => {
 
   before(async () => {
     db = await createOutboxDatabase();
-    redis = await TestRedis.start();
+    redis = await startRedisServer();
   });
   after(async () => {
     await stopAll();

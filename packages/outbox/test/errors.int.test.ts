@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { type RedisServer, startRedisServer } from '@astra/test-support';
 import { ErrorReply } from '@redis/client';
 import pg from 'pg';
 import { OutboxAdmin } from '../src/admin.ts';
@@ -9,7 +10,7 @@ import { driverCode, OutboxError, type OutboxErrorCode } from '../src/errors.ts'
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { journalKey } from '../src/redis/slot.ts';
 import { createOutboxWriter, newEventId } from '../src/writer.ts';
-import { createOutboxDatabase, type OutboxDatabase, TestRedis } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase } from './support.ts';
 
 /** Asserts an OutboxError with `code`, and returns its cause for further checks. */
 function outboxError(error: unknown, code: OutboxErrorCode): unknown {
@@ -98,11 +99,11 @@ describe('PostgreSQL failures reach callers as OutboxErrors with pg error as cau
 });
 
 describe('Redis failures reach callers as OutboxErrors', () => {
-  let redis: TestRedis;
+  let redis: RedisServer;
   let publisher: RedisStreamsPublisher;
   let deadLetters: DeadLetters;
   before(async () => {
-    redis = await TestRedis.start();
+    redis = await startRedisServer();
     publisher = new RedisStreamsPublisher({ url: redis.url, timeoutMs: 300 });
     deadLetters = new DeadLetters({ url: redis.url, timeoutMs: 300 });
   });

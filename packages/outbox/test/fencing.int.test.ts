@@ -2,12 +2,18 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type ManagedProcess, spawnManaged, waitFor } from '@astra/test-support';
+import {
+  type ManagedProcess,
+  type RedisServer,
+  spawnManaged,
+  startRedisServer,
+  waitFor,
+} from '@astra/test-support';
 import type { PublishableEvent, PublishFence } from '../src/publisher.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
-import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream } from './support.ts';
 
 const CHILD = fileURLToPath(new URL('./fixtures/relay-child.ts', import.meta.url));
 
@@ -38,12 +44,12 @@ const owner = (partition: number, epoch: number): PublishFence => ({
  * order in which the stale call reaches Redis, each event is in the stream once.
  */
 describe('fencing: a stale owner cannot publish again', () => {
-  let redis: TestRedis;
+  let redis: RedisServer;
   let stale: RedisStreamsPublisher;
   let current: RedisStreamsPublisher;
 
   before(async () => {
-    redis = await TestRedis.start();
+    redis = await startRedisServer();
     stale = new RedisStreamsPublisher({ url: redis.url });
     current = new RedisStreamsPublisher({ url: redis.url });
   });
@@ -112,13 +118,13 @@ describe('fencing: a stale owner cannot publish again', () => {
 
 describe('a relay frozen with its session open', () => {
   let db: OutboxDatabase;
-  let redis: TestRedis;
+  let redis: RedisServer;
   let child: ManagedProcess | undefined;
   const relays: OutboxRelay[] = [];
 
   before(async () => {
     db = await createOutboxDatabase();
-    redis = await TestRedis.start();
+    redis = await startRedisServer();
   });
   after(async () => {
     await child?.kill('SIGKILL');

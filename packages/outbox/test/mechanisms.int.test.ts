@@ -4,20 +4,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { freePort, type ManagedProcess, spawnManaged, waitFor } from '@astra/test-support';
+import { type RedisServer, startRedisServer, waitFor } from '@astra/test-support';
 import { createClient } from '@redis/client';
 import type pg from 'pg';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay, type RelayEvents, type RelayOptions } from '../src/relay.ts';
 import { createOutboxWriter, type NewEvent } from '../src/writer.ts';
 import { assertDelivered } from './delivery.ts';
-import {
-  createOutboxDatabase,
-  type OutboxDatabase,
-  readStream,
-  TestRedis,
-  waitAllPublished,
-} from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream, waitAllPublished } from './support.ts';
 
 /**
  * Each of the relay's mechanisms on its own. Elsewhere relays poll every 100 ms and rebalance every
@@ -74,7 +68,7 @@ async function statuses(pool: pg.Pool, prefix: string): Promise<{ status: string
 
 describe('relay mechanisms, each alone', () => {
   let db: OutboxDatabase;
-  let redis: TestRedis;
+  let redis: RedisServer;
   const relays: OutboxRelay[] = [];
 
   function startRelay(options: Partial<RelayOptions>): OutboxRelay {
@@ -90,7 +84,7 @@ describe('relay mechanisms, each alone', () => {
 
   before(async () => {
     db = await createOutboxDatabase();
-    redis = await TestRedis.start();
+    redis = await startRedisServer();
   });
   afterEach(async () => {
     await Promise.all(relays.splice(0).map((relay) => relay.stop()));
@@ -264,8 +258,8 @@ describe('broker errors the publisher treats as transient', () => {
     });
   }
 
-  async function ownRedis(args: string[] = []): Promise<TestRedis> {
-    const redis = await TestRedis.start(args);
+  async function ownRedis(args: string[] = []): Promise<RedisServer> {
+    const redis = await startRedisServer({ args });
     cleanups.push(() => redis.kill());
     return redis;
   }
@@ -322,36 +316,25 @@ describe('broker errors the publisher treats as transient', () => {
   test('LOADING: Redis loading a large dataset at start answers LOADING until it is done', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'outbox-loading-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const port = await freePort();
-    const args = [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--dir',
+    // The dir is kept, so a restart loads the dataset saved there: at 50 µs per key, for long enough to
+    // be met many times. It answers (LOADING) between chunks of the file: small chunks, so it answers
+    // at once. Neither setting matters to the first start, which has nothing to load.
+    const redis = await startRedisServer({
       dir,
-    ];
-    const url = `redis://127.0.0.1:${port}`;
-    let server: ManagedProcess | undefined;
-    const startServer = (extra: string[] = []) => {
-      const child = spawnManaged(`redis-${port}`, 'redis-server', [...args, ...extra]);
-      server = child;
-      cleanups.push(async () => {
-        await child.kill('SIGKILL');
-      });
-    };
+      args: ['--key-load-delay', '50', '--loading-process-events-interval-bytes', '1024'],
+      // A restart is ready (answers PONG) only once the whole dataset is loaded.
+      readyTimeoutMs: 120_000,
+    });
+    cleanups.push(() => redis.kill());
     // redis-cli's answer whatever its exit code (an error reply such as LOADING is an answer here).
     const ping = async () =>
-      spawnSync('redis-cli', ['-p', String(port), 'PING'], { encoding: 'utf8', timeout: 5000 }).stdout.trim();
+      spawnSync('redis-cli', ['-p', String(redis.port), 'PING'], {
+        encoding: 'utf8',
+        timeout: 5000,
+      }).stdout.trim();
 
     // A dataset of 200,000 keys, saved once to dump.rdb (an explicit SAVE: no automatic snapshots).
-    startServer();
-    await waitFor('redis up', async () => (await ping()) === 'PONG', 10_000);
-    const filler = createClient({ url });
+    const filler = createClient({ url: redis.url });
     filler.on('error', () => {});
     await filler.connect();
     try {
@@ -364,21 +347,20 @@ describe('broker errors the publisher treats as transient', () => {
     } finally {
       filler.destroy();
     }
-    await server?.kill('SIGKILL');
+    await redis.kill();
 
+    let loaded: Promise<void> = Promise.resolve();
     await throughOutage('loading', {
-      url,
+      url: redis.url,
       error: /^LOADING\b/,
-      // Restarted with 50 µs per key: about 10 s of LOADING, long enough to be met many times. It
-      // answers (LOADING) between chunks of the file: small chunks, so it answers at once.
       provoke: async () => {
-        startServer(['--key-load-delay', '50', '--loading-process-events-interval-bytes', '1024']);
+        loaded = redis.restart();
+        // Awaited by heal; a failure before heal must not also surface as an unhandled rejection.
+        loaded.catch(() => {});
         await waitFor('redis answering LOADING', async () => /LOADING/.test(await ping()), 10_000);
       },
       // It heals by itself when the load ends.
-      heal: async () => {
-        await waitFor('the dataset loaded', async () => (await ping()) === 'PONG', 120_000);
-      },
+      heal: () => loaded,
     });
   });
 });

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { waitFor } from '@astra/test-support';
+import { type RedisServer, startRedisServer, waitFor } from '@astra/test-support';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { PARTITION_COUNT } from '../src/schema.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
-import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream } from './support.ts';
 
 const TYPES = ['test.multi.created.v1', 'test.multi.changed.v1', 'test.multi.closed.v1'];
 
@@ -19,7 +19,7 @@ interface Tracked {
 
 describe('several relays at once', () => {
   let db: OutboxDatabase;
-  let redis: TestRedis;
+  let redis: RedisServer;
   const running: OutboxRelay[] = [];
 
   function startRelay(): Tracked {
@@ -61,7 +61,7 @@ describe('several relays at once', () => {
 
   before(async () => {
     db = await createOutboxDatabase();
-    redis = await TestRedis.start();
+    redis = await startRedisServer();
   });
   beforeEach(async () => {
     await Promise.all(running.splice(0).map((relay) => relay.stop()));

@@ -3,14 +3,14 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { waitFor } from '@astra/test-support';
+import { type RedisServer, startRedisServer, waitFor } from '@astra/test-support';
 import { Registry } from 'prom-client';
 import { OutboxAdmin } from '../src/admin.ts';
 import { registerOutboxMetrics } from '../src/prometheus.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { createOutboxWriter } from '../src/writer.ts';
-import { createOutboxDatabase, type OutboxDatabase, TestRedis } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase } from './support.ts';
 
 /** Samples of one metric in the registry's text output, by their label text ('' for none). */
 async function samples(registry: Registry, name: string): Promise<Map<string, number>> {
@@ -24,14 +24,14 @@ async function samples(registry: Registry, name: string): Promise<Map<string, nu
 
 describe('registerOutboxMetrics with a real relay', () => {
   let db: OutboxDatabase;
-  let redis: TestRedis;
+  let redis: RedisServer;
   let relay: OutboxRelay;
   let publisher: RedisStreamsPublisher;
   const registry = new Registry();
 
   before(async () => {
     db = await createOutboxDatabase();
-    redis = await TestRedis.start();
+    redis = await startRedisServer();
     publisher = new RedisStreamsPublisher({ url: redis.url });
     relay = new OutboxRelay({ connectionString: db.url, publisher, pollIntervalMs: 100 });
     registerOutboxMetrics({ registry, relay, admin: new OutboxAdmin(db.pool), statusTimeoutMs: 500 });

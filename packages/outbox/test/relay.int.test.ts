@@ -1,19 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { waitFor } from '@astra/test-support';
+import { type RedisServer, startRedisServer, waitFor } from '@astra/test-support';
 import type pg from 'pg';
 import { OutboxAdmin } from '../src/admin.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay, type RelayOptions } from '../src/relay.ts';
 import { createOutboxWriter, type NewEvent } from '../src/writer.ts';
-import {
-  createOutboxDatabase,
-  type OutboxDatabase,
-  readStream,
-  TestRedis,
-  waitAllPublished,
-} from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream, waitAllPublished } from './support.ts';
 
 const writer = createOutboxWriter({ source: '/test' });
 
@@ -81,7 +75,7 @@ async function publishWithoutMarking(pool: pg.Pool, redisUrl: string, type: stri
 
 describe('outbox relay', () => {
   let db: OutboxDatabase;
-  let redis: TestRedis;
+  let redis: RedisServer;
   const relays: OutboxRelay[] = [];
 
   function startRelay(options: Partial<RelayOptions> = {}): OutboxRelay {
@@ -108,7 +102,7 @@ describe('outbox relay', () => {
 
   before(async () => {
     db = await createOutboxDatabase();
-    redis = await TestRedis.start();
+    redis = await startRedisServer();
   });
   // A failed test leaves its relays running; stopped here, they cannot take the next test's partitions.
   afterEach(stopAll);

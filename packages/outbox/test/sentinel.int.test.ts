@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { waitFor } from '@astra/test-support';
+import { startRedisServer, waitFor } from '@astra/test-support';
 import type { PublishOutcome } from '../src/publisher.ts';
 import type { StreamRepair } from '../src/recovery.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { assertDelivered, writeWorkload } from './delivery.ts';
-import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream } from './support.ts';
 import { SENTINEL_NAME, SentinelSet } from './topologies.ts';
 
 const TYPES = ['test.sentinel.a.v1', 'test.sentinel.b.v1'];
@@ -112,8 +112,8 @@ describe('Redis Sentinel failover under load', () => {
 
 describe('waitReplicas', () => {
   test('marks nothing until enough replicas hold the batch; the retry adds nothing twice', async () => {
-    const primary = await TestRedis.start();
-    const replica = await TestRedis.start(['--replicaof', '127.0.0.1', String(primary.port)]);
+    const primary = await startRedisServer();
+    const replica = await startRedisServer({ args: ['--replicaof', '127.0.0.1', String(primary.port)] });
     const event = {
       rowId: '1',
       partition: 3,

@@ -1,9 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePort, type ManagedProcess, runOk, spawnManaged, waitFor } from '@astra/test-support';
+import { runOk, waitFor } from '@astra/test-support';
 import { createClient, createCluster } from '@redis/client';
 import pg from 'pg';
 import type { CloudEvent } from '../src/cloudevents.ts';
@@ -90,66 +87,6 @@ export async function waitAllPublished(
         .rowCount === 0,
     timeoutMs,
   );
-}
-
-/** A throwaway redis-server on a free loopback port that a test may kill and restart. */
-export class TestRedis {
-  private process: ManagedProcess | undefined;
-  private readonly dir = mkdtempSync(join(tmpdir(), 'outbox-redis-'));
-  private constructor(
-    readonly port: number,
-    private readonly extraArgs: string[],
-  ) {}
-
-  static async start(extraArgs: string[] = []): Promise<TestRedis> {
-    const redis = new TestRedis(await freePort(), extraArgs);
-    await redis.restart();
-    return redis;
-  }
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  async restart(): Promise<void> {
-    const args = [
-      '--port',
-      String(this.port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      // A primary writes an RDB file to sync its replicas: into a dir of its own, not the checkout.
-      '--dir',
-      this.dir,
-      ...this.extraArgs,
-    ];
-    this.process = spawnManaged(`redis-${this.port}`, 'redis-server', args);
-    await waitFor(
-      `redis on ${this.port}`,
-      () => this.cli(['PING']).then((reply) => reply === 'PONG'),
-      10_000,
-    );
-  }
-
-  /** Sends a signal that does not end the server (SIGSTOP freezes it, SIGCONT thaws it). */
-  signal(signal: 'SIGSTOP' | 'SIGCONT'): void {
-    if (this.process === undefined || !this.process.running) throw new Error('redis is not running');
-    this.process.signalGroup(signal);
-  }
-
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const child = this.process;
-    this.process = undefined;
-    await child?.kill(signal);
-  }
-
-  /** Runs redis-cli against this server and returns its trimmed output. */
-  async cli(args: string[]): Promise<string> {
-    return runCommand('redis-cli', ['-p', String(this.port), ...args]);
-  }
 }
 
 /** Runs a command to completion and returns its trimmed stdout; fails on a non-zero exit. */

@@ -2,15 +2,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, type ManagedProcess, spawnManaged, waitFor } from '@astra/test-support';
-import { runCommand, TestRedis } from './support.ts';
+import { freePort, type RedisServer, startRedisServer, waitFor } from '@astra/test-support';
+import { runCommand } from './support.ts';
 
 /** The primary's name in SentinelSet's Sentinel. */
 export const SENTINEL_NAME = 'outbox-test';
 
 /** A throwaway 3-master Redis Cluster on free loopback ports, its files in a temp dir. */
 export class TestCluster {
-  private readonly processes: ManagedProcess[] = [];
+  private readonly servers: RedisServer[] = [];
   private constructor(
     readonly ports: number[],
     private readonly dir: string,
@@ -37,30 +37,12 @@ export class TestCluster {
     return this.ports.map((port) => `127.0.0.1:${port}`);
   }
 
-  private spawnNode(port: number): ManagedProcess {
-    return spawnManaged(`redis-cluster-${port}`, 'redis-server', [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--cluster-enabled',
-      'yes',
-      '--cluster-config-file',
-      join(this.dir, `nodes-${port}.conf`),
-      '--dir',
-      this.dir,
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-    ]);
-  }
-
   /** SIGKILLs one master and starts it again: it keeps its slots (its nodes file) and loses its data. */
   async restartEmpty(port: number): Promise<void> {
-    const index = this.ports.indexOf(port);
-    await this.processes[index]?.kill('SIGKILL');
-    this.processes[index] = this.spawnNode(port);
+    const server = this.servers[this.ports.indexOf(port)];
+    if (server === undefined) throw new Error(`no cluster node on port ${port}`);
+    await server.kill('SIGKILL');
+    await server.restart();
     for (const node of this.ports) {
       await waitFor(
         `cluster_state:ok on ${node}`,
@@ -71,10 +53,18 @@ export class TestCluster {
   }
 
   private async boot(): Promise<void> {
-    for (const port of this.ports) this.processes.push(this.spawnNode(port));
-    for (const port of this.ports) {
-      await waitFor(`redis on ${port}`, async () => (await this.cli(port, ['PING'])) === 'PONG', 10_000);
-    }
+    // The nodes files stay in the cluster's dir, so a restarted master keeps its slots.
+    const started = await Promise.allSettled(
+      this.ports.map((port) =>
+        startRedisServer({
+          port,
+          dir: this.dir,
+          args: ['--cluster-enabled', 'yes', '--cluster-config-file', join(this.dir, `nodes-${port}.conf`)],
+        }),
+      ),
+    );
+    for (const result of started) if (result.status === 'fulfilled') this.servers.push(result.value);
+    for (const result of started) if (result.status === 'rejected') throw result.reason;
     await runCommand('redis-cli', [
       '--cluster',
       'create',
@@ -115,7 +105,7 @@ export class TestCluster {
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.processes.splice(0).map((child) => child.kill('SIGKILL')));
+    await Promise.all(this.servers.splice(0).map((server) => server.kill('SIGKILL')));
     await rm(this.dir, { recursive: true, force: true });
   }
 }
@@ -123,36 +113,36 @@ export class TestCluster {
 /** A primary, two replicas and one Sentinel (quorum 1), all local and throwaway. */
 export class SentinelSet {
   private constructor(
-    readonly primary: TestRedis,
-    readonly replicas: TestRedis[],
-    private readonly sentinel: ManagedProcess,
-    readonly sentinelPort: number,
+    readonly primary: RedisServer,
+    readonly replicas: RedisServer[],
+    private readonly sentinel: RedisServer,
     private readonly dir: string,
   ) {}
 
+  get sentinelPort(): number {
+    return this.sentinel.port;
+  }
+
   static async start(): Promise<SentinelSet> {
-    const primary = await TestRedis.start();
+    const primary = await startRedisServer();
     const replicas = [
-      await TestRedis.start(['--replicaof', '127.0.0.1', String(primary.port)]),
-      await TestRedis.start(['--replicaof', '127.0.0.1', String(primary.port)]),
+      await startRedisServer({ args: ['--replicaof', '127.0.0.1', String(primary.port)] }),
+      await startRedisServer({ args: ['--replicaof', '127.0.0.1', String(primary.port)] }),
     ];
-    const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'outbox-sentinel-'));
     const config = join(dir, 'sentinel.conf');
     // Sentinel rewrites its config file, so it gets its own writable copy.
     writeFileSync(
       config,
       [
-        `port ${port}`,
-        'bind 127.0.0.1',
         `sentinel monitor ${SENTINEL_NAME} 127.0.0.1 ${primary.port} 1`,
         `sentinel down-after-milliseconds ${SENTINEL_NAME} 1000`,
         `sentinel failover-timeout ${SENTINEL_NAME} 5000`,
         '',
       ].join('\n'),
     );
-    const sentinel = spawnManaged(`sentinel-${port}`, 'redis-server', [config, '--sentinel']);
-    const set = new SentinelSet(primary, replicas, sentinel, port, dir);
+    const sentinel = await startRedisServer({ dir, configFile: config, args: ['--sentinel'] });
+    const set = new SentinelSet(primary, replicas, sentinel, dir);
     await waitFor(
       'the sentinel seeing both replicas',
       async () => (await set.sentinelCli(['SENTINEL', 'REPLICAS', SENTINEL_NAME])).includes('slave'),
@@ -167,7 +157,7 @@ export class SentinelSet {
   }
 
   sentinelCli(args: string[]): Promise<string> {
-    return runCommand('redis-cli', ['-p', String(this.sentinelPort), ...args]);
+    return this.sentinel.cli(args);
   }
 
   async primaryPort(): Promise<number> {
@@ -176,7 +166,7 @@ export class SentinelSet {
   }
 
   async stop(): Promise<void> {
-    await this.sentinel.kill('SIGKILL');
+    await this.sentinel.kill();
     await Promise.all([this.primary, ...this.replicas].map((redis) => redis.kill()));
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { waitFor } from '@astra/test-support';
+import { type RedisServer, startRedisServer, waitFor } from '@astra/test-support';
 import pg from 'pg';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay } from '../src/relay.ts';
 import { createRelayWaker } from '../src/waker.ts';
 import { createOutboxWriter } from '../src/writer.ts';
-import { createOutboxDatabase, type OutboxDatabase, readStream, TestRedis } from './support.ts';
+import { createOutboxDatabase, type OutboxDatabase, readStream } from './support.ts';
 
 // The writer sends no NOTIFY of its own: wake-ups come from the waker alone.
 const writer = createOutboxWriter({ source: '/test', notify: false });
@@ -44,7 +44,7 @@ class ChannelListener {
 
 describe('createRelayWaker with a relay in the writer process', () => {
   let db: OutboxDatabase;
-  let redis: TestRedis;
+  let redis: RedisServer;
   let wakePool: pg.Pool;
   const relays: OutboxRelay[] = [];
 
@@ -72,7 +72,7 @@ describe('createRelayWaker with a relay in the writer process', () => {
 
   before(async () => {
     db = await createOutboxDatabase();
-    redis = await TestRedis.start();
+    redis = await startRedisServer();
     wakePool = new pg.Pool({ connectionString: db.url, max: 1 });
     // Its sockets may still be closing when the database is dropped (brianc/node-postgres#2328).
     wakePool.on('error', () => {});

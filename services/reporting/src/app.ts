@@ -1,8 +1,8 @@
+import { ApiError, errorBody, registerErrorHandling } from '@astra/service-support';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type pg from 'pg';
 import { Type } from 'typebox';
-import { ApiError, errorBody, registerErrorHandling } from './errors.ts';
 import { authorize, type TradingKeyVerifier } from './keys.ts';
 
 export interface AppOptions {

@@ -1,4 +1,16 @@
 import { OutboxError, type RedisTarget, resolveRedisTarget } from '@astra/outbox/consumer';
+import {
+  ConfigError,
+  type Env,
+  integer,
+  type LogLevel,
+  logLevel,
+  nodeList,
+  text,
+  url,
+} from '@astra/service-support';
+
+export { ConfigError };
 
 /**
  * The reporting service's configuration, read from the environment in this one place. Every variable
@@ -23,46 +35,7 @@ export interface Config {
   /** Consumer group: every reporting process shares the work of one group. */
   group: string;
   dbPoolSize: number;
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-}
-
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable}: ${message}`);
-  }
-}
-
-type Env = Record<string, string | undefined>;
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
-function text(env: Env, name: string, fallback: string): string {
-  const value = env[name];
-  return value === undefined || value === '' ? fallback : value;
-}
-
-function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max)
-    throw new ConfigError(name, `must be a whole number from ${min} to ${max}, got "${raw}"`);
-  return Number(raw);
-}
-
-function url(env: Env, name: string, fallback: string, protocols: string[]): string {
-  const value = text(env, name, fallback);
-  let parsed: URL;
-  try {
-    parsed = new URL(value);
-  } catch {
-    throw new ConfigError(name, `must be a URL, got "${value}"`);
-  }
-  if (!protocols.includes(parsed.protocol))
-    throw new ConfigError(name, `must start with ${protocols.join(' or ')}, got "${parsed.protocol}"`);
-  return value;
+  logLevel: LogLevel;
 }
 
 const REDIS_VARIABLES: Record<string, string> = {
@@ -77,13 +50,8 @@ const REDIS_VARIABLES: Record<string, string> = {
  * REDIS_SENTINEL_NAME, REDIS_CLUSTER_NODES, else REDIS_URL); the library checks the combination.
  */
 function redisTarget(env: Env, url: string): RedisTarget {
-  const list = (name: string) =>
-    text(env, name, '')
-      .split(',')
-      .map((node) => node.trim())
-      .filter((node) => node !== '');
-  const clusterNodes = list('REDIS_CLUSTER_NODES');
-  const sentinelNodes = list('REDIS_SENTINEL_NODES');
+  const clusterNodes = nodeList(env, 'REDIS_CLUSTER_NODES');
+  const sentinelNodes = nodeList(env, 'REDIS_SENTINEL_NODES');
   const target: RedisTarget = {};
   if (sentinelNodes.length > 0)
     target.sentinel = { nodes: sentinelNodes, name: text(env, 'REDIS_SENTINEL_NAME', '') };
@@ -105,9 +73,6 @@ function redisTarget(env: Env, url: string): RedisTarget {
 }
 
 export function loadConfig(env: Env = process.env): Config {
-  const logLevel = text(env, 'LOG_LEVEL', 'info');
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
-    throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
   const group = text(env, 'REPORTING_GROUP', 'reporting');
   if (!/^[A-Za-z0-9_.:-]{1,200}$/.test(group))
     throw new ConfigError('REPORTING_GROUP', `must be 1-200 letters, digits or _.:-, got "${group}"`);
@@ -137,6 +102,6 @@ export function loadConfig(env: Env = process.env): Config {
     ),
     group,
     dbPoolSize: integer(env, 'DB_POOL_SIZE', 10, 2, 1000),
-    logLevel: logLevel as Config['logLevel'],
+    logLevel: logLevel(env),
   };
 }

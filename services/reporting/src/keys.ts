@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
+import { ApiError } from '@astra/service-support';
 import type pg from 'pg';
-import { ApiError } from './errors.ts';
 
 /** Who is calling: an account's key, or an admin key that may act for any account. */
 export interface Principal {

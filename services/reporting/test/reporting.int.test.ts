@@ -4,11 +4,11 @@ import { OutboxAdmin, OutboxRelay, RedisStreamsPublisher } from '@astra/outbox';
 import { type OutboxConsumer, OutboxError } from '@astra/outbox/consumer';
 import { registerConsumerMetrics } from '@astra/outbox/consumer/prometheus';
 import { startMetricsServer } from '@astra/outbox/prometheus';
-import { waitFor } from '@astra/test-support';
+import { type RedisServer, startRedisServer, waitFor } from '@astra/test-support';
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
 import { Registry } from 'prom-client';
-import { createScratchDatabase, TestRedis } from '../../../packages/outbox/test/support.ts';
+import { createScratchDatabase } from '../../../packages/outbox/test/support.ts';
 import { createApiKey } from '../../trading/src/http/auth.ts';
 import { createTestApp, type TestApp } from '../../trading/test/support.ts';
 import { buildApp } from '../src/app.ts';
@@ -22,7 +22,7 @@ const SYMBOLS = ['AAPL', 'MSFT'];
 
 describe('reporting service: trades over the trading API end up in the ledger once and the positions by version', () => {
   let trading: TestApp;
-  let redis: TestRedis;
+  let redis: RedisServer;
   let relay: OutboxRelay;
   /** Publishers hold a reconnecting Redis client: each is closed in after(), or the process never exits. */
   const publishers: RedisStreamsPublisher[] = [];
@@ -42,7 +42,7 @@ describe('reporting service: trades over the trading API end up in the ledger on
   before(async () => {
     [trading, redis, reportingDb] = await Promise.all([
       createTestApp(),
-      TestRedis.start(),
+      startRedisServer(),
       createScratchDatabase('reporting_test'),
     ]);
     await migrate(reportingDb.url, 'up');

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createOutboxWriter, createRelayWaker, type LocalRelay } from '@astra/outbox';
+import { errorBody, registerErrorHandling } from '@astra/service-support';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -8,7 +9,6 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import { ApiKeyVerifier } from './http/auth.ts';
-import { errorBody, registerErrorHandling } from './http/errors.ts';
 import { type RateLimits, registerRateLimit } from './http/rate-limit.ts';
 import { registerHttpMetrics } from './metrics.ts';
 import { createOutageLog } from './outage-log.ts';

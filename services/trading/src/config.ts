@@ -1,3 +1,17 @@
+import {
+  boolean,
+  ConfigError,
+  type Env,
+  integer,
+  type LogLevel,
+  logLevel,
+  nodeList,
+  text,
+  url,
+} from '@astra/service-support';
+
+export { ConfigError };
+
 /**
  * The service's configuration, read from the environment in this one place. Every variable has a
  * working default for a developer machine; a value that is present but invalid stops the start with a
@@ -16,7 +30,7 @@ export interface Config {
   relayStallTimeoutMs: number;
   host: string;
   port: number;
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  logLevel: LogLevel;
   dbPoolSize: number;
   bodyLimitBytes: number;
   eventSource: string;
@@ -60,16 +74,6 @@ export interface Config {
   otlpEndpoint: string | undefined;
 }
 
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable}: ${message}`);
-  }
-}
-
 /** A URL for messages and logs: the password, if any, replaced by ***. */
 export function redactUrl(value: string): string {
   try {
@@ -81,72 +85,12 @@ export function redactUrl(value: string): string {
   }
 }
 
-type Env = Record<string, string | undefined>;
-
-function text(env: Env, name: string, fallback: string): string {
-  const value = env[name];
-  if (value === undefined || value === '') return fallback;
-  return value;
-}
-
-function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
-    throw new ConfigError(name, `must be a whole number from ${min} to ${max}, got "${raw}"`);
-  }
-  return Number(raw);
-}
-
-function boolean(env: Env, name: string, fallback: boolean): boolean {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (raw === 'true' || raw === '1') return true;
-  if (raw === 'false' || raw === '0') return false;
-  throw new ConfigError(name, `must be true or false, got "${raw}"`);
-}
-
-function url(env: Env, name: string, fallback: string, protocols: string[]): string {
-  const value = text(env, name, fallback);
-  let parsed: URL;
-  try {
-    parsed = new URL(value);
-  } catch {
-    // The value is not shown: a malformed URL may still hold a password.
-    throw new ConfigError(name, 'must be a URL, e.g. postgres://user:password@host:5432/database');
-  }
-  if (!protocols.includes(parsed.protocol)) {
-    throw new ConfigError(name, `must start with ${protocols.join(' or ')}, got "${parsed.protocol}"`);
-  }
-  return value;
-}
-
-/** A comma-separated host:port list. */
-function nodeList(env: Env, name: string): string[] {
-  const nodes = text(env, name, '')
-    .split(',')
-    .map((node) => node.trim())
-    .filter((node) => node !== '');
-  for (const node of nodes) {
-    if (!/^[^\s:]+:\d{1,5}$/.test(node)) {
-      throw new ConfigError(name, `must be host:port[,host:port...], got "${node}"`);
-    }
-  }
-  return nodes;
-}
-
 function otlpEndpoint(env: Env): string | undefined {
   const raw = text(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', '');
   return raw === '' ? undefined : url(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', '', ['http:', 'https:']);
 }
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
 export function loadConfig(env: Env = process.env): Config {
-  const logLevel = text(env, 'LOG_LEVEL', 'info');
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
-  }
   const clusterNodes = nodeList(env, 'REDIS_CLUSTER_NODES');
   const sentinelNodes = nodeList(env, 'REDIS_SENTINEL_NODES');
   const sentinelName = text(env, 'REDIS_SENTINEL_NAME', '');
@@ -170,7 +114,7 @@ export function loadConfig(env: Env = process.env): Config {
     relayStallTimeoutMs: integer(env, 'RELAY_STALL_TIMEOUT_MS', 15_000, 0, 3_600_000),
     host: text(env, 'HOST', '0.0.0.0'),
     port: integer(env, 'PORT', 3000, 0, 65535),
-    logLevel: logLevel as Config['logLevel'],
+    logLevel: logLevel(env),
     dbPoolSize: integer(env, 'DB_POOL_SIZE', 10, 1, 1000),
     bodyLimitBytes: integer(env, 'BODY_LIMIT_BYTES', 16 * 1024, 256, 1024 * 1024),
     eventSource: text(env, 'EVENT_SOURCE', '/astra/trading-service'),

@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
-import { runner } from 'node-pg-migrate';
+import { runMigrations } from '@astra/outbox/migrations';
+import { createPool as createServicePool } from '@astra/service-support';
 import pg from 'pg';
 
 // numeric stays a string (exact decimals); bigint (int8) columns we read are versions and counts
@@ -19,62 +20,26 @@ export interface PoolTimeouts {
   onError?: (error: Error) => void;
 }
 
+/** A pool with the service's limits: a slow or unreachable database is a quick 503, never a hang. */
 export function createPool(databaseUrl: string, max: number, timeouts: PoolTimeouts = {}): pg.Pool {
-  const pool = new pg.Pool({
-    connectionString: databaseUrl,
+  return createServicePool(databaseUrl, {
+    applicationName: 'astra-trading',
     max,
-    application_name: 'astra-trading',
-    statement_timeout: timeouts.statementTimeoutMs ?? 5000,
-    // The client gives up 2 s after the server would, for a server that stopped answering.
-    query_timeout: (timeouts.statementTimeoutMs ?? 5000) + 2000,
-    lock_timeout: timeouts.lockTimeoutMs ?? 2000,
-    connectionTimeoutMillis: timeouts.connectTimeoutMs ?? 2000,
+    statementTimeoutMs: timeouts.statementTimeoutMs ?? 5000,
+    lockTimeoutMs: timeouts.lockTimeoutMs ?? 2000,
+    connectTimeoutMs: timeouts.connectTimeoutMs ?? 2000,
+    onError: timeouts.onError,
   });
-  // An idle client that loses its connection (database restart, pg_terminate_backend) emits 'error';
-  // without a listener that would crash the process. The pool drops it and opens a new one.
-  const onError = timeouts.onError ?? (() => {});
-  pool.on('error', (error) => onError(error));
-  // The pool listens only while a client is idle: a checked-out client whose connection dies between
-  // two queries of a transaction would emit an unhandled 'error' and crash the process. With this
-  // listener the next query on it fails instead, and the caller releases it as broken.
-  pool.on('connect', (client) => client.on('error', () => {}));
-  return pool;
 }
 
 export type MigrationDirection = 'up' | 'down';
 
-/**
- * Applies (or reverts) migrations. node-pg-migrate runs each in its own transaction under an advisory
- * lock, so replicas starting at once apply each migration exactly once.
- */
-export async function migrate(
+/** Applies (or reverts) the service's migrations; see runMigrations for the lock replicas share. */
+export function migrate(
   databaseUrl: string,
   direction: MigrationDirection,
   count?: number,
-  log: (message: string) => void = () => {},
+  log?: (message: string) => void,
 ): Promise<string[]> {
-  // Our own client: node-pg-migrate does not wait for its client's end(), so migrate() resolved while the
-  // connection was still closing, and a server error arriving then (the database dropped or restarted
-  // right after) was an 'error' event without a listener, which crashes the process.
-  const client = new pg.Client({ connectionString: databaseUrl });
-  client.on('error', () => {});
-  await client.connect();
-  try {
-    const applied = await runner({
-      dbClient: client,
-      dir: MIGRATIONS_DIR,
-      direction,
-      count: count ?? (direction === 'up' ? Number.POSITIVE_INFINITY : 1),
-      migrationsTable: 'pgmigrations',
-      checkOrder: true,
-      // node-pg-migrate's default ('fail') makes a second replica starting at the same time crash with
-      // "Another migration is already running"; waiting lets it start once the first has migrated.
-      advisoryLockMode: 'wait',
-      log,
-      singleTransaction: false,
-    });
-    return applied.map((migration) => migration.name);
-  } finally {
-    await client.end();
-  }
+  return runMigrations({ databaseUrl, dir: MIGRATIONS_DIR, direction, count, log });
 }

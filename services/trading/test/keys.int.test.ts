@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { ApiError } from '@astra/service-support';
 import type { FastifyRequest } from 'fastify';
 import pg from 'pg';
 import {
@@ -9,7 +10,6 @@ import {
   listApiKeys,
   revokeApiKey,
 } from '../src/http/auth.ts';
-import { ApiError } from '../src/http/errors.ts';
 import { createTestApp, postTrade, type TestApp, tradeBody } from './support.ts';
 
 const asRequest = (key: string) => ({ headers: { authorization: `Bearer ${key}` } }) as FastifyRequest;

@@ -8,9 +8,8 @@ import assert from 'node:assert/strict';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createOutboxWriter, type OutboxRelay } from '@astra/outbox';
-import { waitFor } from '@astra/test-support';
+import { type RedisServer, startRedisServer, waitFor } from '@astra/test-support';
 import { pino } from 'pino';
-import { TestRedis } from '../../../packages/outbox/test/support.ts';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { createPool } from '../src/database.ts';
@@ -75,7 +74,7 @@ class DatabaseProxy {
 
 describe('relay logs during outages', { timeout: 120_000 }, () => {
   let db: TestDatabase;
-  let redis: TestRedis;
+  let redis: RedisServer;
   let proxy: DatabaseProxy;
   let relay: OutboxRelay;
   const lines: LogLine[] = [];
@@ -85,7 +84,7 @@ describe('relay logs during outages', { timeout: 120_000 }, () => {
 
   before(async () => {
     db = await createTestDatabase();
-    redis = await TestRedis.start();
+    redis = await startRedisServer();
     proxy = await DatabaseProxy.start(new URL(db.url));
     const viaProxy = new URL(db.url);
     viaProxy.hostname = '127.0.0.1';

@@ -2,10 +2,17 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createOutboxWriter, type NewEvent } from '@astra/outbox';
-import { freePort, type ManagedProcess, spawnManaged, waitFor } from '@astra/test-support';
+import {
+  freePort,
+  type ManagedProcess,
+  type RedisServer,
+  spawnManaged,
+  startRedisServer,
+  waitFor,
+} from '@astra/test-support';
 import { createClient, type RedisClientType } from '@redis/client';
 import { assertDelivered } from '../../../packages/outbox/test/delivery.ts';
-import { readStream, TestRedis } from '../../../packages/outbox/test/support.ts';
+import { readStream } from '../../../packages/outbox/test/support.ts';
 import { createApiKey } from '../src/http/auth.ts';
 import { POSITION_UPDATED, TRADE_EXECUTED } from '../src/trades/events.ts';
 import { createTestDatabase, type TestDatabase } from './support.ts';
@@ -26,7 +33,7 @@ const writer = createOutboxWriter({ source: '/e2e' });
 
 describe('relay and service processes', () => {
   let db: TestDatabase;
-  let redis: TestRedis;
+  let redis: RedisServer;
   // In-process, for the kill loop's quick looks (a redis-cli process per look would starve the relay).
   let redisClient: RedisClientType;
   const started: ManagedProcess[] = [];
@@ -147,7 +154,7 @@ describe('relay and service processes', () => {
 
   before(async () => {
     db = await createTestDatabase();
-    redis = await TestRedis.start();
+    redis = await startRedisServer();
     redisClient = createClient({ url: redis.url });
     redisClient.on('error', () => {});
     await redisClient.connect();

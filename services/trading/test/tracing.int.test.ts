@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { waitFor } from '@astra/test-support';
+import { type RedisServer, startRedisServer, waitFor } from '@astra/test-support';
 import { SpanKind } from '@opentelemetry/api';
 import {
   BasicTracerProvider,
@@ -9,7 +9,6 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { TestRedis } from '../../../packages/outbox/test/support.ts';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { createApiKey } from '../src/http/auth.ts';
@@ -25,13 +24,13 @@ describe('OpenTelemetry spans, seen by an in-process exporter', () => {
   const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
   const tracer = provider.getTracer('test');
   let db: TestDatabase;
-  let redis: TestRedis;
+  let redis: RedisServer;
   let app: FastifyInstance;
   let key: string;
 
   before(async () => {
     db = await createTestDatabase();
-    redis = await TestRedis.start();
+    redis = await startRedisServer();
     app = await buildApp({ pool: db.pool, eventSource: '/test', tracer });
     key = `Bearer ${await createApiKey(db.pool, 'alice', false)}`;
   });

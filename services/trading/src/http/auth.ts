@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { ApiError } from '@astra/service-support';
 import type { FastifyRequest } from 'fastify';
 import type pg from 'pg';
-import { ApiError } from './errors.ts';
 
 /** Who is calling: an account's key, or an admin key that may act for any account. */
 export interface Principal {

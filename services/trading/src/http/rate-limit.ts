@@ -1,6 +1,6 @@
+import { ApiError } from '@astra/service-support';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
-import { ApiError } from './errors.ts';
 
 export interface RateLimits {
   /** Requests per API key per window, counted after authentication; 0 = no limit. */

@@ -1,9 +1,9 @@
 import { isValidTraceparent, isValidTracestate } from '@astra/outbox';
+import { ApiError } from '@astra/service-support';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type pg from 'pg';
 import { Type } from 'typebox';
 import { type ApiKeyVerifier, authorize, type Principal } from '../http/auth.ts';
-import { ApiError } from '../http/errors.ts';
 import { limitBy, type RateLimits } from '../http/rate-limit.ts';
 import { requestContext } from '../tracing.ts';
 import {

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { OutboxWriter, RelayWaker } from '@astra/outbox';
+import { ApiError, errorBody } from '@astra/service-support';
 import { type Context, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type pg from 'pg';
-import { ApiError, errorBody } from '../http/errors.ts';
 import { traceparentOf } from '../tracing.ts';
 import type { TradeRequest, TradeResult } from './schema.ts';
 import {

@@ -329,7 +329,7 @@ export async function runChaos(
         await stack.redis.kill();
         const down = rnd.int(500, 3000);
         await sleep(down);
-        await stack.redis.start();
+        await stack.redis.restart();
         return `redis-server SIGKILLed, restarted on port ${stack.redis.port} after ${down} ms`;
       },
       pgTerminate: async () => `pg_terminate_backend on ${await terminateAll()} sessions`,

@@ -180,7 +180,7 @@ describe('seed tests through the real processes', { timeout: 180_000 }, () => {
       assert.equal(row.last_error, null, row.event_id);
     }
 
-    await stack.redis.start();
+    await stack.redis.restart();
     await waitFor('all 22 events PUBLISHED', allPublished(stack, 22), 60_000);
     const rows = await outboxRows(stack);
     assert.ok(rows.every((row) => row.attempts === 0));

@@ -6,8 +6,10 @@ import {
   freePort,
   liveProcesses,
   type ManagedProcess,
+  type RedisServer,
   runOk,
   spawnManaged,
+  startRedisServer,
   waitFor,
 } from '@astra/test-support';
 import { createScratchDatabase } from '../../../../packages/outbox/test/support.ts';
@@ -29,62 +31,6 @@ const CLI_MAIN = 'services/trading/src/cli.ts';
 const REPORTING_MAIN = 'services/reporting/src/main.ts';
 
 const START_TIMEOUT_MS = 30_000;
-
-/** A redis-server of our own that tests may SIGKILL and restart on the same port. */
-export class RedisServer {
-  private process: ManagedProcess | undefined;
-  private starts = 0;
-
-  constructor(
-    readonly port: number,
-    private readonly dir: string,
-    /** appendfsync always: an acknowledged write survives a SIGKILL of the server. */
-    readonly durable: boolean,
-    private readonly onStart: (managed: ManagedProcess) => void = () => {},
-  ) {}
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  get running(): boolean {
-    return this.process?.running ?? false;
-  }
-
-  async start(): Promise<void> {
-    if (this.running) throw new Error('redis-server is running already');
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--dir', this.dir];
-    args.push(
-      ...(this.durable ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
-    );
-    this.starts++;
-    const started = spawnManaged(`redis-${this.starts}`, 'redis-server', args, {
-      cwd: this.dir,
-      env: process.env,
-      logPath: join(this.dir, 'redis.log'),
-    });
-    this.process = started;
-    this.onStart(started);
-    await waitFor(
-      `redis-server on port ${this.port}`,
-      async () => {
-        if (!started.running) throw new Error(`redis-server exited:\n${started.logTail()}`);
-        return (await this.cli(['PING'])) === 'PONG';
-      },
-      START_TIMEOUT_MS,
-    );
-  }
-
-  async kill(): Promise<void> {
-    await this.process?.kill('SIGKILL');
-  }
-
-  cli(args: string[]): Promise<string> {
-    return runOk('redis-cli', ['-p', String(this.port), ...args], { timeoutMs: 5000 }).then((out) =>
-      out.trim(),
-    );
-  }
-}
 
 export interface ServiceHandle {
   process: ManagedProcess;
@@ -169,11 +115,17 @@ export class Stack {
     const db = await createTestDatabase({ migrated: false });
     try {
       let stack: Stack | undefined;
-      const redis = new RedisServer(await freePort(), workDir, options.durableRedis ?? false, (managed) =>
-        stack?.watch(managed),
-      );
+      const redis = await startRedisServer({
+        dir: workDir,
+        // fsync always: an acknowledged write survives a SIGKILL of the server.
+        appendOnly: options.durableRedis ?? false,
+        logPath: join(workDir, 'redis.log'),
+        // Each restart's process: a Redis that dies without being killed is a crash like any other.
+        onSpawn: (managed) => stack?.watch(managed),
+      });
       stack = new Stack(db, redis, workDir, options.env ?? {});
-      await redis.start();
+      // The first start came before the stack.
+      stack.watch(redis.process);
       return stack;
     } catch (error) {
       await db.drop();
