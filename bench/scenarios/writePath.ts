@@ -5,7 +5,7 @@
  */
 import { createOutboxWriter } from '@astra/outbox';
 import { sleep } from '@astra/test-support';
-import { type TradeParams, tradeQuery, tradeWithEventsQuery } from '../../services/trading/src/trades/sql.ts';
+import { type TradeParams, tradeQuery, tradeWithEventsQuery } from '@astra/trading-service/trades/sql';
 import type { BenchConfig } from '../lib/config.ts';
 import {
   backendPids,
