@@ -29,8 +29,8 @@ import {
 } from '../lib/service.ts';
 import { runWrk, SYMBOLS, type WrkRun } from '../lib/wrk.ts';
 
-const CONNECTIONS = 32;
-const WRK_THREADS = 2;
+export const CONNECTIONS = 32;
+export const WRK_THREADS = 2;
 
 export interface HttpRun extends WrkRun {
   peakRssMiB: number | null;
