@@ -91,368 +91,302 @@ function bestRelay(drain: DrainResult | undefined): number | null {
 const relayLabel = (run: RelayDrainRun) =>
   `relay x${run.relays}${run.deletePublished ? ' deletePublished' : ''}`;
 
+type Add = (measure: string, value: string) => void;
+/** The adder of one scenario's rows. */
+const section =
+  (rows: Row[], scenario: string): Add =>
+  (measure, value) =>
+    rows.push({ scenario, measure, value });
+/** `a / b / c`, each with `digits` decimals. */
+const slash = (values: (number | null | undefined)[], digits = 2) =>
+  values.map((value) => fixed(value, digits)).join(' / ');
+const rate = (run: DrainRun | undefined) => run?.eventsPerSecond;
+
 export function buildRows(report: BenchReport): Row[] {
   const rows: Row[] = [];
-  const add = (scenario: string, measure: string, value: string) => rows.push({ scenario, measure, value });
-
   const w = report.writePath;
-  if (w !== undefined) {
-    const s = w.service;
-    const d = w.direct;
-    add(
-      '1 write path',
-      'service POST /v1/trades (relay running) under wrk, best round',
-      s ? `${int(s.requestsPerSecond)} req/s` : 'failed',
-    );
-    if (w.rounds !== undefined && w.rounds.service.length > 1) {
-      const list = (rates: number[]) => rates.map((rate) => int(rate)).join(', ');
-      add(
-        '1 write path',
-        'rounds, alternating (req/s): service; direct-publish',
-        `${list(w.rounds.service)}; ${list(w.rounds.direct)}`,
-      );
-    }
-    if (s) {
-      add(
-        '1 write path',
-        'service latency p50 / p95 / p99',
-        `${fixed(s.latencyMs.p50)} / ${fixed(s.latencyMs.p95)} / ${fixed(s.latencyMs.p99)} ms`,
-      );
-      add('1 write path', 'service errors (non-2xx, socket)', int(s.errors));
-      add('1 write path', 'events pending when the load stopped', int(s.pendingAfter));
-      add(
-        '1 write path',
-        'service CPU (cores): process / PG pool backends / PG relay backend / redis / machine',
-        `${fixed(s.cpu.server)} / ${fixed(s.cpu.postgresServer)} / ${fixed(s.cpu.postgresRelay)} / ${fixed(s.cpu.redis)} / ${fixed(s.cpu.machine)}`,
-      );
-    }
-    for (const run of w.pgbench ?? []) {
-      add(
-        '1 write path',
-        `pgbench same transaction -c ${run.clients}`,
-        `${int(run.tps)} tx/s (avg ${fixed(run.latencyMs)} ms)`,
-      );
-    }
-    const diagnosticLabels: Record<string, string> = {
-      'notify-after': 'then a NOTIFY after COMMIT (the wake-up when relays share the partitions)',
-      'notify-inside': 'the NOTIFY INSIDE the transaction',
-      'trade-only': 'the trade alone (no events, no NOTIFY)',
-    };
-    for (const run of w.pgbenchDiagnostics ?? []) {
-      add(
-        '1 write path',
-        `diagnostic: pgbench -c ${run.clients}, ${diagnosticLabels[run.variant] ?? run.variant}`,
-        `${int(run.tps)} tx/s (avg ${fixed(run.latencyMs)} ms)`,
-      );
-    }
-    add(
-      '1 write path',
-      'direct-publish design (commit, then XADD), best round',
-      d ? `${int(d.requestsPerSecond)} req/s` : 'failed',
-    );
-    if (d) {
-      add(
-        '1 write path',
-        'direct latency p50 / p95 / p99',
-        `${fixed(d.latencyMs.p50)} / ${fixed(d.latencyMs.p95)} / ${fixed(d.latencyMs.p99)} ms`,
-      );
-      add(
-        '1 write path',
-        'direct CPU (cores): process / PG pool backends / redis / machine',
-        `${fixed(d.cpu.server)} / ${fixed(d.cpu.postgresServer)} / ${fixed(d.cpu.redis)} / ${fixed(d.cpu.machine)}`,
-      );
-    }
-    const off = w.serviceWithoutRelay;
-    if (off) {
-      add(
-        '1 write path',
-        'diagnostic: service with its relay off (nothing published)',
-        `${int(off.requestsPerSecond)} req/s`,
-      );
-    }
-    const deleting = w.serviceDeletePublished;
-    if (deleting) {
-      add(
-        '1 write path',
-        'diagnostic: service with its relay deleting what it publishes (deletePublished)',
-        `${int(deleting.requestsPerSecond)} req/s (${times(ratio(deleting.requestsPerSecond, d?.requestsPerSecond))} direct)`,
-      );
-    }
-    if (s && d) {
-      add(
-        '1 write path',
-        'PostgreSQL CPU per request (ms): service sessions / its relay session / relay off / direct',
-        [
-          cpuMicros(s.cpu.postgresServer, s.requestsPerSecond),
-          cpuMicros(s.cpu.postgresRelay, s.requestsPerSecond),
-          cpuMicros(off?.cpu.postgresServer ?? null, off?.requestsPerSecond),
-          cpuMicros(d.cpu.postgresServer, d.requestsPerSecond),
-        ]
-          .map((us) => fixed(us === null ? null : us / 1000))
-          .join(' / '),
-      );
-    }
-    add(
-      '1 write path',
-      'ratio service / pgbench (best)',
-      times(ratio(s?.requestsPerSecond, w.pgbenchBestTps)),
-    );
-    add('1 write path', 'ratio service / direct', times(ratio(s?.requestsPerSecond, d?.requestsPerSecond)));
-  }
-
+  if (w !== undefined) writePathRows(w, section(rows, '1 write path'));
   const dr = report.drain;
-  if (dr !== undefined) {
-    const label = `2 drain ${int(dr.events)}`;
-    add(
-      label,
-      `backlog: ${int(dr.events)} PENDING, ${dr.payloadBytes} B payloads`,
-      `built in ${fixed(dr.backlogBuildSeconds, 1)} s`,
-    );
-    add(label, 'our relay, 1 process', drainValue(dr.relay1));
-    add(label, 'our relay, 2 processes', drainValue(dr.relay2));
-    add(label, 'our relay, 2 processes, deletePublished', drainValue(dr.relay2Delete));
-    add(label, 'limit: pgbench claim-and-mark statement', drainValue(dr.pgbenchLimit));
-    add(label, 'limit: pgbench claim-and-delete statement', drainValue(dr.pgbenchDeleteLimit));
-    const redis = dr.redisLimit;
-    add(
-      label,
-      'limit: redis-benchmark XADD of an entry like ours (pipelined)',
-      redis === undefined
-        ? 'failed'
-        : `${int(redis.requestsPerSecond)} XADDs/s (Redis CPU ${fixed(redis.redisMicrosPerRequest, 1)} µs each)`,
-    );
-    add(label, 'naive relay (one event per transaction)', drainValue(dr.naive));
-    add(label, 'graphile-worker (handler XADDs)', drainValue(dr.graphile));
-    add(label, 'pg-boss (handler XADDs)', drainValue(dr.pgboss));
-    const best = bestRelay(dr);
-    add(label, 'ratio ours (best) / pgbench limit', times(ratio(best, dr.pgbenchLimit?.eventsPerSecond)));
-    add(label, 'ratio ours (best) / Redis XADD limit', times(ratio(best, redis?.requestsPerSecond)));
-    add(label, 'ratio ours (best) / graphile-worker', times(ratio(best, dr.graphile?.eventsPerSecond)));
-    add(label, 'ratio ours (best) / pg-boss', times(ratio(best, dr.pgboss?.eventsPerSecond)));
-    add(label, 'ratio ours (best) / naive', times(ratio(best, dr.naive?.eventsPerSecond)));
-    const deleting = dr.relay2Delete?.eventsPerSecond;
-    add(
-      label,
-      'ratio deletePublished / claim-and-delete limit',
-      times(ratio(deleting, dr.pgbenchDeleteLimit?.eventsPerSecond)),
-    );
-    add(
-      label,
-      'ratio deletePublished / graphile-worker',
-      times(ratio(deleting, dr.graphile?.eventsPerSecond)),
-    );
-    for (const run of [dr.relay1, dr.relay2, dr.relay2Delete]) {
-      if (run?.phases) {
-        add(
-          label,
-          `${relayLabel(run)} time per batch: claim / publish / mark`,
-          `${fixed(run.phases.claimPct, 0)}% / ${fixed(run.phases.publishPct, 0)}% / ${fixed(run.phases.markPct, 0)}% of ${fixed(run.phases.msPerBatch, 1)} ms`,
-        );
-      }
-      if (run?.cpu) {
-        add(
-          label,
-          `${relayLabel(run)} CPU (cores): relay / its PG backends / redis / machine`,
-          `${fixed(run.cpu.relays)} / ${fixed(run.cpu.postgresBackends)} / ${fixed(run.cpu.redis)} / ${fixed(run.cpu.machine)}`,
-        );
-        const us = cpuPerEvent(run);
-        if (us !== undefined)
-          add(
-            label,
-            `${relayLabel(run)} CPU per event (µs): relay / its PG backends / redis / all three`,
-            [us.relay, us.postgres, us.redis, us.total].map((value) => fixed(value, 0)).join(' / '),
-          );
-      }
-    }
-  }
-
-  const l = report.latency;
-  if (l !== undefined) {
-    for (const run of l.runs) {
-      const mode = {
-        listen: 'ours, own process, LISTEN/NOTIFY',
-        inprocess: "ours, in the writer's process, woken by a call",
-        polling: `ours, own process, polling only (${l.pollIntervalMs} ms)`,
-        graphile: 'graphile-worker 0.17.3',
-      }[run.mode];
-      add(
-        '3 latency',
-        `${mode} @ ${run.rate} trades/s (${run.rate * 2} events/s): p50 / p95 / p99 / max`,
-        `${fixed(run.p50)} / ${fixed(run.p95)} / ${fixed(run.p99)} / ${fixed(run.max)} ms${
-          run.achievedRate < 0.95 * run.rate ? ` (offered only ${int(run.achievedRate)}/s)` : ''
-        }${run.missing > 0 ? ` (${run.missing} missing)` : ''}`,
-      );
-      if (run.stages !== undefined) {
-        const stage = ({ p50, p99 }: { p50: number; p99: number }) => `${fixed(p50)} (${fixed(p99)})`;
-        add(
-          '3 latency',
-          `  where it went @ ${run.rate}/s, p50 (p99): commit to claim returned / publish script / to consumer; relay's event loop late p99 (max)`,
-          `${stage(run.stages.toClaim)} / ${stage(run.stages.publish)} / ${stage(run.stages.toConsumer)} ms` +
-            (run.stages.relayLoopDelay === undefined
-              ? ''
-              : `; ${fixed(run.stages.relayLoopDelay.p99, 1)} (${fixed(run.stages.relayLoopDelay.max, 1)}) ms`),
-        );
-      }
-    }
-  }
-
-  const k = report.keepUp;
-  if (k !== undefined) {
-    for (const step of k.steps) {
-      add(
-        '4 keeping up',
-        `${int(step.rate)} trades/s (writer level) for ${k.seconds} s`,
-        `${step.flat ? 'flat' : 'NOT flat'}${step.reason === 'flat' ? '' : ` (${step.reason})`}; pending max ${int(step.pendingMax)}` +
-          (step.cpu === null || step.cpu === undefined
-            ? ''
-            : `; CPU (cores) producer ${fixed(step.cpu.producer)} / relay ${fixed(step.cpu.relay)} / ` +
-              `PostgreSQL ${fixed(step.cpu.postgres)} / redis ${fixed(step.cpu.redis)} / machine ${fixed(step.cpu.machine)}`),
-      );
-    }
-    const limited = k.steps.some((step) => step.flat && step.producerLimited);
-    add(
-      '4 keeping up',
-      'highest offered rate with a flat backlog',
-      `${int(k.highestFlatRate)} trades/s${limited ? ' (the producer/database could offer no more: a lower bound)' : ''}`,
-    );
-  }
-
-  durabilityRows(report.durability, add);
-  consumerRows(report.consumer, report.parameters?.consumerFollowerProcesses, add);
-
-  const o = report.outage;
-  if (dr !== undefined || o !== undefined) {
-    if (dr?.relay1?.relayPeakRssMiB !== undefined)
-      add('5 cost', 'relay peak RSS during the drain', `${fixed(dr.relay1.relayPeakRssMiB, 0)} MiB`);
-    if (w?.service?.peakRssMiB !== undefined)
-      add(
-        '5 cost',
-        'service peak RSS under write load (relay in-process)',
-        `${fixed(w.service.peakRssMiB, 0)} MiB`,
-      );
-    if (o !== undefined) {
-      const r = o.relayRssMiB;
-      const s = o.serviceRssMiB;
-      add(
-        '5 cost',
-        `relay RSS before / during ${o.outageSeconds} s Redis outage / after`,
-        `${fixed(r.before, 0)} / ${fixed(r.during, 0)} / ${fixed(r.after, 0)} MiB`,
-      );
-      add(
-        '5 cost',
-        'service RSS before / during / after',
-        `${fixed(s.before, 0)} / ${fixed(s.during, 0)} / ${fixed(s.after, 0)} MiB`,
-      );
-      add(
-        '5 cost',
-        'backlog at Redis restart; time to empty it',
-        `${int(o.pendingAtRestart)} events; ${o.recoverySeconds === null ? 'not within the limit' : `${fixed(o.recoverySeconds, 1)} s`}`,
-      );
-      if (o.error) add('5 cost', 'outage run', `failed: ${o.error}`);
-    }
-    if (dr?.statusQueryMs)
-      add(
-        '5 cost',
-        `OutboxAdmin.status() with ${int(dr.statusQueryMs.pending)} pending`,
-        `${fixed(dr.statusQueryMs.median)} ms median, ${fixed(dr.statusQueryMs.max)} ms max`,
-      );
-    if (dr?.sizes) {
-      const a = dr.sizes.afterDrain;
-      const b = dr.sizes.afterRetention;
-      add(
-        '5 cost',
-        `outbox after ${int(a.rows)} published: total / heap / indexes`,
-        `${fixed(a.totalMiB, 1)} / ${fixed(a.heapMiB, 1)} / ${fixed(a.indexesMiB, 1)} MiB`,
-      );
-      add(
-        '5 cost',
-        `after retention (${fixed(dr.sizes.retentionSeconds, 1)} s) + VACUUM, ${int(b.rows)} rows`,
-        `${fixed(b.totalMiB, 1)} / ${fixed(b.heapMiB, 1)} / ${fixed(b.indexesMiB, 1)} MiB`,
-      );
-    }
-  }
+  if (dr !== undefined) drainRows(dr, section(rows, `2 drain ${int(dr.events)}`));
+  if (report.latency !== undefined) latencyRows(report.latency, section(rows, '3 latency'));
+  if (report.keepUp !== undefined) keepUpRows(report.keepUp, section(rows, '4 keeping up'));
+  const d = report.durability;
+  if (d !== undefined) durabilityRows(d, section(rows, `6 durability ${int(d.events)}`));
+  const c = report.consumer;
+  const followers = report.parameters?.consumerFollowerProcesses;
+  if (c !== undefined) consumerRows(c, followers, section(rows, `7 consumer ${int(c.events)}`));
+  if (dr !== undefined || report.outage !== undefined) costRows(report, section(rows, '5 cost'));
   return rows;
 }
 
-/** Scenario 6: WAIT 1 against no WAIT in the same run, and the repair of a whole backlog lost. */
-function durabilityRows(
-  d: DurabilityResult | undefined,
-  add: (s: string, m: string, v: string) => void,
-): void {
-  if (d === undefined) return;
-  const label = `6 durability ${int(d.events)}`;
-  const { noWait, wait } = d.drain;
-  add(label, 'our relay, 1 process, primary + 1 replica, waitReplicas 0, best round', drainValue(noWait));
-  add(label, 'our relay, 1 process, primary + 1 replica, waitReplicas 1, best round', drainValue(wait));
+const DIAGNOSTICS: Record<string, string> = {
+  'notify-after': 'then a NOTIFY after COMMIT (the wake-up when relays share the partitions)',
+  'notify-inside': 'the NOTIFY INSIDE the transaction',
+  'trade-only': 'the trade alone (no events, no NOTIFY)',
+};
+
+function writePathRows(w: WritePathResult, add: Add): void {
+  const { service: s, direct: d, serviceWithoutRelay: off, serviceDeletePublished: deleting } = w;
+  const perSecond = (run: { requestsPerSecond: number } | undefined) => run?.requestsPerSecond;
+  const latency = (run: { latencyMs: { p50: number; p95: number; p99: number } }) =>
+    `${slash([run.latencyMs.p50, run.latencyMs.p95, run.latencyMs.p99])} ms`;
   add(
-    label,
+    'service POST /v1/trades (relay running) under wrk, best round',
+    s ? `${int(s.requestsPerSecond)} req/s` : 'failed',
+  );
+  if (w.rounds !== undefined && w.rounds.service.length > 1) {
+    const list = (rates: number[]) => rates.map((rate) => int(rate)).join(', ');
+    add(
+      'rounds, alternating (req/s): service; direct-publish',
+      `${list(w.rounds.service)}; ${list(w.rounds.direct)}`,
+    );
+  }
+  if (s) {
+    add('service latency p50 / p95 / p99', latency(s));
+    add('service errors (non-2xx, socket)', int(s.errors));
+    add('events pending when the load stopped', int(s.pendingAfter));
+    add(
+      'service CPU (cores): process / PG pool backends / PG relay backend / redis / machine',
+      slash([s.cpu.server, s.cpu.postgresServer, s.cpu.postgresRelay, s.cpu.redis, s.cpu.machine]),
+    );
+  }
+  for (const run of w.pgbench ?? [])
+    add(
+      `pgbench same transaction -c ${run.clients}`,
+      `${int(run.tps)} tx/s (avg ${fixed(run.latencyMs)} ms)`,
+    );
+  for (const run of w.pgbenchDiagnostics ?? [])
+    add(
+      `diagnostic: pgbench -c ${run.clients}, ${DIAGNOSTICS[run.variant] ?? run.variant}`,
+      `${int(run.tps)} tx/s (avg ${fixed(run.latencyMs)} ms)`,
+    );
+  add(
+    'direct-publish design (commit, then XADD), best round',
+    d ? `${int(d.requestsPerSecond)} req/s` : 'failed',
+  );
+  if (d) {
+    add('direct latency p50 / p95 / p99', latency(d));
+    add(
+      'direct CPU (cores): process / PG pool backends / redis / machine',
+      slash([d.cpu.server, d.cpu.postgresServer, d.cpu.redis, d.cpu.machine]),
+    );
+  }
+  if (off)
+    add('diagnostic: service with its relay off (nothing published)', `${int(off.requestsPerSecond)} req/s`);
+  if (deleting)
+    add(
+      'diagnostic: service with its relay deleting what it publishes (deletePublished)',
+      `${int(deleting.requestsPerSecond)} req/s (${times(ratio(deleting.requestsPerSecond, perSecond(d)))} direct)`,
+    );
+  if (s && d) {
+    const ms = (cores: number | null, perSecond: number | undefined) => {
+      const us = cpuMicros(cores, perSecond);
+      return us === null ? null : us / 1000;
+    };
+    add(
+      'PostgreSQL CPU per request (ms): service sessions / its relay session / relay off / direct',
+      slash([
+        ms(s.cpu.postgresServer, s.requestsPerSecond),
+        ms(s.cpu.postgresRelay, s.requestsPerSecond),
+        ms(off?.cpu.postgresServer ?? null, off?.requestsPerSecond),
+        ms(d.cpu.postgresServer, d.requestsPerSecond),
+      ]),
+    );
+  }
+  add('ratio service / pgbench (best)', times(ratio(perSecond(s), w.pgbenchBestTps)));
+  add('ratio service / direct', times(ratio(perSecond(s), perSecond(d))));
+}
+
+function drainRows(dr: DrainResult, add: Add): void {
+  add(
+    `backlog: ${int(dr.events)} PENDING, ${dr.payloadBytes} B payloads`,
+    `built in ${fixed(dr.backlogBuildSeconds, 1)} s`,
+  );
+  add('our relay, 1 process', drainValue(dr.relay1));
+  add('our relay, 2 processes', drainValue(dr.relay2));
+  add('our relay, 2 processes, deletePublished', drainValue(dr.relay2Delete));
+  add('limit: pgbench claim-and-mark statement', drainValue(dr.pgbenchLimit));
+  add('limit: pgbench claim-and-delete statement', drainValue(dr.pgbenchDeleteLimit));
+  const redis = dr.redisLimit;
+  add(
+    'limit: redis-benchmark XADD of an entry like ours (pipelined)',
+    redis === undefined
+      ? 'failed'
+      : `${int(redis.requestsPerSecond)} XADDs/s (Redis CPU ${fixed(redis.redisMicrosPerRequest, 1)} µs each)`,
+  );
+  add('naive relay (one event per transaction)', drainValue(dr.naive));
+  add('graphile-worker (handler XADDs)', drainValue(dr.graphile));
+  add('pg-boss (handler XADDs)', drainValue(dr.pgboss));
+  const best = bestRelay(dr);
+  add('ratio ours (best) / pgbench limit', times(ratio(best, rate(dr.pgbenchLimit))));
+  add('ratio ours (best) / Redis XADD limit', times(ratio(best, redis?.requestsPerSecond)));
+  add('ratio ours (best) / graphile-worker', times(ratio(best, rate(dr.graphile))));
+  add('ratio ours (best) / pg-boss', times(ratio(best, rate(dr.pgboss))));
+  add('ratio ours (best) / naive', times(ratio(best, rate(dr.naive))));
+  const deleting = rate(dr.relay2Delete);
+  add('ratio deletePublished / claim-and-delete limit', times(ratio(deleting, rate(dr.pgbenchDeleteLimit))));
+  add('ratio deletePublished / graphile-worker', times(ratio(deleting, rate(dr.graphile))));
+  for (const run of [dr.relay1, dr.relay2, dr.relay2Delete]) {
+    if (run?.phases) {
+      const { claimPct, publishPct, markPct, msPerBatch } = run.phases;
+      add(
+        `${relayLabel(run)} time per batch: claim / publish / mark`,
+        `${[claimPct, publishPct, markPct].map((share) => `${fixed(share, 0)}%`).join(' / ')} of ${fixed(msPerBatch, 1)} ms`,
+      );
+    }
+    if (run?.cpu) {
+      const { relays, postgresBackends, redis, machine } = run.cpu;
+      add(
+        `${relayLabel(run)} CPU (cores): relay / its PG backends / redis / machine`,
+        slash([relays, postgresBackends, redis, machine]),
+      );
+      const us = cpuPerEvent(run);
+      if (us !== undefined)
+        add(
+          `${relayLabel(run)} CPU per event (µs): relay / its PG backends / redis / all three`,
+          slash([us.relay, us.postgres, us.redis, us.total], 0),
+        );
+    }
+  }
+}
+
+function latencyRows(l: LatencyResult, add: Add): void {
+  const modes = {
+    listen: 'ours, own process, LISTEN/NOTIFY',
+    inprocess: "ours, in the writer's process, woken by a call",
+    polling: `ours, own process, polling only (${l.pollIntervalMs} ms)`,
+    graphile: 'graphile-worker',
+  };
+  for (const run of l.runs) {
+    add(
+      `${modes[run.mode]} @ ${run.rate} trades/s (${run.rate * 2} events/s): p50 / p95 / p99 / max`,
+      `${slash([run.p50, run.p95, run.p99, run.max])} ms${offeredOnly(run)}${run.missing > 0 ? ` (${run.missing} missing)` : ''}`,
+    );
+    const stages = run.stages;
+    if (stages === undefined) continue;
+    const stage = ({ p50, p99 }: { p50: number; p99: number }) => `${fixed(p50)} (${fixed(p99)})`;
+    const loop = stages.relayLoopDelay;
+    add(
+      `  where it went @ ${run.rate}/s, p50 (p99): commit to claim returned / publish script / to consumer; relay's event loop late p99 (max)`,
+      `${stage(stages.toClaim)} / ${stage(stages.publish)} / ${stage(stages.toConsumer)} ms` +
+        (loop === undefined ? '' : `; ${fixed(loop.p99, 1)} (${fixed(loop.max, 1)}) ms`),
+    );
+  }
+}
+
+const offeredOnly = (run: LatencyRun) =>
+  run.achievedRate < 0.95 * run.rate ? ` (offered only ${int(run.achievedRate)}/s)` : '';
+
+function keepUpRows(k: KeepUpResult, add: Add): void {
+  for (const step of k.steps) {
+    const cpu = step.cpu;
+    add(
+      `${int(step.rate)} trades/s (writer level) for ${k.seconds} s`,
+      `${step.flat ? 'flat' : 'NOT flat'}${step.reason === 'flat' ? '' : ` (${step.reason})`}; pending max ${int(step.pendingMax)}` +
+        (cpu === null || cpu === undefined
+          ? ''
+          : `; CPU (cores) producer ${fixed(cpu.producer)} / relay ${fixed(cpu.relay)} / ` +
+            `PostgreSQL ${fixed(cpu.postgres)} / redis ${fixed(cpu.redis)} / machine ${fixed(cpu.machine)}`),
+    );
+  }
+  const limited = k.steps.some((step) => step.flat && step.producerLimited);
+  add(
+    'highest offered rate with a flat backlog',
+    `${int(k.highestFlatRate)} trades/s${limited ? ' (the producer/database could offer no more: a lower bound)' : ''}`,
+  );
+}
+
+function costRows(report: BenchReport, add: Add): void {
+  const { drain: dr, outage: o } = report;
+  const mib = (values: (number | null)[], digits = 0) => `${slash(values, digits)} MiB`;
+  if (dr?.relay1?.relayPeakRssMiB !== undefined)
+    add('relay peak RSS during the drain', `${fixed(dr.relay1.relayPeakRssMiB, 0)} MiB`);
+  const servicePeak = report.writePath?.service?.peakRssMiB;
+  if (servicePeak !== undefined)
+    add('service peak RSS under write load (relay in-process)', `${fixed(servicePeak, 0)} MiB`);
+  if (o !== undefined) {
+    const { relayRssMiB: r, serviceRssMiB: s } = o;
+    add(
+      `relay RSS before / during ${o.outageSeconds} s Redis outage / after`,
+      mib([r.before, r.during, r.after]),
+    );
+    add('service RSS before / during / after', mib([s.before, s.during, s.after]));
+    add(
+      'backlog at Redis restart; time to empty it',
+      `${int(o.pendingAtRestart)} events; ${o.recoverySeconds === null ? 'not within the limit' : `${fixed(o.recoverySeconds, 1)} s`}`,
+    );
+    if (o.error) add('outage run', `failed: ${o.error}`);
+  }
+  const status = dr?.statusQueryMs;
+  if (status)
+    add(
+      `OutboxAdmin.status() with ${int(status.pending)} pending`,
+      `${fixed(status.median)} ms median, ${fixed(status.max)} ms max`,
+    );
+  if (dr?.sizes) {
+    const { afterDrain: a, afterRetention: b, retentionSeconds } = dr.sizes;
+    add(
+      `outbox after ${int(a.rows)} published: total / heap / indexes`,
+      mib([a.totalMiB, a.heapMiB, a.indexesMiB], 1),
+    );
+    add(
+      `after retention (${fixed(retentionSeconds, 1)} s) + VACUUM, ${int(b.rows)} rows`,
+      mib([b.totalMiB, b.heapMiB, b.indexesMiB], 1),
+    );
+  }
+}
+
+/** Scenario 6: WAIT 1 against no WAIT in the same run, and the repair of a whole backlog lost. */
+function durabilityRows(d: DurabilityResult, add: Add): void {
+  const { noWait, wait, rounds } = d.drain;
+  add('our relay, 1 process, primary + 1 replica, waitReplicas 0, best round', drainValue(noWait));
+  add('our relay, 1 process, primary + 1 replica, waitReplicas 1, best round', drainValue(wait));
+  add(
     'rounds in order, events/s (waitReplicas)',
-    d.drain.rounds
-      .map(
-        (round) =>
-          `${round.run === undefined ? 'failed' : int(round.run.eventsPerSecond)} (${round.waitReplicas})`,
-      )
+    rounds
+      .map((round) => `${round.run === undefined ? 'failed' : int(rate(round.run))} (${round.waitReplicas})`)
       .join(', '),
   );
-  add(
-    label,
-    'ratio drain WAIT 1 / no WAIT, best rounds',
-    times(ratio(wait?.eventsPerSecond, noWait?.eventsPerSecond)),
-  );
-  const tradeRate = d.latency.noWait?.rate ?? d.latency.wait?.rate;
-  const rate = tradeRate === undefined ? '' : `@ ${tradeRate} trades/s (${tradeRate * 2} events/s)`;
+  add('ratio drain WAIT 1 / no WAIT, best rounds', times(ratio(rate(wait), rate(noWait))));
+  const { noWait: l0, wait: l1 } = d.latency;
+  const tradeRate = l0?.rate ?? l1?.rate;
+  const at = tradeRate === undefined ? '' : `@ ${tradeRate} trades/s (${tradeRate * 2} events/s)`;
   const ack = (run: LatencyRun | undefined) => run?.stages?.toAck;
   const latency = (run: LatencyRun | undefined) =>
     run === undefined
       ? 'failed'
       : `ack ${fixed(ack(run)?.p50)} / ${fixed(ack(run)?.p99)} ms; consumer ${fixed(run.p50)} / ${fixed(run.p99)} ms` +
         `${run.missing > 0 ? ` (${run.missing} missing)` : ''}`;
-  const { noWait: l0, wait: l1 } = d.latency;
+  add(`commit to publish acknowledged, and to consumer ${at}, waitReplicas 0: p50 / p99`, latency(l0));
+  add('the same, waitReplicas 1: p50 / p99', latency(l1));
   add(
-    label,
-    `commit to publish acknowledged, and to consumer ${rate}, waitReplicas 0: p50 / p99`,
-    latency(l0),
-  );
-  add(label, `the same, waitReplicas 1: p50 / p99`, latency(l1));
-  add(
-    label,
     'ratio WAIT 1 / no WAIT, commit to ack: p50; p99',
     `${times(ratio(ack(l1)?.p50, ack(l0)?.p50))}; ${times(ratio(ack(l1)?.p99, ack(l0)?.p99))}`,
   );
   const r = d.repair;
   add(
-    label,
     `repair of ${int(r?.lost ?? d.events)} lost events (primary SIGKILLed, restarted empty): restart to every marker in step`,
     r === undefined
       ? 'failed'
       : `${fixed(r.seconds, 2)} s (${int(r.eventsPerSecond)} events/s); stream holds ${int(r.streamLength)} of ${int(d.events)}`,
   );
   // The repairing relay drained the backlog in the first round: that is the plain rate beside it.
-  const plain = d.drain.rounds[0]?.run;
+  const plain = rounds[0]?.run;
   add(
-    label,
     "the repairing relay's own drain before the wipe; ratio repair / that drain",
-    `${drainValue(plain)}; ${times(ratio(r?.eventsPerSecond, plain?.eventsPerSecond))}`,
+    `${drainValue(plain)}; ${times(ratio(r?.eventsPerSecond, rate(plain)))}`,
   );
-  if (r !== undefined && !r.complete)
-    add(label, 'repair', 'INCOMPLETE: the stream does not hold the backlog');
+  if (r !== undefined && !r.complete) add('repair', 'INCOMPLETE: the stream does not hold the backlog');
 }
 
 /** Scenario 7: consumers against a naive loop and the relay's drain, and trade-to-projection latency. */
-function consumerRows(
-  c: ConsumerResult | undefined,
-  followers: BenchParameter | undefined,
-  add: (s: string, m: string, v: string) => void,
-): void {
-  if (c === undefined) return;
-  const label = `7 consumer ${int(c.events)}`;
+function consumerRows(c: ConsumerResult, followers: BenchParameter | undefined, add: Add): void {
   add(
-    label,
     `backlog: ${int(c.trades)} trades (${int(c.events)} events) by the service's trade statement`,
     `written in ${fixed(c.fillSeconds, 1)} s`,
   );
-  add(label, 'our relay, 1 process, publishing them', drainValue(c.relay));
-  add(label, 'naive XREADGROUP COUNT 500 + XACK, 1 process, no database', drainValue(c.naive));
+  add('our relay, 1 process, publishing them', drainValue(c.relay));
+  add('naive XREADGROUP + XACK, 1 process, no database', drainValue(c.naive));
   const reporting = (run: ConsumerRun | undefined) =>
     run === undefined
       ? 'failed'
@@ -460,40 +394,34 @@ function consumerRows(
         (run.cpu === undefined
           ? ''
           : `; CPU (cores) consumers ${fixed(run.cpu.consumers)} / their PG backends ${fixed(run.cpu.postgresBackends)} / machine ${fixed(run.cpu.machine)}`);
-  add(label, 'reporting consumer (inbox + projection per event), 1 process', reporting(c.reporting1));
-  add(label, 'reporting consumer, 3 processes', reporting(c.reporting3));
-  const rate = (run: DrainRun | undefined) => run?.eventsPerSecond;
+  add('reporting consumer (inbox + projection per event), 1 process', reporting(c.reporting1));
+  add('reporting consumer, 3 processes', reporting(c.reporting3));
+  const [x1, x3] = [rate(c.reporting1), rate(c.reporting3)];
   add(
-    label,
     'ratio reporting x1 / naive; x3 / naive',
-    `${times(ratio(rate(c.reporting1), rate(c.naive)))}; ${times(ratio(rate(c.reporting3), rate(c.naive)))}`,
+    `${times(ratio(x1, rate(c.naive)))}; ${times(ratio(x3, rate(c.naive)))}`,
   );
   add(
-    label,
     "ratio reporting x1 / the relay's drain; x3 / the relay's drain",
-    `${times(ratio(rate(c.reporting1), rate(c.relay)))}; ${times(ratio(rate(c.reporting3), rate(c.relay)))}`,
+    `${times(ratio(x1, rate(c.relay)))}; ${times(ratio(x3, rate(c.relay)))}`,
   );
-  add(label, 'ratio reporting x3 / x1', times(ratio(rate(c.reporting3), rate(c.reporting1))));
+  add('ratio reporting x3 / x1', times(ratio(x3, x1)));
   const l = c.latency;
   const applied = l?.applied;
   add(
-    label,
     `trade to projection${l === undefined ? '' : ` @ ${l.rate} trades/s`}${followers === undefined ? '' : `, ${followers} reporting processes`}: p50 / p95 / p99 / max`,
     applied === undefined
       ? 'failed'
-      : `${fixed(applied.p50)} / ${fixed(applied.p95)} / ${fixed(applied.p99)} / ${fixed(applied.max)} ms` +
-          `${applied.missing > 0 ? ` (${int(applied.missing)} missing)` : ''}` +
-          `${l !== undefined && l.achievedRate < 0.95 * l.rate ? ` (offered only ${int(l.achievedRate)}/s)` : ''}`,
+      : `${slash([applied.p50, applied.p95, applied.p99, applied.max])} ms` +
+          `${applied.missing > 0 ? ` (${int(applied.missing)} missing)` : ''}${l === undefined ? '' : offeredOnly(l)}`,
   );
   add(
-    label,
     '  the same run: commit to publish ack; commit to stream consumer: p50 / p99',
     l === undefined
       ? 'failed'
       : `${fixed(l.stages?.toAck?.p50)} / ${fixed(l.stages?.toAck?.p99)} ms; ${fixed(l.p50)} / ${fixed(l.p99)} ms`,
   );
   add(
-    label,
     'ratio projection / stream consumer: p50; p99',
     `${times(ratio(applied?.p50, l?.p50))}; ${times(ratio(applied?.p99, l?.p99))}`,
   );
