@@ -4,6 +4,7 @@
  * written by hand in bench/FINDINGS.md.
  */
 
+import { basename } from 'node:path';
 import type { ProcessProfile, WindowProfile } from './lib/profile.ts';
 import { ratio } from './lib/stats.ts';
 import type { ConsumerResult, ConsumerRun } from './scenarios/consumer.ts';
@@ -636,13 +637,19 @@ const DEFINITIONS = `1. **Write path** (\`bench/scenarios/writePath.ts\`): the r
    and started again on the same port. Table sizes after the one-relay drain, then after the relay's
    own retention and a plain VACUUM.
 6. **Durability** (\`bench/scenarios/durability.ts\`): a throwaway primary with one replica, a fresh pair
-   per run; one relay drains a backlog with \`waitReplicas\` 0 and 1 in alternating rounds, and the
-   latency is measured as in 3 with both. Then the primary is SIGKILLed and started again empty, and the
+   per run; one relay drains a backlog with and without waiting for the replica (\`waitReplicas\`) in
+   alternating rounds, and the latency is measured as in the latency scenario with both. Then the primary is SIGKILLed and started again empty, and the
    repair is timed from that restart until every stream marker is in step with the outbox again.
 7. **Consumer** (\`bench/scenarios/consumer.ts\`): the trading service's trade statement writes a
    backlog, our relay publishes it, and consumer groups read the same entries: a naive XREADGROUP + XACK
    loop and the reporting service's consumer, one process and several; then trade to projection at a
    paced rate.`;
+
+/** `bench/results/2026-11-27-quick.json` -> `BENCHMARKS-quick.md`: a report is named like its results. */
+export function reportFor(results: string): string {
+  const suffix = /^\d{4}-\d{2}-\d{2}(.*)\.json$/.exec(basename(results))?.[1] ?? '';
+  return `BENCHMARKS${suffix}.md`;
+}
 
 export function renderMarkdown(report: BenchReport, rows: Row[], targets: Target[], source: string): string {
   const m = report.machine;

@@ -34,6 +34,7 @@ import {
   type Machine,
   renderMarkdown,
   renderTable,
+  reportFor,
 } from './report.ts';
 import { CONSUMER_TRADE_RATE, consumerScenario, FOLLOWER_PROCESSES } from './scenarios/consumer.ts';
 import { drainScenario, relayConfig } from './scenarios/drain.ts';
@@ -106,12 +107,6 @@ function parameters(config: BenchConfig): Record<string, BenchParameter> {
   };
 }
 
-/** `bench/results/2026-11-27-quick.json` -> `BENCHMARKS-quick.md`: a report is named like its results. */
-function reportFor(results: string): string {
-  const suffix = /^\d{4}-\d{2}-\d{2}(.*)\.json$/.exec(basename(results))?.[1] ?? '';
-  return `BENCHMARKS${suffix}.md`;
-}
-
 function writeReport(results: string, report: BenchReport): string {
   const file = reportFor(results);
   writeFileSync(repo(file), renderMarkdown(report, buildRows(report), buildTargets(report), results));
@@ -155,7 +150,7 @@ async function main(): Promise<void> {
     },
   });
   if (values.render !== undefined) {
-    // npm runs the workspace's script in bench/: the path is the caller's, from where npm was started.
+    // npm runs scripts at the root: a relative path is the caller's, from where npm was started.
     const path = resolve(process.env.INIT_CWD ?? process.cwd(), values.render);
     const results = `bench/results/${basename(path)}`;
     const report = JSON.parse(readFileSync(path, 'utf8')) as BenchReport;
