@@ -6,27 +6,22 @@
  * Env: PORT, DATABASE_URL, REDIS_URL, DB_POOL_SIZE (default 10, as the service).
  */
 import { newEventId } from '@astra/outbox';
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { createClient } from '@redis/client';
-import Fastify, { LogController } from 'fastify';
-import { Registry } from 'prom-client';
-import { createPool } from '../services/trading/src/database.ts';
-import { ApiKeyVerifier, authorize } from '../services/trading/src/http/auth.ts';
-import { ApiError, registerErrorHandling } from '../services/trading/src/http/errors.ts';
-import { registerHttpMetrics } from '../services/trading/src/metrics.ts';
+import { createPool } from '@astra/trading-service/database';
+import { ApiKeyVerifier, authorize } from '@astra/trading-service/http/auth';
+import { ApiError, registerErrorHandling } from '@astra/trading-service/http/errors';
+import { registerHttpMetrics } from '@astra/trading-service/metrics';
 import {
   POSITION_UPDATED,
   positionUpdatedData,
   TRADE_EXECUTED,
   tradeExecutedData,
-} from '../services/trading/src/trades/events.ts';
-import {
-  ErrorResponse,
-  FIELD_RULES,
-  TradeRequest,
-  TradeResult,
-} from '../services/trading/src/trades/schema.ts';
-import { newTradeId, type TradeRow, tradeQuery } from '../services/trading/src/trades/sql.ts';
+} from '@astra/trading-service/trades/events';
+import { ErrorResponse, FIELD_RULES, TradeRequest, TradeResult } from '@astra/trading-service/trades/schema';
+import { newTradeId, type TradeRow, tradeQuery } from '@astra/trading-service/trades/sql';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { createClient } from '@redis/client';
+import Fastify, { LogController } from 'fastify';
+import { Registry } from 'prom-client';
 import { streamEntryFields } from './lib/streamEntry.ts';
 
 const SOURCE = '/astra/trading-service';

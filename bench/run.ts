@@ -1,17 +1,21 @@
 /**
  * `npm run bench` (full) or `npm run bench -- --quick` (small sizes, a few minutes). Runs the
- * scenarios of issue 6 in one go, prints a table, writes bench/results/<date>.json and BENCHMARKS.md.
- * `--only write,drain,latency,keepup,outage,durability,consumer` runs a subset (and leaves BENCHMARKS.md alone);
- * `--render bench/results/<file>.json` rewrites BENCHMARKS.md from earlier results.
+ * scenarios in one go, prints a table, writes bench/results/<date><suffix>.json and its report
+ * BENCHMARKS<suffix>.md: no suffix for a full run of every scenario, `-quick` for --quick, `-partial`
+ * for `--only write,drain,latency,keepup,outage,durability,consumer`, so only a full run writes
+ * BENCHMARKS.md. `--render bench/results/<file>.json` writes that file's report again.
  */
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
+import { basename, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { TimeoutError } from '@astra/test-support';
-import { benchConfig } from './lib/config.ts';
+import { BACKLOG_AGGREGATES } from './lib/backlog.ts';
+import { type BenchConfig, benchConfig } from './lib/config.ts';
 import {
   cleanup,
   dropStaleDatabases,
@@ -21,21 +25,24 @@ import {
   withAdmin,
   withTimeout,
 } from './lib/infra.ts';
+import { ACCOUNTS } from './lib/service.ts';
 import {
+  type BenchParameter,
   type BenchReport,
   buildRows,
   buildTargets,
   type Machine,
   renderMarkdown,
   renderTable,
+  reportFor,
 } from './report.ts';
-import { consumerScenario } from './scenarios/consumer.ts';
-import { drainScenario } from './scenarios/drain.ts';
-import { durabilityScenario } from './scenarios/durability.ts';
+import { CONSUMER_TRADE_RATE, consumerScenario, FOLLOWER_PROCESSES } from './scenarios/consumer.ts';
+import { drainScenario, relayConfig } from './scenarios/drain.ts';
+import { DURABILITY_TRADE_RATE, durabilityScenario } from './scenarios/durability.ts';
 import { keepUpScenario } from './scenarios/keepUp.ts';
 import { latencyScenario } from './scenarios/latency.ts';
 import { outageScenario } from './scenarios/outage.ts';
-import { writePathScenario } from './scenarios/writePath.ts';
+import { CONNECTIONS, WRK_THREADS, writePathScenario } from './scenarios/writePath.ts';
 
 const SCENARIOS = ['write', 'drain', 'latency', 'keepup', 'outage', 'durability', 'consumer'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
@@ -72,6 +79,38 @@ function checkTools(): { missing: string[]; versions: Record<string, string> } {
     else versions[tool] = found;
   }
   return { missing, versions };
+}
+
+/** The package version the bench's own dependencies resolve to. */
+function installed(name: string): string {
+  const require = createRequire(import.meta.url);
+  return (require(`${name}/package.json`) as { version: string }).version;
+}
+
+/** The run's sizes and settings, recorded in its results so the report states them from there. */
+function parameters(config: BenchConfig): Record<string, BenchParameter> {
+  const { log: _log, quick: _quick, ...sizes } = config;
+  const relay = relayConfig('', '', false);
+  return {
+    ...sizes,
+    writeAccounts: ACCOUNTS,
+    wrkConnections: CONNECTIONS,
+    wrkThreads: WRK_THREADS,
+    drainAggregates: BACKLOG_AGGREGATES,
+    drainRelayBatchSize: relay.batchSize,
+    drainRelayRebalanceIntervalMs: relay.rebalanceIntervalMs,
+    durabilityTradeRate: DURABILITY_TRADE_RATE,
+    consumerTradeRate: CONSUMER_TRADE_RATE,
+    consumerFollowerProcesses: FOLLOWER_PROCESSES,
+    graphileWorker: installed('graphile-worker'),
+    pgBoss: installed('pg-boss'),
+  };
+}
+
+function writeReport(results: string, report: BenchReport): string {
+  const file = reportFor(results);
+  writeFileSync(repo(file), renderMarkdown(report, buildRows(report), buildTargets(report), results));
+  return file;
 }
 
 async function machineFacts(versions: Record<string, string>): Promise<Machine> {
@@ -111,10 +150,11 @@ async function main(): Promise<void> {
     },
   });
   if (values.render !== undefined) {
-    // Rewrites BENCHMARKS.md from a results file, without measuring (after editing report.ts).
-    const report = JSON.parse(readFileSync(values.render, 'utf8')) as BenchReport;
-    writeFileSync(repo('BENCHMARKS.md'), renderMarkdown(report, buildRows(report), buildTargets(report)));
-    process.stdout.write(`wrote BENCHMARKS.md from ${values.render}\n`);
+    // npm runs scripts at the root: a relative path is the caller's, from where npm was started.
+    const path = resolve(process.env.INIT_CWD ?? process.cwd(), values.render);
+    const results = `bench/results/${basename(path)}`;
+    const report = JSON.parse(readFileSync(path, 'utf8')) as BenchReport;
+    process.stdout.write(`wrote ${writeReport(results, report)} from ${results}\n`);
     return;
   }
   const quick = values.quick;
@@ -159,6 +199,7 @@ async function main(): Promise<void> {
     command,
     durationSeconds: 0,
     machine,
+    parameters: parameters(config),
     errors: [...tools.missing],
   };
   const needs: Record<ScenarioName, string[]> = {
@@ -259,11 +300,7 @@ async function main(): Promise<void> {
   const day = report.date.slice(0, 10);
   const file = `bench/results/${day}${quick ? '-quick' : ''}${values.only ? '-partial' : ''}.json`;
   writeFileSync(repo(file), `${JSON.stringify({ ...report, table: rows, targets }, null, 2)}\n`);
-  log(`\nwrote ${file}`);
-  if (values.only === undefined) {
-    writeFileSync(repo('BENCHMARKS.md'), renderMarkdown(report, rows, targets));
-    log('wrote BENCHMARKS.md');
-  }
+  log(`\nwrote ${file} and ${writeReport(file, report)}`);
   log(`done in ${(report.durationSeconds / 60).toFixed(1)} minutes`);
 }
 

@@ -4,7 +4,7 @@
  * versions rising per aggregate). Built once in a template database; every drain scenario gets its
  * own copy (CREATE DATABASE ... TEMPLATE), so each starts from the same table.
  */
-import { prepareDatabase } from '../../services/trading/src/bootstrap.ts';
+import { prepareDatabase } from '@astra/trading-service/bootstrap';
 import { createDatabase, databaseUrl, withClient } from './infra.ts';
 import { UUID_V7_SQL } from './pgbench.ts';
 import { SYMBOLS as ALL_SYMBOLS } from './wrk.ts';

@@ -6,13 +6,13 @@
 import { Worker } from 'node:worker_threads';
 import { createOutboxWriter, createRelayWaker, type LocalRelay } from '@astra/outbox';
 import { sleep } from '@astra/test-support';
-import pg from 'pg';
 import {
   newTradeId,
   type TradeParams,
   tradeQuery,
   tradeWithEventsQuery,
-} from '../../services/trading/src/trades/sql.ts';
+} from '@astra/trading-service/trades/sql';
+import pg from 'pg';
 import { now } from './infra.ts';
 import { eventLatencies } from './stats.ts';
 import { epochNow } from './trace.ts';

@@ -3,7 +3,7 @@
  * service migrates it, and consumer processes (bench/workers/drainer.ts, mode 'reporting') sharing one
  * group, as several `npm run reporting` processes do.
  */
-import { migrate } from '../../services/reporting/src/database.ts';
+import { migrate } from '@astra/reporting-service/database';
 import type { Follower } from '../scenarios/latency.ts';
 import { Drainer } from './drainer.ts';
 import { createDatabase, databaseUrl, dropDatabase, withClient } from './infra.ts';

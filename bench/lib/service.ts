@@ -3,13 +3,13 @@
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { freePort, type ManagedProcess, waitFor } from '@astra/test-support';
-import { prepareDatabase } from '../../services/trading/src/bootstrap.ts';
+import { prepareDatabase } from '@astra/trading-service/bootstrap';
 import { databaseUrl, randomToken, spawnNode, withClient } from './infra.ts';
 
-const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
-export const SERVICE_MAIN = root('services/trading/src/main.ts');
-export const RELAY_MAIN = root('services/trading/src/relay-main.ts');
-export const DIRECT_SERVER = root('bench/direct-publish-server.ts');
+// The service's entry points through its package exports, so the bench runs what `npm start` runs.
+export const SERVICE_MAIN = fileURLToPath(import.meta.resolve('@astra/trading-service/main'));
+export const RELAY_MAIN = fileURLToPath(import.meta.resolve('@astra/trading-service/relay-main'));
+export const DIRECT_SERVER = fileURLToPath(new URL('../direct-publish-server.ts', import.meta.url));
 
 export const ACCOUNTS = 1000;
 
@@ -56,7 +56,7 @@ async function waitHealthy(child: ManagedProcess, url: string): Promise<void> {
 /** How the service runs its relay: in-process (marking or deleting what it publishes), or not at all. */
 export type ServiceRelay = 'mark' | 'delete' | 'off';
 
-/** `node --import tsx services/trading/src/main.ts`, with the relay in-process unless told otherwise. */
+/** The service's `main` (as `npm start` runs it), with the relay in-process unless told otherwise. */
 export async function startService(
   database: string,
   redisUrl: string,
@@ -82,7 +82,7 @@ export async function startService(
   return { child, url };
 }
 
-/** `node --import tsx services/trading/src/relay-main.ts`: the standalone relay. */
+/** The service's `relay-main`: the standalone relay (`npm run relay`). */
 export async function startRelayProcess(database: string, redisUrl: string): Promise<RunningServer> {
   const port = await freePort();
   const child = spawnNode('relay', RELAY_MAIN, [], {

@@ -16,7 +16,7 @@
  * emits after its transaction committed; both stamps on the epoch clock (`epochNow`) of their own
  * processes. In the same run: commit to the publish script's answer, and to a blocked XREAD.
  */
-import { TRADE_EXECUTED } from '../../services/reporting/src/projection.ts';
+import { TRADE_EXECUTED } from '@astra/reporting-service/projection';
 import type { BenchConfig } from '../lib/config.ts';
 import { Drainer } from '../lib/drainer.ts';
 import {

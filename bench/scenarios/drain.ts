@@ -178,7 +178,7 @@ export function relayConfig(
   redisUrl: string,
   deletePublished: boolean,
   waitReplicas = 0,
-): DrainerConfig {
+): Extract<DrainerConfig, { mode: 'relay' }> {
   return {
     mode: 'relay',
     databaseUrl,

@@ -5,7 +5,7 @@
  */
 import { createOutboxWriter } from '@astra/outbox';
 import { sleep } from '@astra/test-support';
-import { type TradeParams, tradeQuery, tradeWithEventsQuery } from '../../services/trading/src/trades/sql.ts';
+import { type TradeParams, tradeQuery, tradeWithEventsQuery } from '@astra/trading-service/trades/sql';
 import type { BenchConfig } from '../lib/config.ts';
 import {
   backendPids,
@@ -29,8 +29,8 @@ import {
 } from '../lib/service.ts';
 import { runWrk, SYMBOLS, type WrkRun } from '../lib/wrk.ts';
 
-const CONNECTIONS = 32;
-const WRK_THREADS = 2;
+export const CONNECTIONS = 32;
+export const WRK_THREADS = 2;
 
 export interface HttpRun extends WrkRun {
   peakRssMiB: number | null;

@@ -22,13 +22,13 @@ import {
   RedisStreamsPublisher,
 } from '@astra/outbox';
 import { registerConsumerMetrics } from '@astra/outbox/consumer/prometheus';
+import { createReportingConsumer } from '@astra/reporting-service/consumer';
+import { createPool } from '@astra/reporting-service/database';
 import { createClient } from '@redis/client';
 import { Logger, run } from 'graphile-worker';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
 import { Registry } from 'prom-client';
-import { createReportingConsumer } from '../../services/reporting/src/consumer.ts';
-import { createPool } from '../../services/reporting/src/database.ts';
 import { benchRelay, type RelayTrace, tracedBenchRelay } from '../lib/relay.ts';
 import { epochNow } from '../lib/trace.ts';
 
