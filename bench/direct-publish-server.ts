@@ -6,9 +6,9 @@
  * Env: PORT, DATABASE_URL, REDIS_URL, DB_POOL_SIZE (default 10, as the service).
  */
 import { newEventId } from '@astra/outbox';
+import { ApiError, registerErrorHandling } from '@astra/service-support';
 import { createPool } from '@astra/trading-service/database';
 import { ApiKeyVerifier, authorize } from '@astra/trading-service/http/auth';
-import { ApiError, registerErrorHandling } from '@astra/trading-service/http/errors';
 import { registerHttpMetrics } from '@astra/trading-service/metrics';
 import {
   POSITION_UPDATED,

@@ -5,15 +5,13 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import {
-  freePort,
   liveProcesses,
   type ManagedProcess,
   spawnManaged,
+  startRedisServer,
   TimeoutError,
   waitFor,
 } from '@astra/test-support';
@@ -205,78 +203,33 @@ export interface ThrowawayRedis {
 }
 
 /**
- * Each start gets an empty directory of its own, removed when the server exits: a replica writes the
- * RDB it receives there, and a server started in a directory holding one loads it, so a shared
- * directory would hand one run's entries to the next and a restart would not come back empty.
- */
-function startRedisServer(port: number, extra: string[]): ManagedProcess {
-  const dir = mkdtempSync(join(tmpdir(), `bench-redis-${port}-`));
-  const child = spawnChild(`redis-${port}`, 'redis-server', [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-    '--protected-mode',
-    'yes',
-    '--loglevel',
-    'warning',
-    '--dir',
-    dir,
-    ...extra,
-  ]);
-  void child.exited.then(() => rmSync(dir, { recursive: true, force: true }));
-  return child;
-}
-
-/**
  * A redis-server of our own on a free loopback port, never the shared one; with `replicaOf`, a
  * replica of that (throwaway) server's port.
  */
 export async function startRedis(options: { replicaOf?: number } = {}): Promise<ThrowawayRedis> {
-  const port = await freePort();
-  const url = `redis://127.0.0.1:${port}`;
-  const extra =
+  const replica =
     options.replicaOf === undefined ? [] : ['--replicaof', '127.0.0.1', String(options.replicaOf)];
-  let child = startRedisServer(port, extra);
-  const client = createClient({ url, socket: { reconnectStrategy: 200 } });
+  const server = await startRedisServer({
+    args: ['--loglevel', 'warning', ...replica],
+    readyTimeoutMs: 10_000,
+  });
+  const client = createClient({ url: server.url, socket: { reconnectStrategy: 200 } });
   client.on('error', () => {});
-  await waitFor(`redis-server on ${port}`, async () => child.running && (await pingOnce(url)), 10_000);
   await client.connect();
-  const redis: ThrowawayRedis = {
-    port,
-    url,
+  return {
+    port: server.port,
+    url: server.url,
     get child() {
-      return child;
+      return server.process;
     },
     client,
-    async kill() {
-      await child.kill();
-    },
-    async restart() {
-      child = startRedisServer(port, extra);
-      await waitFor(`redis-server on ${port}`, async () => child.running && (await pingOnce(url)), 10_000);
-    },
+    kill: () => server.kill(),
+    restart: () => server.restart(),
     async close() {
       client.destroy();
-      await child.kill('SIGTERM', 2000);
+      await server.kill('SIGTERM');
     },
   };
-  return redis;
-}
-
-async function pingOnce(url: string): Promise<boolean> {
-  const probe = createClient({ url, socket: { reconnectStrategy: false, connectTimeout: 500 } });
-  probe.on('error', () => {});
-  try {
-    await probe.connect();
-    return (await probe.ping()) === 'PONG';
-  } finally {
-    probe.destroy();
-  }
 }
 
 export async function withRedis<T>(work: (redis: ThrowawayRedis) => Promise<T>): Promise<T> {

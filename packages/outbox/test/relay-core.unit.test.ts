@@ -91,7 +91,7 @@ describe('relay loop (in-memory outbox, broker and clock)', () => {
     const { clock, db, publisher, start, stopAll } = world();
     db.write(1, 25);
     const markHeld = db.hold('mark');
-    const started = await start();
+    await start();
 
     // Batch 1 went out; its mark is running (held) while batch 2 is already with the broker.
     assert.equal(markHeld.entered, true);
@@ -115,7 +115,7 @@ describe('relay loop (in-memory outbox, broker and clock)', () => {
 
   test('a wake-up during a round claims again at once; without one the relay sleeps until the poll', async () => {
     const { clock, db, publisher, start, stopAll } = world();
-    const started = await start();
+    await start();
     assert.deepEqual(clock.waits, [POLL_MS]);
 
     // A commit arrives while the relay publishes another: claimed right after, no wait.
