@@ -101,7 +101,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     // Our own publishes have all returned, so nothing of ours is in flight: forget our ids now
     // rather than leave them to the journal's window.
     const confirm = this.core.dueConfirmations(this.clock.now(), true);
-    if (confirm !== undefined) this.execute(confirm);
+    if (confirm !== undefined) this.confirm(confirm.events);
     await this.confirming;
     await this.closeSession();
     this.emit('running', { running: false });
@@ -157,7 +157,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
         core.retained(await this.open().retain(), clock.now());
         return;
       case 'confirm':
-        this.confirming = this.confirming.then(() => publisher.confirm(command.events)).catch(() => {});
+        this.confirm(command.events);
         return;
       case 'ping':
         core.pinged(await publisher.ping());
@@ -194,6 +194,12 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
       case 'stop':
         return;
     }
+  }
+
+  /** Not awaited: chained so that at most one confirmation call is in flight. */
+  private confirm(events: readonly { eventId: string; stream: string }[]): void {
+    const { publisher } = this.options;
+    this.confirming = this.confirming.then(() => publisher.confirm(events)).catch(() => {});
   }
 
   private async mark(batch: MarkBatch): Promise<void> {
