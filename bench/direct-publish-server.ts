@@ -6,6 +6,7 @@
  * Env: PORT, DATABASE_URL, REDIS_URL, DB_POOL_SIZE (default 10, as the service).
  */
 import { newEventId } from '@astra/outbox';
+import { entryFieldValues } from '@astra/outbox/consumer';
 import { ApiError, registerErrorHandling } from '@astra/service-support';
 import { createPool } from '@astra/trading-service/database';
 import { ApiKeyVerifier, authorize } from '@astra/trading-service/http/auth';
@@ -22,16 +23,15 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { createClient } from '@redis/client';
 import Fastify, { LogController } from 'fastify';
 import { Registry } from 'prom-client';
-import { streamEntryFields } from './lib/streamEntry.ts';
 
 const SOURCE = '/astra/trading-service';
 
 function cloudEventFields(type: string, subject: string, time: string, data: unknown): string[] {
-  return streamEntryFields({
-    id: newEventId(),
+  return entryFieldValues({
+    eventId: newEventId(),
     type,
     source: SOURCE,
-    subject,
+    aggregateId: subject,
     time,
     data: JSON.stringify(data),
   });

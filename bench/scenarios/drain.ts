@@ -8,6 +8,7 @@
  */
 
 import { OutboxAdmin, OutboxRelay, PARTITION_COUNT, RedisStreamsPublisher } from '@astra/outbox';
+import { type EntryEvent, entryFieldValues } from '@astra/outbox/consumer';
 import { sleep } from '@astra/test-support';
 import { Logger, runMigrations } from 'graphile-worker';
 import PgBoss from 'pg-boss';
@@ -31,7 +32,6 @@ import { runPgbench } from '../lib/pgbench.ts';
 import { PROFILED_NODE_ARGS, profileWindow, type WindowProfile } from '../lib/profile.ts';
 import { type RedisBenchmarkRun, runRedisBenchmark } from '../lib/redisBenchmark.ts';
 import { summarize } from '../lib/stats.ts';
-import { type EntryAttributes, streamEntryFields } from '../lib/streamEntry.ts';
 import type { DrainerConfig, Phases } from '../workers/drainer.ts';
 
 export interface DrainRun {
@@ -389,14 +389,14 @@ WHERE id IN (${claim});`
  */
 async function redisLimit(backlog: Backlog): Promise<RedisBenchmarkRun> {
   const fields = await withClient(databaseUrl(backlog.template), async (client) => {
-    const { rows } = await client.query<EntryAttributes>(
-      `SELECT event_id::text AS id, event_type AS type, source, aggregate_id AS subject,
+    const { rows } = await client.query<EntryEvent>(
+      `SELECT event_id::text AS "eventId", event_type AS type, source, aggregate_id AS "aggregateId",
               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS time,
               payload::text AS data
        FROM event_outbox ORDER BY id LIMIT 1`,
     );
     if (rows[0] === undefined) throw new Error('the backlog is empty');
-    return streamEntryFields(rows[0]);
+    return entryFieldValues(rows[0]);
   });
   return withRedis((redis) =>
     runRedisBenchmark(

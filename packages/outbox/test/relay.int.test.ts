@@ -4,6 +4,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { type RedisServer, startRedisServer, waitFor } from '@astra/test-support';
 import type pg from 'pg';
 import { OutboxAdmin } from '../src/admin.ts';
+import { entryFieldValues } from '../src/redis/entry.ts';
 import { RedisStreamsPublisher } from '../src/redis/publisher.ts';
 import { OutboxRelay, type RelayOptions } from '../src/relay.ts';
 import { createOutboxWriter, type NewEvent } from '../src/writer.ts';
@@ -147,6 +148,19 @@ describe('outbox relay', () => {
     });
     assert.equal(entries[0]?.fields.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
     assert.equal(entries[1]?.fields.traceparent, undefined);
+    // The exported field list is what the script wrote, pair for pair and in order.
+    entries.forEach((entry, index) => {
+      const expected = entryFieldValues({
+        eventId: entry.fields.id ?? '',
+        type: 'test.basic.v1',
+        source: '/test',
+        aggregateId: 'a-1',
+        time: entry.fields.time ?? '',
+        data: entry.fields.data ?? '',
+        traceparent: entry.fields.traceparent ?? null,
+      });
+      assert.deepEqual(Object.entries(entry.fields).flat(), expected, `entry ${index}`);
+    });
     // A relay that stopped cleanly has confirmed its marks: the dedupe journal forgot its ids.
     assert.equal(await redis.cli(['KEYS', '*outbox-journal*']), '');
   });

@@ -1,7 +1,7 @@
 export type { CloudEvent } from '../cloudevents.ts';
 export { driverCode, OutboxError, type OutboxErrorCode } from '../errors.ts';
 export { type RedisTarget, resolveRedisTarget } from '../redis/connection.ts';
-export { decodeEntry, ENTRY_FIELDS } from '../redis/entry.ts';
+export { decodeEntry, ENTRY_FIELDS, type EntryEvent, entryFieldValues } from '../redis/entry.ts';
 export {
   type ConsumerEvents,
   type ConsumerOptions,

@@ -58,12 +58,19 @@ export const FIXED_FIELD_BYTES = ENTRY_FIELDS.reduce(
   0,
 );
 
+/** What of an event its stream entry carries. */
+export type EntryEvent = Pick<
+  PublishableEvent,
+  'eventId' | 'type' | 'source' | 'aggregateId' | 'time' | 'data'
+> &
+  Partial<Pick<PublishableEvent, 'traceparent' | 'tracestate'>>;
+
 /**
  * The event's entry arguments, in ENTRY_ARG_FIELDS order ('' for an absent optional field). Written
  * out rather than mapped over the definition: this runs per event on the relay's hot path; the unit
  * tier checks it against ENTRY_ARG_FIELDS.
  */
-export function encodeEntryArgs(event: PublishableEvent): string[] {
+export function encodeEntryArgs(event: EntryEvent): string[] {
   return [
     event.eventId,
     event.type,
@@ -74,6 +81,22 @@ export function encodeEntryArgs(event: PublishableEvent): string[] {
     event.traceparent ?? '',
     event.tracestate ?? '',
   ];
+}
+
+/**
+ * The entry's field-value pairs exactly as the publish script writes them, for a producer of entries
+ * the consumer kit reads (and the benchmark's direct XADDs).
+ */
+export function entryFieldValues(event: EntryEvent): string[] {
+  const args = encodeEntryArgs(event);
+  const pairs: string[] = [];
+  let offset = 0;
+  for (const field of ENTRY_FIELDS as readonly EntryField[]) {
+    const value = field.constant ?? args[offset++] ?? '';
+    if (field.optional && value === '') continue;
+    pairs.push(field.name, value);
+  }
+  return pairs;
 }
 
 /**
