@@ -366,7 +366,7 @@ describe('relay loop (in-memory outbox, broker and clock)', () => {
         for (const r of running) await r.stop();
         assertDelivered(db, publisher);
       }),
-      { numRuns: 60, seed: 20261203 },
+      { numRuns: 300, seed: 20261203 },
     );
   });
 });
