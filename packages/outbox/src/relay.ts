@@ -129,7 +129,7 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
     }
   }
 
-  private async execute(command: RelayCommand): Promise<void> {
+  private async execute(command: Exclude<RelayCommand, { kind: 'stop' }>): Promise<void> {
     const { core, clock } = this;
     const { publisher } = this.options;
     switch (command.kind) {
@@ -190,8 +190,6 @@ export class OutboxRelay extends EventEmitter<RelayEvents> {
         return this.mark(command.batch);
       case 'reject':
         core.rejected(command.rejections, await this.open().reject(command.rejections));
-        return;
-      case 'stop':
         return;
     }
   }

@@ -143,6 +143,23 @@ describe('relay loop (in-memory outbox, broker and clock)', () => {
     await stopAll();
   });
 
+  test('a relay stopped during its rebalance and started again takes its partitions and publishes at once', async () => {
+    const { db, publisher, start, stopAll } = world();
+    const rebalancing = db.hold('rebalance');
+    const restarted = await start();
+    const stopping = restarted.stop();
+    rebalancing.release();
+    await stopping;
+    assert.deepEqual(restarted.partitions, []);
+    db.write(1, 3);
+    restarted.start();
+    await settle();
+    assert.equal(restarted.partitions.length, PARTITION_COUNT);
+    assert.equal(publisher.entries.length, 3);
+    assertDelivered(db, publisher);
+    await stopAll();
+  });
+
   test('the idle wait ends at the next rebalance when that comes before the poll', async () => {
     const { clock, start, stopAll } = world();
     await start({ pollIntervalMs: 5000 });

@@ -261,9 +261,11 @@ export class RelayCore {
     };
   }
 
+  /** A new session starts a round of its own, with its rebalance due at once. */
   connected(): void {
     this.connectedNow = true;
     this.nextRebalance = 0;
+    this.round++;
   }
 
   /** The command failed (the database, or the broker's fence): drop the session and back off. */
@@ -275,12 +277,14 @@ export class RelayCore {
     this.roundEnded = false;
     this.round++;
     this.sessionClosed();
-    this.followUps = [{ kind: 'disconnect' }];
-    this.followUps.push({
-      kind: 'sleep',
-      ms: backoffDelay(this.options.outageBackoff, this.databaseFailures++, this.random),
-      byNotify: false,
-    });
+    this.followUps = [
+      { kind: 'disconnect' },
+      {
+        kind: 'sleep',
+        ms: backoffDelay(this.options.outageBackoff, this.databaseFailures++, this.random),
+        byNotify: false,
+      },
+    ];
   }
 
   /** The session is gone, and the partitions with it: whoever takes them next starts from the durable records. */
