@@ -82,8 +82,9 @@ describe('PostgreSQL failures reach callers as OutboxErrors with pg error as cau
 
   test('OutboxAdmin.status(), failed() and replay() on a missing table: OUTBOX_DATABASE_ERROR, 42P01', async () => {
     const admin = new OutboxAdmin(db.pool, { table: 'no_such_outbox' });
-    for (const call of [admin.status(), admin.failed(), admin.replay('all')]) {
-      const error = await rejection(call);
+    // One call at a time: a call rejecting while an earlier one is awaited would be unhandled.
+    for (const call of [() => admin.status(), () => admin.failed(), () => admin.replay('all')]) {
+      const error = await rejection(call());
       outboxError(error, 'OUTBOX_DATABASE_ERROR');
       assert.equal(driverCode(error), '42P01');
     }
